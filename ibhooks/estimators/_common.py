@@ -1,0 +1,105 @@
+"""Small tensor utilities shared by the estimators: input checks, units, discrete entropies."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+LN2 = math.log(2.0)
+
+
+def nats_to_bits(x: float) -> float:
+    return float(x) / LN2
+
+
+def check_samples(t: torch.Tensor, *, name: str = "t", min_rows: int = 2) -> torch.Tensor:
+    """Validate a sample matrix and return it as a 2-D float tensor (n, d) on its own device.
+
+    1-D input is taken as (n, 1). Raises ``ValueError`` naming the problem and the fix.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (n, d), got {type(t).__name__}")
+    if t.dim() == 1:
+        t = t.unsqueeze(1)
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (n, d); got {tuple(t.shape)}. Flatten or reduce it first.")
+    if t.shape[0] < min_rows:
+        raise ValueError(
+            f"{name} has {t.shape[0]} samples but this estimator needs at least {min_rows}; "
+            "use more probe samples (or smaller k)."
+        )
+    if not t.is_floating_point():
+        t = t.float()
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(
+            f"{name} contains {bad} NaN/Inf values; estimators need finite activations "
+            "(check for a diverged layer, or filter those samples out)."
+        )
+    return t
+
+
+def check_labels(y: torch.Tensor, n: int, *, name: str = "y") -> torch.Tensor:
+    """Validate class labels and return them as int64 codes 0..K-1 (shape (n,), same device)."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer class labels, got {type(y).__name__}")
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dim() != 1:
+        raise ValueError(
+            f"{name} must be a 1-D tensor of integer class labels of length {n}; got shape {tuple(y.shape)}. "
+            "For one-hot labels pass y.argmax(1)."
+        )
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} labels but T has {n} rows; they must be paired row by row.")
+    if y.is_floating_point() or y.is_complex():
+        raise ValueError(
+            f"{name} has dtype {y.dtype}; I(T;Y) here needs integer class labels (torch.long). "
+            "For continuous targets use mutual_information(..., estimator='ksg')."
+        )
+    return torch.unique(y, return_inverse=True)[1]
+
+
+def entropy_from_counts(counts: torch.Tensor) -> float:
+    """Plug-in Shannon entropy in bits of a histogram of counts (float64 accumulation)."""
+    c = counts[counts > 0].to(torch.float64)
+    p = c / c.sum()
+    return float(-(p * torch.log2(p)).sum())
+
+
+def discrete_entropy(codes: torch.Tensor) -> float:
+    """Plug-in entropy in bits of integer codes (n,)."""
+    return entropy_from_counts(torch.bincount(codes))
+
+
+def row_codes(idx: torch.Tensor, radix: Optional[int] = None) -> Tuple[torch.Tensor, int]:
+    """Map each row of an integer matrix (n, d) to a code 0..U-1 identifying its distinct value.
+
+    Rows are packed into one int64 per row (mixed radix) when ``radix**d`` fits, so the distinct
+    rows come from a 1-D ``torch.unique`` on the device; otherwise ``torch.unique(dim=0)``.
+    Returns ``(codes, number_of_distinct_rows)``.
+    """
+    n, d = idx.shape
+    if radix is None:
+        radix = int(idx.max()) + 1 if idx.numel() else 1
+    radix = max(int(radix), 1)
+    if d == 0:
+        return torch.zeros(n, dtype=torch.long, device=idx.device), 1
+    if d * math.log2(max(radix, 2)) < 62:
+        weights = radix ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.int64)
+        packed = (idx.to(torch.int64) * weights).sum(dim=1)
+        uniq, codes = torch.unique(packed, return_inverse=True)
+    else:
+        uniq, codes = torch.unique(idx, dim=0, return_inverse=True)
+    return codes, int(uniq.shape[0])
+
+
+def discrete_mi(codes_a: torch.Tensor, codes_b: torch.Tensor) -> Tuple[float, float, float]:
+    """I(A;B) = H(A) + H(B) - H(A,B) in bits for paired integer codes. Returns (I, H(A), H(B))."""
+    h_a = discrete_entropy(codes_a)
+    h_b = discrete_entropy(codes_b)
+    kb = int(codes_b.max()) + 1
+    h_ab = discrete_entropy(codes_a.to(torch.int64) * kb + codes_b.to(torch.int64))
+    mi = max(h_a + h_b - h_ab, 0.0)  # exact up to float rounding (~1e-12)
+    return mi, h_a, h_b

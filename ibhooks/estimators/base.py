@@ -1,0 +1,55 @@
+"""The estimator extension point.
+
+An estimator is a class with a registry ``name`` that turns tensors into :class:`~ibhooks.Estimate`s.
+It never sees modules or hooks. Implement :meth:`Estimator.layer_information` (X uniform over the
+rows of ``t``, so I(X;T) is a property of ``t`` alone) and, where it makes sense,
+:meth:`Estimator.mutual_information` for a general pair. Then add one line to ``registry.py``.
+"""
+from __future__ import annotations
+
+from abc import ABC
+from typing import Any, ClassVar, Dict, Optional, Tuple
+
+import torch
+
+from ..estimate import Estimate
+
+LayerInformation = Tuple[Estimate, Optional[Estimate]]
+
+
+class Estimator(ABC):
+    """Base class. Subclasses set ``name`` and override one or both estimation methods.
+
+    Estimators may keep per-layer state (a running bin range, a warm-started critic); the ``layer``
+    argument names the layer so that state stays separate, and :meth:`state_dict` /
+    :meth:`load_state_dict` carry it through checkpoints (tensors and plain Python values only).
+    """
+
+    name: ClassVar[str] = ""
+
+    def layer_information(
+        self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
+    ) -> LayerInformation:
+        """Estimate ``(I(X;T), I(T;Y))`` for a layer output ``t`` of shape (n, d), X uniform over rows.
+
+        ``y`` holds integer class labels of shape (n,). Returns ``I(T;Y)`` as ``None`` without labels.
+        """
+        raise NotImplementedError(f"estimator {self.name!r} does not estimate layer information")
+
+    def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
+        """Estimate I(A;B) from paired samples (rows). ``discrete_b`` marks B as class labels."""
+        raise NotImplementedError(f"estimator {self.name!r} does not estimate I(A;B) for a general pair")
+
+    def params(self) -> Dict[str, Any]:
+        """The settings that define this estimator, for the record."""
+        return {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        del state
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
