@@ -1,0 +1,28 @@
+"""ibhooks: information-plane diagnostics for any PyTorch training.
+
+``import ibhooks`` needs only torch and numpy; TensorBoard, W&B, Lightning and matplotlib are
+imported only when their adapters are used.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .estimate import Estimate, LayerResult, Record
+from .layers import Chain
+from .monitor import IBMonitor
+from .runlog import Run, load_run
+from .schedule import every_n, log_spaced
+
+__all__ = [
+    "IBMonitor", "Estimate", "LayerResult", "Record", "Chain", "Run", "load_run",
+    "every_n", "log_spaced", "mutual_information", "layer_information",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:  # functional API, resolved lazily (PEP 562)
+    if name in ("mutual_information", "layer_information"):
+        from . import functional
+
+        return getattr(functional, name)
+    raise AttributeError(f"module 'ibhooks' has no attribute {name!r}")
