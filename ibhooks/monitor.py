@@ -462,7 +462,7 @@ class IBMonitor:
         except Exception as exc:  # noqa: BLE001 - recorded, warned once, training goes on
             msg = f"{type(exc).__name__}: {exc}"
             record.errors.append({"layer": layer, "estimator": key, "error": msg})
-            self._warn_once(("estimator", key, layer, type(exc).__name__),
+            self._warn_once(("estimator", key, type(exc).__name__),
                             f"estimator {key!r} failed on layer {layer!r} at step {record.step}: {msg} "
                             "(recorded in the run log; training continues)")
             return LayerResult(error=msg)
