@@ -262,29 +262,33 @@ def _is_binning(e: Estimate) -> bool:
     return "bin" in (e.estimator or "").lower() or "n_bins" in e.params
 
 
-def _dpi_note(estimator: str, kind: str) -> str:
+def _dpi_note(estimator: str, kinds: Sequence[str] = ()) -> str:
+    """Why a cross-layer violation can happen under ``estimator``, plus a caveat for bound kinds."""
     name = (estimator or "").lower()
-    if kind in ("upper_bound", "lower_bound"):
-        return (
-            f"These are {kind.replace('_', ' ')}s of different tightness, so their ordering does not by itself "
-            "contradict the DPI; the curves are just not comparable as an ordering along the chain."
-        )
     if "bin" in name:
-        return (
+        note = (
             "Binning is applied to each layer for analysis only: its quantisation noise is not propagated through "
             "the network, so binned layers need not obey the DPI (Saxe et al. 2018, App. C). The estimate, "
             "not the network, is inconsistent."
         )
-    if "kde" in name:
-        return (
-            "Fixed-sigma KDE adds its noise to each layer for analysis only; it is not propagated through the "
-            "network, so the estimates need not obey the DPI (Saxe et al. 2018, App. C). The estimate, not the "
-            "network, is inconsistent."
+    elif "kde" in name or "noisy" in name:
+        note = (
+            "The fixed-sigma noise of this estimator is added to each layer for analysis only; it is not propagated "
+            "through the network, so the estimates need not obey the DPI (Saxe et al. 2018, App. C). The estimate, "
+            "not the network, is inconsistent."
         )
-    return (
-        "The true information is non-increasing along a chain of a network; a violation is an artefact "
-        f"(bias or noise) of the {estimator or 'estimator'} estimates, not a property of the network."
-    )
+    else:
+        note = (
+            "The true information is non-increasing along a chain of a network; a violation is an artefact "
+            f"(bias or noise) of the {estimator or 'estimator'} estimates, not a property of the network."
+        )
+    bounds = sorted({k.replace("_", " ") for k in kinds if k in ("upper_bound", "lower_bound")})
+    if bounds:
+        note += (
+            f" The values are {' / '.join(bounds)}s, whose tightness can differ between layers, so their ordering "
+            "does not by itself contradict the DPI."
+        )
+    return note
 
 
 def _warning(layer: str, estimator: str, quantity: Optional[str], code: str, severity: str, message: str,
@@ -496,7 +500,6 @@ def _dpi(record: Record, chains: Sequence[Chain], cfg: CheckConfig
                     sig = _significance(size, unc, exact, cfg)
                     if sig:
                         cell["significant"] += 1
-                    bound_kind = next((e.kind for e in (ea, eb) if e.kind in ("upper_bound", "lower_bound")), None)
                     q = _QLABEL[qty]
                     violations.append({
                         "chain": chain.name,
@@ -509,11 +512,12 @@ def _dpi(record: Record, chains: Sequence[Chain], cfg: CheckConfig
                         "size_bits": size,
                         "uncertainty_bits": unc,
                         "significant": sig,
-                        "kind": "bound_ordering" if bound_kind else "estimator_inconsistency",
+                        "kind": "estimator_inconsistency",
+                        "estimate_kinds": [ea.kind, eb.kind],
                         "message": (
                             f"DPI violated along chain {chain.name!r} under {est!r}: {q} of {b!r} = {eb.value:.4g} "
                             f"bits exceeds {q} of the earlier layer {a!r} = {ea.value:.4g} bits by {size:.3g} bits; "
-                            f"{_sig_text(sig, unc, exact, cfg)}. {_dpi_note(est, bound_kind or ea.kind)}"
+                            f"{_sig_text(sig, unc, exact, cfg)}. {_dpi_note(est, (ea.kind, eb.kind))}"
                         ),
                     })
     totals = {"pairs_checked": 0, "violated": 0, "significant": 0, "skipped": 0}
@@ -572,7 +576,7 @@ def check_record(
                       "totals": {"pairs_checked", "violated", "significant", "skipped"},
                       "violations": [{"chain", "estimator", "quantity", "upstream", "downstream",
                                       "upstream_bits", "downstream_bits", "size_bits", "uncertainty_bits",
-                                      "significant", "kind", "message"}],
+                                      "significant", "kind", "estimate_kinds", "message"}],
                       "not_checked": [layer, ...]},
               "warning_counts": {code: int},
             }
@@ -581,9 +585,9 @@ def check_record(
         ``bound`` is one of ``"I_XT >= 0"``, ``"I_XT <= cap"``, ``"I_TY >= 0"``, ``"I_TY <= I_XT"``,
         ``"I_TY <= H_Y"``, ``"I_TY <= cap"``; ``kind`` is ``"bug"`` (exact estimates, or a value above
         the estimator's own cap) or ``"estimator_inconsistency"``; for DPI violations ``kind`` is
-        ``"estimator_inconsistency"`` or ``"bound_ordering"`` (bound-kind estimates, whose ordering
-        does not by itself contradict the DPI). ``significant`` is ``None`` when the uncertainty is
-        unknown. ``severity`` is ``"error"`` (bugs), ``"warning"`` or ``"info"``.
+        always ``"estimator_inconsistency"`` (the message adds that bound-kind values, see
+        ``estimate_kinds``, need not be ordered even when the DPI holds). ``significant`` is ``None``
+        when the uncertainty is unknown. ``severity`` is ``"error"`` (bugs), ``"warning"`` or ``"info"``.
     """
     cfg = config if config is not None else CheckConfig()
     chains_t = as_chains(chains)
@@ -626,7 +630,7 @@ def check_record(
         warnings.append(_warning(
             worst["downstream"], est, worst["quantity"], "dpi_violation", "warning",
             f"{len(vs)} significant DPI violation(s) along chain {chain!r} under {est!r} ({pairs} bits). "
-            + _dpi_note(est, "estimate"),
+            + _dpi_note(est, sorted({k for v in vs for k in v["estimate_kinds"]})),
             {"chain": chain, "violations": [
                 {k: v[k] for k in ("quantity", "upstream", "downstream", "size_bits", "uncertainty_bits")} for v in vs]},
             "Do not read the ordering of these layers in the information plane as real; compare with an estimator "

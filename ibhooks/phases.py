@@ -25,8 +25,9 @@ i = 0..n-1 is the measurement order):
 5. **Size vs uncertainty.** A ramp (flat, linear, flat; least squares over both change points) is
    fitted to ``[p, n)`` (compression) or ``[0, p + h]`` (fitting). Its height is the phase's total
    change; it must exceed ``z * sqrt(se_start**2 + se_end**2) + min_change_bits``, the combined
-   uncertainty of the estimates at the ramp's two ends (an exact estimate has se = 0; an estimate
-   without a ci has unknown uncertainty and is judged on the test alone).
+   uncertainty of the estimates at the ramp's two ends (se = ``Estimate.stderr``: from the ci, 0 for
+   an exact estimate without one; an estimate without a ci has unknown uncertainty and is judged
+   on the test alone).
 6. **Persistence.** A phase is ``detected`` only when steps 3-5 pass at each of the last
    ``persistence`` decisions (the history ending at each of the last ``persistence`` records);
    passing at the latest decision only is a ``candidate``. This stops flapping.

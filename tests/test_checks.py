@@ -141,7 +141,8 @@ def test_dpi_unknown_uncertainty_and_bound_kinds():
     v = {x["estimator"]: x for x in checks["dpi"]["violations"]}
     assert v["knn"]["significant"] is None and v["knn"]["uncertainty_bits"] is None
     assert "uncertainty unknown" in v["knn"]["message"]
-    assert v["nce"]["kind"] == "bound_ordering" and "does not by itself contradict" in v["nce"]["message"]
+    assert v["nce"]["kind"] == "estimator_inconsistency" and v["nce"]["estimate_kinds"] == ["lower_bound"] * 2
+    assert "does not by itself contradict" in v["nce"]["message"]
     assert checks["dpi"]["summary"]["nce"]["I_TY"]["skipped"] == 1
 
 
