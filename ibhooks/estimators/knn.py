@@ -1,0 +1,255 @@
+"""k-nearest-neighbour estimators: KSG (Kraskov, Stoegbauer & Grassberger 2004), Ross (2014) and
+Kozachenko-Leonenko (KL) entropy. All distances are max-norm (Chebyshev), brute force on the
+input's device in row blocks (O(n^2 d) work, O(block * n) memory), no Python loop over samples.
+
+    KSG-1:  I = psi(k) + psi(n) - < psi(n_x + 1) + psi(n_y + 1) >,  n_x = #{j != i: |x_i - x_j| < eps_i}
+    KSG-2:  I = psi(k) - 1/k + psi(n) - < psi(n_x) + psi(n_y) >,    n_x = #{j != i: |x_i - x_j| <= eps_x,i}
+    Ross:   I(T;Y) = psi(n) - < psi(N_{y_i}) > + < psi(k_i) > - < psi(m_i) >
+            (d_i = k-th neighbour distance among same-label rows; m_i = #{j: |t_i - t_j| < d_i} incl. i,
+            the scikit-learn counting; k_i = min(k, N_{y_i} - 1); rows alone in their class are dropped)
+    KL:     h(T) = psi(n) - psi(k) + d log 2 + (d/n) sum_i log r_i     (r_i: k-th neighbour max-norm distance)
+
+Ties: duplicate rows make distances 0 and the counts ambiguous. Before estimating, every column
+gets a deterministic jitter of ``jitter * max(1, mean|column|)`` standard-normal noise from the
+estimator's own seeded generator (the scikit-learn recipe; 1e-10 in float64 by default). This breaks
+ties without changing continuous data, but it does not make KSG right for genuinely discrete or
+saturated variables: their MI with anything continuous is then driven by the jitter scale.
+``diagnostics["fraction_duplicate_rows"]`` reports how much that applies.
+
+Biases: KSG underestimates high MI (it needs n ~ exp(I) samples, Gao et al. 2015); the estimate
+can never exceed ``cap`` = psi(n) - psi(k+1) (KSG-1) or psi(n) - psi(k) - 1/k (KSG-2), and it can
+be slightly negative near independence (reported, not clamped). ``ci`` = value +- 1.96 sd/sqrt(n)
+of the per-sample terms, which ignores their dependence and the bias: a rough guide only.
+
+``layer_information``: X uniform over the rows of a continuous T makes I(X;T) = H(T) infinite for
+distinct rows, so kNN cannot estimate it. The first element returned is the KL *differential*
+entropy h(T) in bits (Saxe et al. 2018, Fig. 12: "I(X;T) up to a constant" under small homoscedastic
+noise); its quantity says so, it is not a mutual information, has no cap and may be negative
+(``diagnostics["not_mutual_information"] = True``). The second element, I(T;Y), is the proper Ross
+estimate.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from ..estimate import Estimate, make_estimate
+from ._common import LN2, check_labels, check_samples, discrete_entropy
+from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, max_dists
+from .base import Estimator, LayerInformation
+
+
+def _prepare(t: torch.Tensor, jitter: float, generator: Optional[torch.Generator],
+             standardize: bool) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    """float64 copy, optionally scaled to unit std per column, plus the deterministic tie-breaking jitter."""
+    x = t.to(torch.float64)
+    n_distinct = int(torch.unique(x, dim=0).shape[0])
+    if standardize:
+        sd = x.std(0, keepdim=True)
+        x = (x - x.mean(0, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))
+    if jitter > 0:
+        scale = x.abs().mean(0, keepdim=True).clamp_min(1.0) * jitter
+        x = x + scale * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x, {"distinct_rows": n_distinct, "fraction_duplicate_rows": 1.0 - n_distinct / x.shape[0]}
+
+
+def _no_self(d: torch.Tensor, sl: slice) -> torch.Tensor:
+    """Set the self-distance entries of a (block, n) distance matrix to +inf, in place."""
+    r = torch.arange(sl.stop - sl.start, device=d.device)
+    d[r, r + sl.start] = math.inf
+    return d
+
+
+def _ksg_terms(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int, rows: int) -> torch.Tensor:
+    """Per-sample psi(n_x [+1]) + psi(n_y [+1]) terms of KSG (float64, nats)."""
+    n = x.shape[0]
+    out = torch.empty(n, dtype=torch.float64, device=x.device)
+    for sl in blocks(n, rows):
+        dx = _no_self(max_dists(x[sl], x), sl)
+        dy = _no_self(max_dists(y[sl], y), sl)
+        dz = torch.maximum(dx, dy)
+        if algorithm == 1:
+            eps = dz.topk(k, dim=1, largest=False).values[:, -1:]
+            nx, ny = (dx < eps).sum(1), (dy < eps).sum(1)
+            out[sl] = torch.digamma((nx + 1).double()) + torch.digamma((ny + 1).double())
+        else:
+            ind = dz.topk(k, dim=1, largest=False).indices
+            ex = dx.gather(1, ind).amax(1, keepdim=True)
+            ey = dy.gather(1, ind).amax(1, keepdim=True)
+            nx, ny = (dx <= ex).sum(1), (dy <= ey).sum(1)
+            out[sl] = torch.digamma(nx.double()) + torch.digamma(ny.double())
+    return out
+
+
+def _kth_distance(x: torch.Tensor, k: int, rows: int) -> torch.Tensor:
+    """Max-norm distance of each row to its k-th nearest other row (float64)."""
+    n = x.shape[0]
+    out = torch.empty(n, dtype=torch.float64, device=x.device)
+    for sl in blocks(n, rows):
+        out[sl] = _no_self(max_dists(x[sl], x), sl).topk(k, dim=1, largest=False).values[:, -1]
+    return out
+
+
+def _ross_terms(x: torch.Tensor, y: torch.Tensor, k: int, rows: int) -> Dict[str, torch.Tensor]:
+    """Per-row Ross quantities: k_i, N_{y_i}, m_i and the keep mask (rows whose class has >= 2 rows)."""
+    n = x.shape[0]
+    counts = torch.bincount(y)[y]
+    k_i = torch.clamp(counts - 1, max=k)
+    k_max = int(k_i.max())
+    if k_max < 1:
+        raise ValueError("Ross needs at least one class with 2 or more samples")
+    m = torch.zeros(n, dtype=torch.int64, device=x.device)
+    for sl in blocks(n, rows):
+        d = _no_self(max_dists(x[sl], x), sl)
+        same = d.masked_fill(y[sl].unsqueeze(1) != y.unsqueeze(0), math.inf)
+        kth = same.topk(k_max, dim=1, largest=False).values
+        d_i = kth.gather(1, (k_i[sl].clamp_min(1) - 1).unsqueeze(1))
+        m[sl] = (d < d_i).sum(1) + 1
+    return {"k": k_i, "N": counts, "m": m, "keep": counts > 1}
+
+
+class KSG(Estimator):
+    """KSG mutual information (max-norm) for continuous pairs; Ross for discrete ``b`` / labels.
+
+    Args:
+        k: Number of neighbours (KSG suggest 2-4; scikit-learn uses 3).
+        algorithm: 1 or 2 (KSG's two estimators).
+        standardize: Scale each column to unit std before estimating MI (not for the entropy).
+        jitter: Relative size of the tie-breaking noise (0 disables it).
+        seed: Seed of the jitter's own generator.
+        block_size: Rows per block (overrides ``max_block_bytes``).
+        max_block_bytes: Memory budget of one block's temporaries (default 128 MiB).
+    """
+
+    name = "ksg"
+
+    def __init__(self, k: int = 3, algorithm: int = 1, standardize: bool = True, jitter: float = 1e-10,
+                 seed: int = 0, block_size: Optional[int] = None,
+                 max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> None:
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        if algorithm not in (1, 2):
+            raise ValueError(f"algorithm must be 1 or 2, got {algorithm!r}")
+        if not (jitter >= 0 and math.isfinite(jitter)):
+            raise ValueError(f"jitter must be a finite number >= 0, got {jitter!r}")
+        block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
+        self.k, self.algorithm, self.standardize = k, algorithm, bool(standardize)
+        self.jitter, self.seed = float(jitter), int(seed)
+        self.block_size, self.max_block_bytes = block_size, int(max_block_bytes)
+
+    def params(self) -> Dict[str, Any]:
+        return {"k": self.k, "algorithm": self.algorithm, "standardize": self.standardize, "jitter": self.jitter,
+                "seed": self.seed, "block_size": self.block_size, "max_block_bytes": self.max_block_bytes}
+
+    def _gen(self, device: torch.device) -> torch.Generator:
+        g = torch.Generator(device=device)
+        g.manual_seed(self.seed)
+        return g
+
+    def _rows(self, n: int, copies: int) -> int:
+        return block_rows(n, max_bytes=self.max_block_bytes, copies=copies, block_size=self.block_size)
+
+    def _check(self, t: torch.Tensor, name: str) -> torch.Tensor:
+        t = check_samples(t, name=name, min_rows=2)
+        if t.shape[0] <= self.k:
+            raise ValueError(f"{name} has {t.shape[0]} samples but k={self.k} needs at least k+1; "
+                             "use more samples or a smaller k")
+        return t
+
+    def entropy(self, t: torch.Tensor) -> Estimate:
+        """Kozachenko-Leonenko differential entropy h(T) in bits (max-norm, no standardisation)."""
+        t = self._check(t, "t")
+        n, d = t.shape
+        x, diag = _prepare(t, self.jitter, self._gen(t.device), standardize=False)
+        r = _kth_distance(x, self.k, self._rows(n, 3))
+        terms = d * torch.log(r)
+        nats = float(torch.digamma(torch.tensor(float(n))) - torch.digamma(torch.tensor(float(self.k)))) \
+            + d * math.log(2.0) + float(terms.mean())
+        se = float(terms.std()) / math.sqrt(n) / LN2
+        v = nats / LN2
+        diag.update(not_mutual_information=True, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+        return make_estimate(
+            v, f"h_KL(T) differential entropy, bits (Kozachenko-Leonenko, k={self.k}, max-norm); "
+               "not I(X;T): equals it only up to a constant under small homoscedastic noise",
+            kind="estimate", estimator=self.name, ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d,
+            params=self.params(), diagnostics=diag,
+        )
+
+    def _ross(self, a: torch.Tensor, y_codes: torch.Tensor, quantity: str) -> Estimate:
+        n, d = a.shape
+        x, diag = _prepare(a, self.jitter, self._gen(a.device), self.standardize)
+        r = _ross_terms(x, y_codes, self.k, self._rows(n, 4))
+        keep = r["keep"]
+        n_kept = int(keep.sum())
+        if n_kept <= 1:
+            raise ValueError("Ross needs at least one class with 2 or more samples")
+        dg = torch.digamma
+        terms = dg(r["k"][keep].double()) - dg(r["N"][keep].double()) - dg(r["m"][keep].double())
+        nats = float(dg(torch.tensor(float(n_kept), dtype=torch.float64))) + float(terms.mean())
+        v, se = nats / LN2, float(terms.std()) / math.sqrt(n_kept) / LN2
+        diag.update(H_Y=discrete_entropy(y_codes), rows_dropped_singleton_class=n - n_kept,
+                    negative=v < 0, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+        return make_estimate(
+            v, quantity, kind="estimate", estimator=self.name, ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d,
+            params=self.params(), diagnostics=diag,
+        )
+
+    def _ksg(self, a: torch.Tensor, b: torch.Tensor) -> Estimate:
+        n = a.shape[0]
+        if b.shape[0] != n:
+            raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
+        g = self._gen(a.device)
+        x, diag = _prepare(a, self.jitter, g, self.standardize)
+        y, diag_b = _prepare(b.to(a.device), self.jitter, g, self.standardize)
+        terms = _ksg_terms(x, y, self.k, self.algorithm, self._rows(n, 6))
+        dg = lambda v: float(torch.digamma(torch.tensor(float(v), dtype=torch.float64)))  # noqa: E731
+        const = dg(self.k) + dg(n) - (1.0 / self.k if self.algorithm == 2 else 0.0)
+        v = (const - float(terms.mean())) / LN2
+        se = float(terms.std()) / math.sqrt(n) / LN2
+        cap = (dg(n) - dg(self.k + 1)) / LN2 if self.algorithm == 1 else (dg(n) - dg(self.k) - 1 / self.k) / LN2
+        diag = {"fraction_duplicate_rows_a": diag["fraction_duplicate_rows"],
+                "fraction_duplicate_rows_b": diag_b["fraction_duplicate_rows"], "negative": v < 0,
+                "ci_method": "value +- 1.96 sd/sqrt(n) of per-row terms"}
+        return make_estimate(
+            v, f"I(A;B) KSG-{self.algorithm} (k={self.k}, max-norm)", kind="estimate", estimator=self.name,
+            ci=(v - 1.96 * se, v + 1.96 * se), cap=cap, n=n, dim=a.shape[1] + b.shape[1], params=self.params(),
+            diagnostics=diag,
+        )
+
+    def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
+        """KSG for continuous ``b``; with ``discrete_b=True`` (class labels) the Ross estimator."""
+        a = self._check(a, "a")
+        if discrete_b:
+            return self._ross(a, check_labels(b, a.shape[0], name="b"),
+                              f"I(A;B) Ross kNN (k={self.k}, max-norm), B discrete")
+        return self._ksg(a, self._check(b, "b"))
+
+    def layer_information(
+        self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
+    ) -> LayerInformation:
+        t = self._check(t, "t")
+        y_codes = check_labels(y, t.shape[0]) if y is not None else None
+        h = self.entropy(t)
+        if y_codes is None:
+            return h, None
+        return h, self._ross(t, y_codes, f"I(T;Y) Ross kNN (k={self.k}, max-norm)")
+
+
+class Ross(KSG):
+    """Ross (2014) kNN estimator of I(T;Y) for continuous (multivariate) T and class labels Y.
+
+    ``mutual_information(a, b)`` always treats ``b`` as class labels. Same arguments as :class:`KSG`
+    (``algorithm`` is unused).
+    """
+
+    name = "ross"
+
+    def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = True) -> Estimate:
+        return super().mutual_information(a, b, discrete_b=True)
+
+
+def kl_entropy(t: torch.Tensor, k: int = 3, **params: Any) -> Estimate:
+    """Kozachenko-Leonenko differential entropy of the rows of ``t`` in bits (see :meth:`KSG.entropy`)."""
+    return KSG(k=k, **params).entropy(t)
