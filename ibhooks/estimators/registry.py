@@ -9,6 +9,13 @@ from .base import Estimator
 # name -> "module:Class", imported on first use so that `import ibhooks` stays light.
 _REGISTRY: Dict[str, str] = {
     "binning": "ibhooks.estimators.binning:Binning",
+    "binning_adaptive": "ibhooks.estimators.binning:AdaptiveBinning",
+    "kde": "ibhooks.estimators.kde:KDE",
+    "noisy_channel": "ibhooks.estimators.noisy_channel:NoisyChannel",
+    "ksg": "ibhooks.estimators.knn:KSG",
+    "ross": "ibhooks.estimators.knn:Ross",
+    "renyi": "ibhooks.estimators.renyi:MatrixRenyi",
+    "infonce": "ibhooks.estimators.infonce:InfoNCE",
 }
 
 EstimatorSpec = Union[str, Estimator, Tuple[str, Mapping[str, Any]]]
