@@ -29,7 +29,7 @@ from .estimate import Estimate, Record
 # --------------------------------------------------------------------------------------------------
 
 QUANTITIES = ("I_XT", "I_TY")
-_GENERIC = {"I_XT": "I(X;T)", "I_TY": "I(T;Y)"}
+GENERIC_LABELS = {"I_XT": "I(X;T)", "I_TY": "I(T;Y)"}
 
 RunLike = Union[str, "os.PathLike[str]", Any, Sequence[Union[Record, Dict[str, Any]]]]
 
@@ -246,7 +246,7 @@ def _looks_like_phase(d: Dict[str, Any]) -> bool:
     )
 
 
-def _phase_entries(rec: Record, layer: str, estimator: Optional[str]) -> List[Any]:
+def phase_entries(rec: Record, layer: str, estimator: Optional[str]) -> List[Any]:
     """The phase entries of ``layer`` in ``rec.phases``: the :func:`ibhooks.phases.detect_phases`
     layout ``{"layers": {layer: {estimator: {phase: {...}}}}}`` and simpler ones
     (``{layer: "fitting"}``, ``{layer: {"phase": ...}}``, without the estimator level) are read."""
@@ -275,7 +275,7 @@ def _phase_entries(rec: Record, layer: str, estimator: Optional[str]) -> List[An
 def phase_at(rec: Record, layer: str, estimator: Optional[str] = None) -> List[str]:
     """The phases (``"fitting"``, ``"compression"``) detected or candidate for ``layer`` at ``rec``."""
     out = []
-    for e in _phase_entries(rec, layer, estimator):
+    for e in phase_entries(rec, layer, estimator):
         if isinstance(e, str):
             label, status = _norm_phase(e), "detected"
         elif isinstance(e, dict):
@@ -299,7 +299,7 @@ def phase_spans(records: Sequence[Record], layer: str, estimator: Optional[str] 
         return []
     last_step = float(records[-1].step)
     for rec in reversed(records):
-        entries = [e for e in _phase_entries(rec, layer, estimator) if isinstance(e, dict)]
+        entries = [e for e in phase_entries(rec, layer, estimator) if isinstance(e, dict)]
         if any("start_step" in e for e in entries):
             spans = []
             for e in entries:
@@ -534,7 +534,7 @@ def _layer_style(i: int) -> Tuple[str, str]:
     return LAYER_COLORS[i % len(LAYER_COLORS)], LAYER_MARKERS[i % len(LAYER_MARKERS)]
 
 
-def _fmt_bits(x: float) -> str:
+def fmt_bits(x: float) -> str:
     return f"{x:.3g} bit" if abs(x - 1) < 1e-9 else f"{x:.3g} bits"
 
 
@@ -626,12 +626,12 @@ def _draw_plane(ax: Any, records: Sequence[Record], frame: _PlaneFrame, *, highl
                               lw=1.0, label=_short(layer)))
     if frame.xcap is not None:
         ax.axvline(frame.xcap, color="0.35", ls="--", lw=0.9, zorder=1)
-        ax.annotate(f"log$_2$ n = {_fmt_bits(frame.xcap)}", xy=(frame.xcap, 0.02),
+        ax.annotate(f"log$_2$ n = {fmt_bits(frame.xcap)}", xy=(frame.xcap, 0.02),
                     xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points", rotation=90,
                     ha="left", va="bottom", fontsize=7.5, color="0.3")
     if frame.hy is not None:
         ax.axhline(frame.hy, color="0.35", ls=":", lw=0.9, zorder=1)
-        ax.annotate(f"H(Y) = {_fmt_bits(frame.hy)}", xy=(0.01, frame.hy), xycoords=("axes fraction", "data"),
+        ax.annotate(f"H(Y) = {fmt_bits(frame.hy)}", xy=(0.01, frame.hy), xycoords=("axes fraction", "data"),
                     xytext=(0, 3), textcoords="offset points", ha="left", va="bottom", fontsize=7.5, color="0.3")
     ax.set_xlim(*frame.xlim)
     ax.set_ylim(*frame.ylim)
@@ -763,14 +763,14 @@ def plot_layer_curves(
                     ax.fill_between(xs[ok], s.lo[ok], s.hi[ok], color=color, alpha=0.18, lw=0)
             if cap is not None:
                 ax.axhline(cap, color="0.35", ls="--" if q == "I_XT" else ":", lw=0.9)
-                ax.annotate(f"{cap_label} = {_fmt_bits(cap)}", xy=(0.99, cap), xycoords=("axes fraction", "data"),
+                ax.annotate(f"{cap_label} = {fmt_bits(cap)}", xy=(0.99, cap), xycoords=("axes fraction", "data"),
                             xytext=(0, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7.5,
                             color="0.3")
             top = max([cap or 0.0] + [float(np.nanmax(layer_series(recs, lyr, estimator, q).value))
                                       for lyr in layers if len(layer_series(recs, lyr, estimator, q))])
             ax.set_ylim(0, top * 1.1 or 1.0)
             label = quantity_label(recs, estimator, q)
-            ax.set_ylabel(f"{_GENERIC[q]} [bits]" + (f"\n{label}" if label else ""))
+            ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]" + (f"\n{label}" if label else ""))
         _log_x(ax_x, steps)
         ax_x.tick_params(labelbottom=False)
         ax_x.legend(loc="best", ncols=min(3, max(1, len(layers))), title="layer", title_fontsize=8, framealpha=0.85,
@@ -905,7 +905,7 @@ def plot_dpi(
                                 markeredgewidth=1.3, zorder=5)
                 if cap is not None:
                     ax.axhline(cap, color="0.35", ls="--" if q == "I_XT" else ":", lw=0.9)
-                    ax.annotate(("log$_2$ n = " if q == "I_XT" else "H(Y) = ") + _fmt_bits(cap), xy=(0.99, cap),
+                    ax.annotate(("log$_2$ n = " if q == "I_XT" else "H(Y) = ") + fmt_bits(cap), xy=(0.99, cap),
                                 xycoords=("axes fraction", "data"), xytext=(0, 2), textcoords="offset points",
                                 ha="right", va="bottom", fontsize=7.5, color="0.3")
                 hits = [[v for v in vs if v["quantity"] in (q, None) and v["downstream"] in members] for vs in viols]
@@ -914,7 +914,7 @@ def plot_dpi(
                 ax.set_xticks(pos, [_short(m, 14) for m in members], rotation=30 if len(members) > 4 else 0,
                               ha="right" if len(members) > 4 else "center")
                 ax.set_xlim(-0.3, len(members) - 0.7)
-                ax.set_ylabel(f"{_GENERIC[q]} [bits]")
+                ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]")
                 top = max([cap or 0.0] + [float(np.nanmax(layer_series(recs, m, estimator, q).value))
                                           for m in members if len(layer_series(recs, m, estimator, q))])
                 ax.set_ylim(0, top * 1.12 or 1.0)
@@ -922,9 +922,9 @@ def plot_dpi(
                     sub = f"DPI violated at {n_bad} of {len(recs)} steps"
                     if n_bad:
                         sub += f", {n_sig} significant"
-                    ax.set_title(f"{_GENERIC[q]} along chain '{_short(cname, 24)}'\n{sub}", fontsize=9)
+                    ax.set_title(f"{GENERIC_LABELS[q]} along chain '{_short(cname, 24)}'\n{sub}", fontsize=9)
                 else:
-                    ax.set_title(_GENERIC[q], fontsize=9)
+                    ax.set_title(GENERIC_LABELS[q], fontsize=9)
         handles = [Line2D([], [], color=cmap(norm(max(recs[j].step, norm.vmin))), marker="o", ms=4,
                           label=f"step {recs[j].step}") for j in picks]
         handles += [

@@ -155,16 +155,17 @@ def _phases(step: int, steps: Sequence[int], layers: Sequence[str], estimators: 
     for li, layer in enumerate(layers):
         out["layers"][layer] = {}
         for est in estimators:
-            if k < 10:
+            first = max(2, len(steps) // 2)  # decisions need half the history
+            if k < first:
                 fit = _phase("fitting", "insufficient_data", None, None, None)
                 comp = _phase("compression", "insufficient_data", None, None, None)
             else:
-                fit = _phase("fitting", "detected", 0, steps[9], steps[9])
+                fit = _phase("fitting", "detected", 0, steps[first - 1], steps[first - 1])
                 if li % 3 == 0:
-                    comp = _phase("compression", "not_detected", None, None, steps[9])
+                    comp = _phase("compression", "not_detected", None, None, steps[first - 1])
                 else:
-                    status = "detected" if k >= 14 else "candidate"
-                    comp = _phase("compression", status, steps[10], None, steps[10])
+                    status = "detected" if k >= first + 2 else "candidate"
+                    comp = _phase("compression", status, steps[first], None, steps[first])
             out["layers"][layer][est] = {"fitting": fit, "compression": comp}
             out["detected"] += [{"layer": layer, "estimator": est, **p} for p in (fit, comp) if p["detected"]]
     return out
