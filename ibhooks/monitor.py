@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import math
@@ -72,6 +73,9 @@ class IBMonitor:
         resume: Append to an existing run log of the same ``run_name`` (after ``load_state_dict``).
         seed: Seed of the monitor's own random streams (projections, subsampling).
         verbose: Print the coverage table and one line per measurement.
+        gather_passive: Under torch.distributed, passive mode pools the reservoirs of all ranks into
+            rank 0's before each measurement (an ``all_gather``: every rank must call ``step()`` at
+            every step). Default: rank 0's own batches only, and no collective.
     """
 
     def __init__(
@@ -98,10 +102,11 @@ class IBMonitor:
         resume: bool = False,
         seed: int = 0,
         verbose: bool = True,
+        gather_passive: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"IBMonitor needs an nn.Module, got {type(model).__name__}")
-        if type(model).__name__ == "OptimizedModule":
+        if type(model).__name__ == "OptimizedModule" or getattr(model, "_compiled_call_impl", None) is not None:
             warnings.warn(
                 "IBMonitor was given a model that is already torch.compile'd: hooks added now make the "
                 "compiled model recompile. Create the monitor first, then call torch.compile(model).",
@@ -133,6 +138,7 @@ class IBMonitor:
         self.seed = seed
         self.verbose = verbose
         self.is_writer = _is_rank_zero()
+        self.gather_passive = bool(gather_passive)
 
         self.probe: Optional[Probe] = None
         if probe is not None:
@@ -192,7 +198,7 @@ class IBMonitor:
 
         if self.mode == "passive":
             self._arm_for(self.step_count + 1)
-        elif measure_initial and self.schedule(0) and not resume:
+        elif measure_initial and self.schedule(0) and not resume and self.is_writer:
             self.measure(step=0)
 
     # ------------------------------------------------------------------------------------------
@@ -203,8 +209,9 @@ class IBMonitor:
         assert self.probe is not None
         self._capture.arm()
         try:
-            self.probe.run(self.model, batch_size=2, limit=2, begin_pass=self._capture.begin_pass,
-                           forward=self.probe_forward)
+            with _eager():
+                self.probe.run(self.model, batch_size=2, limit=2, begin_pass=self._capture.begin_pass,
+                               forward=self.probe_forward)
         finally:
             self._capture.disarm()
             self._capture.clear()
@@ -326,14 +333,20 @@ class IBMonitor:
         if self.mode == "passive" and self._capture.armed:
             self._collect_passive(y)
         record = None
-        if self.schedule(self.step_count) and self.is_writer:
-            record = self.measure(epoch=epoch)
+        if self.schedule(self.step_count):
+            if self.gather_passive and self.mode == "passive":
+                from .distributed import gather_reservoir
+
+                gather_reservoir(self)  # a collective: every rank reaches it at the same step
+            if self.is_writer:
+                record = self.measure(epoch=epoch)
         if self.mode == "passive":
             self._arm_for(self.step_count + 1)
         return record
 
     def _arm_for(self, next_step: int) -> None:
-        due = self.is_writer and any(self.schedule(s) for s in range(next_step, next_step + self.passive_window))
+        window = range(next_step, next_step + self.passive_window)
+        due = (self.is_writer or self.gather_passive) and any(self.schedule(s) for s in window)
         if due:
             self._capture.arm()
         else:
@@ -397,8 +410,9 @@ class IBMonitor:
             assert self.probe is not None
             self._capture.arm()
             try:
-                self.probe.run(self.model, batch_size=self.probe_batch_size, begin_pass=self._capture.begin_pass,
-                               forward=self.probe_forward)
+                with _eager():
+                    self.probe.run(self.model, batch_size=self.probe_batch_size,
+                                   begin_pass=self._capture.begin_pass, forward=self.probe_forward)
             finally:
                 self._capture.disarm()
             acts = self._capture.take()
@@ -554,6 +568,12 @@ class IBMonitor:
         from .plotting import save_all_figures
 
         return save_all_figures(self.history, out_dir, header=self._header())
+
+
+def _eager() -> Any:
+    """Run compiled callables eagerly inside (the probe must not compile an eval/no_grad graph)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
 def _version() -> str:
