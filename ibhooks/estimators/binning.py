@@ -145,7 +145,7 @@ class Binning(Estimator):
         uniq = torch.unique(t.to(torch.float64).flatten())  # sorted
         k = torch.arange(1, self.n_bins, device=t.device, dtype=torch.float64)
         edges = uniq[(k * (uniq.numel() / self.n_bins)).floor().to(torch.int64).clamp_(max=uniq.numel() - 1)]
-        return torch.bucketize(t.to(torch.float64), edges, right=True)
+        return torch.bucketize(t.to(torch.float64).contiguous(), edges, right=True)
 
     def bin_indices(
         self, t: torch.Tensor, layer: Optional[str] = None, *, update: bool = True

@@ -2,7 +2,7 @@
 
     I_NCE = E[ log( exp f(a_i, b_i) / ((1/K) sum_j exp f(a_i, b_j)) ) ] <= min(I(A;B), log K)
 
-with f(a, b) = g(a)^T h(b), g and h two small MLPs. The critic is trained for a bounded number of
+with f(a, b) = exp(s) g(a)^T h(b), g and h two small MLPs and s a learnable log-scale. The critic is trained for a bounded number of
 Adam steps on minibatches of K pairs from a training split of the rows and evaluated on the
 held-out rows (a critic scored on its own training pairs overfits and overestimates). Everything
 random (split, minibatches, initialisation, noise) comes from the estimator's own seeded
@@ -66,6 +66,11 @@ class _Adam:
             p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-self.lr / c1)
 
 
+def _scores(critic: Dict[str, Params], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """K x K critic matrix exp(s) * g(a_i)^T h(b_j) (s: a learnable log-scale)."""
+    return critic["log_scale"][0].exp() * (_mlp(critic["g"], a) @ _mlp(critic["h"], b).T)
+
+
 def _standardise(x: torch.Tensor) -> torch.Tensor:
     sd = x.std(0, keepdim=True)
     return (x - x.mean(0, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))
@@ -93,7 +98,7 @@ class InfoNCE(Estimator):
 
     name = "infonce"
 
-    def __init__(self, batch_size: int = 256, steps: int = 300, lr: float = 1e-3, hidden: int = 64,
+    def __init__(self, batch_size: int = 256, steps: int = 300, lr: float = 3e-3, hidden: int = 64,
                  embed: int = 32, noise_var: float = 0.1, eval_fraction: float = 0.25, warm_start: bool = True,
                  seed: int = 0, saturation_tol: float = 0.1) -> None:
         for nm, v in (("batch_size", batch_size), ("hidden", hidden), ("embed", embed)):
@@ -129,11 +134,12 @@ class InfoNCE(Estimator):
     def _critic(self, key: Optional[str], d_a: int, d_b: int, gen: torch.Generator,
                 device: torch.device) -> Dict[str, Params]:
         old = self._critics.get(key) if (key is not None and self.warm_start) else None
-        if old is not None and old["g"][0].shape[1] == d_a and old["h"][0].shape[1] == d_b \
+        if old is not None and "log_scale" in old and old["g"][0].shape[1] == d_a and old["h"][0].shape[1] == d_b \
                 and old["g"][0].shape[0] == self.hidden and old["g"][2].shape[0] == self.embed:
             return {s: [p.detach().to(device).clone() for p in ps] for s, ps in old.items()}
         return {"g": _init_mlp(d_a, self.hidden, self.embed, gen, device),
-                "h": _init_mlp(d_b, self.hidden, self.embed, gen, device)}
+                "h": _init_mlp(d_b, self.hidden, self.embed, gen, device),
+                "log_scale": [torch.zeros((), device=device)]}
 
     def _fit(self, a: torch.Tensor, pair: Callable[[torch.Tensor, bool], torch.Tensor], d_b: int,
              key: Optional[str]) -> Dict[str, Any]:
@@ -148,11 +154,11 @@ class InfoNCE(Estimator):
         train, held = perm[n_eval:], perm[:n_eval]
         k_train, k_eval = min(self.batch_size, train.numel()), min(self.batch_size, n_eval)
         critic = self._critic(key, a.shape[1], d_b, gen, a.device)
-        params = [p.requires_grad_(True) for p in critic["g"] + critic["h"]]
+        params = [p.requires_grad_(True) for p in critic["g"] + critic["h"] + critic["log_scale"]]
         adam = _Adam(params, self.lr)
         for _ in range(self.steps):  # bounded training loop; each step is one vectorised batch
             idx = train[torch.randperm(train.numel(), generator=gen, device=a.device)[:k_train]]
-            scores = _mlp(critic["g"], a[idx]) @ _mlp(critic["h"], pair(idx, True)).T
+            scores = _scores(critic, a[idx], pair(idx, True))
             grads = torch.autograd.grad(-_nce_terms(scores).mean(), params)
             adam.step(grads)
         n_batches = max(1, n_eval // k_eval)
@@ -160,7 +166,7 @@ class InfoNCE(Estimator):
             idx = held[: n_batches * k_eval].view(n_batches, k_eval)
             ga = _mlp(critic["g"], a[idx.flatten()]).view(n_batches, k_eval, -1)
             hb = _mlp(critic["h"], pair(idx.flatten(), False)).view(n_batches, k_eval, -1)
-            scores = ga @ hb.transpose(1, 2)
+            scores = critic["log_scale"][0].exp() * (ga @ hb.transpose(1, 2))
             terms = (scores.diagonal(dim1=1, dim2=2) - torch.logsumexp(scores, dim=2) + math.log(k_eval)).flatten()
         if key is not None:
             self._critics[key] = {s: [p.detach().clone() for p in ps] for s, ps in critic.items()}

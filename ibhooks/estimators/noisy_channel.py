@@ -27,6 +27,22 @@ from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, centred64, s
 from .base import Estimator, LayerInformation
 
 
+#: Rows whose noise comes from one generator; the draws depend only on (seed, row), not on blocking.
+_NOISE_CHUNK = 16
+
+
+def _noise(sl: slice, m: int, d: int, seed: int, device: torch.device) -> torch.Tensor:
+    """Standard-normal draws (rows in ``sl``, m, d), float64, from per-chunk seeded generators."""
+    out = []
+    for c0 in range(sl.start - sl.start % _NOISE_CHUNK, sl.stop, _NOISE_CHUNK):  # loop over chunks of rows
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed * 1_000_003 + c0 // _NOISE_CHUNK)
+        z = torch.randn(_NOISE_CHUNK, m, d, generator=gen, device=device, dtype=torch.float64)
+        lo, hi = max(sl.start, c0) - c0, min(sl.stop, c0 + _NOISE_CHUNK) - c0
+        out.append(z[lo:hi])
+    return torch.cat(out)
+
+
 class NoisyChannel(Estimator):
     """Monte-Carlo value of I(X; T+N(0, sigma^2 I)) and I(T+N; Y) (exact mixture entropy).
 
@@ -36,7 +52,7 @@ class NoisyChannel(Estimator):
             ``max(1, ceil(mc_samples / n))`` (ignored if ``samples_per_row`` is set).
         samples_per_row: Draws per row (stratified Monte Carlo).
         seed: Seed of the estimator's own generator (the global RNG is never touched).
-        block_size: Draws per block (overrides ``max_block_bytes``).
+        block_size: Draws per block (overrides ``max_block_bytes``); blocks hold a multiple of 16 rows.
         max_block_bytes: Memory budget of one block's temporaries (default 128 MiB).
     """
 
@@ -73,19 +89,17 @@ class NoisyChannel(Estimator):
         n, d = c.shape
         m = self._per_row(n)
         sigma = math.sqrt(self.noise_var)
-        gen = torch.Generator(device=c.device)
-        gen.manual_seed(self.seed)
         c_sq = (c * c).sum(1)
         log_n = math.log(n)
         if y is not None:
             log_ny = torch.log(torch.bincount(y).to(torch.float64))[y]
         rx = torch.empty(n, m, dtype=torch.float64, device=c.device)
         ry = torch.empty_like(rx) if y is not None else None
-        centres_per_block = max(1, block_rows(n, max_bytes=self.max_block_bytes, copies=4,
-                                              block_size=self.block_size) // m)
+        per_block = block_rows(n, max_bytes=self.max_block_bytes, copies=4, block_size=self.block_size) // m
+        centres_per_block = max(1, per_block // _NOISE_CHUNK) * _NOISE_CHUNK
         for sl in blocks(n, centres_per_block):
             b = sl.stop - sl.start
-            eps = torch.randn(b, m, d, generator=gen, device=c.device, dtype=torch.float64)
+            eps = _noise(sl, m, d, self.seed, c.device)
             z = (c[sl].unsqueeze(1) + sigma * eps).reshape(b * m, d)
             a = sq_dists(z, c, c_sq).mul_(-1.0 / (2.0 * self.noise_var))  # log K(z, t_j)
             own = torch.arange(sl.start, sl.stop, device=c.device).repeat_interleave(m)
