@@ -124,7 +124,7 @@ def test_dpi_marks_reported_violations(history):
     assert crosses and not [ln for ln in ax_x.get_lines() if ln.get_marker() == "X"]
     assert np.allclose(crosses[0].get_xdata(), [2])  # fc3, the downstream layer
     n_viol = sum(1 for r in history if plotting.dpi_violations(r))
-    assert f"{n_viol} of {len(history)} steps" in ax_y.get_title()
+    assert f"{n_viol} of {len(history)} checked steps" in ax_y.get_title()
     assert "chain 'main'" in ax_x.get_title()
 
 
