@@ -150,6 +150,16 @@ def quantity_label(records: Sequence[Record], estimator: str, quantity: str) -> 
     return text
 
 
+def has_plane(records: Sequence[Record], estimator: Optional[str] = None) -> bool:
+    """Whether some layer has both I(X;T) and I(T;Y) (under ``estimator``, or any) in some record."""
+    for rec in records:
+        for per_est in rec.layers.values():
+            for name, res in per_est.items():
+                if (estimator is None or name == estimator) and res.i_xt is not None and res.i_ty is not None:
+                    return True
+    return False
+
+
 def caps(records: Sequence[Record], estimator: str) -> Tuple[Optional[float], Optional[float]]:
     """``(cap of I(X;T), H(Y))``: the largest ``cap`` the estimator reported for I(X;T) (e.g. log2 n),
     and the label entropy (``Record.h_y``, else the I(T;Y) estimates' ``diagnostics["H_Y"]`` or cap)."""
@@ -706,6 +716,10 @@ def plot_information_plane(
         if mappable is not None:
             cb = fig.colorbar(mappable, ax=ax, pad=0.02, aspect=30)
             cb.set_label("training step (log scale)")
+        else:
+            ax.text(0.5, 0.5, "No layer has both I(X;T) and I(T;Y)\n(no labels were given?): nothing to place "
+                    "on the plane.\nSee the layer curves for I(X;T).", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.35")
         text = title if title is not None else _title(recs, estimator, "Information plane")
         fig.suptitle(text) if own else ax.set_title(text)
     return fig

@@ -180,6 +180,8 @@ class TensorBoardSink(Sink):
         from ibhooks import plotting
 
         for est in plotting.estimator_names(self.records):
+            if not plotting.has_plane(self.records, est):
+                continue  # no labels: nothing to place on the plane
             fig = plotting.plot_information_plane(self.records, estimator=est, header=self.header)
             tag = f"{self.prefix}/{est}/plane" if self._with_estimator else f"{self.prefix}/plane"
             fig.set_dpi(self.dpi)

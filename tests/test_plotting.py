@@ -186,3 +186,15 @@ def test_non_finite_values_are_skipped():
     s = plotting.layer_series(recs, "fc1", "binning", "I_XT")
     assert list(s.steps) == [0, 100]
     plotting.plot_information_plane(recs)
+
+
+def test_no_labels_gives_a_note_instead_of_an_empty_plane():
+    recs = make_history([0, 5, 50])
+    for r in recs:
+        for per_est in r.layers.values():
+            for res in per_est.values():
+                res.i_ty = None
+    assert not plotting.has_plane(recs)
+    ax = plotting.plot_information_plane(recs).axes[0]
+    assert any("no labels" in t.get_text() for t in ax.texts)
+    assert len(plotting.plot_layer_curves(recs).axes) >= 2

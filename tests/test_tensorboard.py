@@ -115,3 +115,19 @@ def test_registry_and_missing_tensorboard(monkeypatch):
         TensorBoardSink("unused")
     with pytest.raises(ValueError, match="figure_every"):
         TensorBoardSink(writer=object(), figure_every=0)
+
+
+def test_no_plane_image_without_labels(tmp_path):
+    recs = make_history([0, 50])
+    for r in recs:
+        for per_est in r.layers.values():
+            for res in per_est.values():
+                res.i_ty = None
+    sink = TensorBoardSink(str(tmp_path))
+    sink.start({})
+    for rec in recs:
+        sink.write(rec)
+    sink.close()
+    ea = _read(tmp_path)
+    assert "ib/plane" not in ea.Tags()["images"] and "ib/curves" in ea.Tags()["images"]
+    assert "ib/fc1/I_XT" in ea.Tags()["scalars"] and "ib/fc1/I_TY" not in ea.Tags()["scalars"]
