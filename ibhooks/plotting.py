@@ -9,6 +9,7 @@ backend and pyplot state are left alone. Returned figures can be saved with ``fi
 The data helpers at the top (:func:`layer_series`, :func:`metric_items`, :func:`phase_spans`,
 :func:`dpi_violations`, ...) need only numpy; the TensorBoard and W&B sinks use them for their keys.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ GENERIC_LABELS = {"I_XT": "I(X;T)", "I_TY": "I(T;Y)"}
 RunLike = Union[str, "os.PathLike[str]", Any, Sequence[Union[Record, Dict[str, Any]]]]
 
 
-def as_records(run_or_records: RunLike, header: Optional[Dict[str, Any]] = None) -> Tuple[List[Record], Dict[str, Any]]:
+def as_records(
+    run_or_records: RunLike, header: Optional[Dict[str, Any]] = None
+) -> Tuple[List[Record], Dict[str, Any]]:
     """Normalise a run log path, a :class:`~ibhooks.runlog.Run`, or a list of Records / record dicts
     into ``(records sorted by step, header)``. The sort is stable, so a resumed run keeps its order."""
     if isinstance(run_or_records, (str, os.PathLike)):
@@ -124,7 +127,9 @@ def default_estimator(records: Sequence[Record], estimator: Optional[str] = None
             raise ValueError("the records hold no estimates to plot (no layer was measured)")
         return names[0]
     if estimator not in names:
-        raise ValueError(f"estimator {estimator!r} is not in these records; they hold: {', '.join(names) or 'none'}")
+        raise ValueError(
+            f"estimator {estimator!r} is not in these records; they hold: {', '.join(names) or 'none'}"
+        )
     return estimator
 
 
@@ -224,8 +229,13 @@ def metric_items(record: Record, *, with_estimator: bool = False, prefix: str = 
 
 PHASES = ("fitting", "compression")
 _PHASE_ALIASES = {
-    "fit": "fitting", "fitting": "fitting", "expansion": "fitting", "expanding": "fitting",
-    "compression": "compression", "compressing": "compression", "compress": "compression",
+    "fit": "fitting",
+    "fitting": "fitting",
+    "expansion": "fitting",
+    "expanding": "fitting",
+    "compression": "compression",
+    "compressing": "compression",
+    "compress": "compression",
 }
 #: Phase statuses (from :mod:`ibhooks.phases`) that are drawn; others mean "no phase".
 SHOWN_STATUSES = ("detected", "candidate")
@@ -277,8 +287,10 @@ def phase_entries(rec: Record, layer: str, estimator: Optional[str]) -> List[Any
             else:
                 return []
     if isinstance(entry, dict) and not _looks_like_phase(entry):
-        return [({**v, "phase": v.get("phase", k)} if isinstance(v, dict) else {"phase": k, "status": v})
-                for k, v in entry.items()]
+        return [
+            ({**v, "phase": v.get("phase", k)} if isinstance(v, dict) else {"phase": k, "status": v})
+            for k, v in entry.items()
+        ]
     return [entry]
 
 
@@ -318,8 +330,16 @@ def phase_spans(records: Sequence[Record], layer: str, estimator: Optional[str] 
                 if label not in PHASES or status not in SHOWN_STATUSES or e.get("start_step") is None:
                     continue
                 end = e.get("end_step")
-                spans.append(PhaseSpan(label, float(e["start_step"]), last_step if end is None else float(end),
-                                       status, end is None, e))
+                spans.append(
+                    PhaseSpan(
+                        label,
+                        float(e["start_step"]),
+                        last_step if end is None else float(end),
+                        status,
+                        end is None,
+                        e,
+                    )
+                )
             return spans
         if rec.phases:
             break
@@ -330,7 +350,11 @@ def phase_spans(records: Sequence[Record], layer: str, estimator: Optional[str] 
         now = set(phase_at(rec, layer, estimator))
         for label in list(open_):
             if label not in now:
-                spans.append(PhaseSpan(label, open_.pop(label), float(prev_step if prev_step is not None else rec.step)))
+                spans.append(
+                    PhaseSpan(
+                        label, open_.pop(label), float(prev_step if prev_step is not None else rec.step)
+                    )
+                )
         for label in now:
             open_.setdefault(label, float(rec.step))
         prev_step = rec.step
@@ -362,7 +386,12 @@ def chains_of(header: Dict[str, Any], records: Sequence[Record] = ()) -> List[Tu
         items = []
         for i, c in enumerate(raw):
             if isinstance(c, dict):
-                items.append((str(c.get("name") or c.get("id") or f"chain {i}"), c.get("layers") or c.get("members") or []))
+                items.append(
+                    (
+                        str(c.get("name") or c.get("id") or f"chain {i}"),
+                        c.get("layers") or c.get("members") or [],
+                    )
+                )
             else:
                 items.append((f"chain {i}", c))
     else:
@@ -370,7 +399,10 @@ def chains_of(header: Dict[str, Any], records: Sequence[Record] = ()) -> List[Tu
     for name, layers in items:
         if not isinstance(layers, (list, tuple)):
             continue
-        names = [lyr if isinstance(lyr, str) else str(lyr.get("name")) if isinstance(lyr, dict) else str(lyr) for lyr in layers]
+        names = [
+            lyr if isinstance(lyr, str) else str(lyr.get("name")) if isinstance(lyr, dict) else str(lyr)
+            for lyr in layers
+        ]
         if measured is not None:
             names = [n for n in names if n in measured]
         if len(names) >= 2:
@@ -387,7 +419,11 @@ def dpi_violations(record: Record) -> List[Dict[str, Any]]:
     dpi = checks.get("dpi") if isinstance(checks.get("dpi"), dict) else {}
     out = []
     for v in dpi.get("violations") or []:
-        if isinstance(v, dict) and isinstance(v.get("upstream"), str) and isinstance(v.get("downstream"), str):
+        if (
+            isinstance(v, dict)
+            and isinstance(v.get("upstream"), str)
+            and isinstance(v.get("downstream"), str)
+        ):
             out.append(v)
     return out
 
@@ -411,8 +447,16 @@ def dpi_totals(records: Sequence[Record]) -> Dict[Tuple[str, str], Dict[str, int
             for q, cell in (per_q or {}).items():
                 if not isinstance(cell, dict) or not cell.get("pairs_checked"):
                     continue
-                t = out.setdefault((est, q), {"measurements": 0, "pairs_checked": 0, "violated": 0,
-                                              "significant": 0, "measurements_violated": 0})
+                t = out.setdefault(
+                    (est, q),
+                    {
+                        "measurements": 0,
+                        "pairs_checked": 0,
+                        "violated": 0,
+                        "significant": 0,
+                        "measurements_violated": 0,
+                    },
+                )
                 t["measurements"] += 1
                 t["pairs_checked"] += int(cell.get("pairs_checked", 0))
                 t["violated"] += int(cell.get("violated", 0))
@@ -548,7 +592,7 @@ def fmt_bits(x: float) -> str:
 
 
 def _short(name: str, width: int = 22) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -589,13 +633,26 @@ def _plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Seq
     xlabel = "I(X;T) [bits]" + (f"\nmeasured: {qx}" if qx else "")
     ylabel = "I(T;Y) [bits]" + (f"\nmeasured: {qy}" if qy else "")
     return _PlaneFrame(
-        layers=layers, estimator=estimator, norm=_step_norm([r.step for r in records]),
-        xcap=xcap, hy=hy, xlim=(0.0, xtop), ylim=(0.0, ytop), xlabel=xlabel, ylabel=ylabel,
+        layers=layers,
+        estimator=estimator,
+        norm=_step_norm([r.step for r in records]),
+        xcap=xcap,
+        hy=hy,
+        xlim=(0.0, xtop),
+        ylim=(0.0, ytop),
+        xlabel=xlabel,
+        ylabel=ylabel,
     )
 
 
-def _draw_plane(ax: Any, records: Sequence[Record], frame: _PlaneFrame, *, highlight_last: bool = False,
-                legend: str = "outside") -> Any:
+def _draw_plane(
+    ax: Any,
+    records: Sequence[Record],
+    frame: _PlaneFrame,
+    *,
+    highlight_last: bool = False,
+    legend: str = "outside",
+) -> Any:
     """Draw trajectories on ``ax``; returns the scatter mappable for a colorbar. ``legend`` is
     ``"outside"`` (a row above the axes, never over data), ``"inside"`` (best spot) or ``"none"``."""
     from matplotlib.lines import Line2D
@@ -619,44 +676,135 @@ def _draw_plane(ax: Any, records: Sequence[Record], frame: _PlaneFrame, *, highl
         xerr = _err(x, sx.lo[ix], sx.hi[ix])
         yerr = _err(y, sy.lo[iy], sy.hi[iy])
         if xerr is not None or yerr is not None:
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=0.6, alpha=0.45,
-                        capsize=0, zorder=1.5)
-        mappable = ax.scatter(x, y, c=np.maximum(common, frame.norm.vmin), cmap=cmap, norm=frame.norm,
-                              marker=marker, s=26, edgecolors=color, linewidths=0.7, zorder=3)
+            ax.errorbar(
+                x,
+                y,
+                xerr=xerr,
+                yerr=yerr,
+                fmt="none",
+                ecolor=color,
+                elinewidth=0.6,
+                alpha=0.45,
+                capsize=0,
+                zorder=1.5,
+            )
+        mappable = ax.scatter(
+            x,
+            y,
+            c=np.maximum(common, frame.norm.vmin),
+            cmap=cmap,
+            norm=frame.norm,
+            marker=marker,
+            s=26,
+            edgecolors=color,
+            linewidths=0.7,
+            zorder=3,
+        )
         sat = sx.saturated[ix]
         if sat.any():
             any_sat = True
-            ax.scatter(x[sat], y[sat], marker="o", s=64, facecolors="none", edgecolors="#B22222",
-                       linewidths=0.8, zorder=2.8)
+            ax.scatter(
+                x[sat],
+                y[sat],
+                marker="o",
+                s=64,
+                facecolors="none",
+                edgecolors="#B22222",
+                linewidths=0.8,
+                zorder=2.8,
+            )
         if highlight_last:
-            ax.scatter(x[-1:], y[-1:], marker=marker, s=90, c=[cmap(frame.norm(max(common[-1], frame.norm.vmin)))],
-                       edgecolors="black", linewidths=1.2, zorder=5)
-        handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="white", markeredgecolor=color,
-                              lw=1.0, label=_short(layer)))
+            ax.scatter(
+                x[-1:],
+                y[-1:],
+                marker=marker,
+                s=90,
+                c=[cmap(frame.norm(max(common[-1], frame.norm.vmin)))],
+                edgecolors="black",
+                linewidths=1.2,
+                zorder=5,
+            )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=color,
+                marker=marker,
+                markerfacecolor="white",
+                markeredgecolor=color,
+                lw=1.0,
+                label=_short(layer),
+            )
+        )
     if frame.xcap is not None:
         ax.axvline(frame.xcap, color="0.35", ls="--", lw=0.9, zorder=1)
-        ax.annotate(f"log$_2$ n = {fmt_bits(frame.xcap)}", xy=(frame.xcap, 0.02),
-                    xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points", rotation=90,
-                    ha="left", va="bottom", fontsize=7.5, color="0.3")
+        ax.annotate(
+            f"log$_2$ n = {fmt_bits(frame.xcap)}",
+            xy=(frame.xcap, 0.02),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            rotation=90,
+            ha="left",
+            va="bottom",
+            fontsize=7.5,
+            color="0.3",
+        )
     if frame.hy is not None:
         ax.axhline(frame.hy, color="0.35", ls=":", lw=0.9, zorder=1)
-        ax.annotate(f"H(Y) = {fmt_bits(frame.hy)}", xy=(0.01, frame.hy), xycoords=("axes fraction", "data"),
-                    xytext=(0, 3), textcoords="offset points", ha="left", va="bottom", fontsize=7.5, color="0.3")
+        ax.annotate(
+            f"H(Y) = {fmt_bits(frame.hy)}",
+            xy=(0.01, frame.hy),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="left",
+            va="bottom",
+            fontsize=7.5,
+            color="0.3",
+        )
     ax.set_xlim(*frame.xlim)
     ax.set_ylim(*frame.ylim)
     ax.set_xlabel(frame.xlabel)
     ax.set_ylabel(frame.ylabel)
     if legend != "none" and handles:
         if any_sat:
-            handles.append(Line2D([], [], ls="none", marker="o", markersize=8, markerfacecolor="none",
-                                  markeredgecolor="#B22222", label="I(X;T) at cap"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="none",
+                    marker="o",
+                    markersize=8,
+                    markerfacecolor="none",
+                    markeredgecolor="#B22222",
+                    label="I(X;T) at cap",
+                )
+            )
         if legend == "outside":
-            ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.1), mode="expand",
-                      ncols=min(len(handles), 4), frameon=False, borderaxespad=0.0, handlelength=1.8,
-                      title="layer", title_fontsize=8, alignment="left")
+            ax.legend(
+                handles=handles,
+                loc="lower left",
+                bbox_to_anchor=(0.0, 1.01, 1.0, 0.1),
+                mode="expand",
+                ncols=min(len(handles), 4),
+                frameon=False,
+                borderaxespad=0.0,
+                handlelength=1.8,
+                title="layer",
+                title_fontsize=8,
+                alignment="left",
+            )
         else:
-            ax.legend(handles=handles, loc="best", frameon=True, framealpha=0.85, edgecolor="0.8",
-                      borderpad=0.4, handlelength=1.8)
+            ax.legend(
+                handles=handles,
+                loc="best",
+                frameon=True,
+                framealpha=0.85,
+                edgecolor="0.8",
+                borderpad=0.4,
+                handlelength=1.8,
+            )
     return mappable
 
 
@@ -717,9 +865,17 @@ def plot_information_plane(
             cb = fig.colorbar(mappable, ax=ax, pad=0.02, aspect=30)
             cb.set_label("training step (log scale)")
         else:
-            ax.text(0.5, 0.5, "No layer has both I(X;T) and I(T;Y)\n(no labels were given?): nothing to place "
-                    "on the plane.\nSee the layer curves for I(X;T).", transform=ax.transAxes, ha="center",
-                    va="center", fontsize=9, color="0.35")
+            ax.text(
+                0.5,
+                0.5,
+                "No layer has both I(X;T) and I(T;Y)\n(no labels were given?): nothing to place "
+                "on the plane.\nSee the layer curves for I(X;T).",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="0.35",
+            )
         text = title if title is not None else _title(recs, estimator, "Information plane")
         fig.suptitle(text) if own else ax.set_title(text)
     return fig
@@ -732,7 +888,9 @@ def plot_information_plane(
 
 def _log_x(ax: Any, steps: Sequence[float]) -> None:
     if any(s > 0 for s in steps):
-        ax.set_xscale("symlog", linthresh=1.0, linscale=0.3) if any(s <= 0 for s in steps) else ax.set_xscale("log")
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.3) if any(s <= 0 for s in steps) else ax.set_xscale(
+            "log"
+        )
 
 
 def plot_layer_curves(
@@ -770,40 +928,77 @@ def plot_layer_curves(
                 if not len(s):
                     continue
                 xs = s.steps
-                ax.plot(xs, s.value, "-", color=color, marker=marker, ms=3.2, lw=1.3, label=_short(layer),
-                        gid=f"{q}:{layer}")
+                ax.plot(
+                    xs,
+                    s.value,
+                    "-",
+                    color=color,
+                    marker=marker,
+                    ms=3.2,
+                    lw=1.3,
+                    label=_short(layer),
+                    gid=f"{q}:{layer}",
+                )
                 if s.has_ci:
                     ok = np.isfinite(s.lo)
                     ax.fill_between(xs[ok], s.lo[ok], s.hi[ok], color=color, alpha=0.18, lw=0)
             if cap is not None:
                 ax.axhline(cap, color="0.35", ls="--" if q == "I_XT" else ":", lw=0.9)
-                ax.annotate(f"{cap_label} = {fmt_bits(cap)}", xy=(0.99, cap), xycoords=("axes fraction", "data"),
-                            xytext=(0, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7.5,
-                            color="0.3")
-            top = max([cap or 0.0] + [float(np.nanmax(layer_series(recs, lyr, estimator, q).value))
-                                      for lyr in layers if len(layer_series(recs, lyr, estimator, q))])
+                ax.annotate(
+                    f"{cap_label} = {fmt_bits(cap)}",
+                    xy=(0.99, cap),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="right",
+                    va="bottom",
+                    fontsize=7.5,
+                    color="0.3",
+                )
+            top = max(
+                [cap or 0.0]
+                + [
+                    float(np.nanmax(layer_series(recs, lyr, estimator, q).value))
+                    for lyr in layers
+                    if len(layer_series(recs, lyr, estimator, q))
+                ]
+            )
             ax.set_ylim(0, top * 1.1 or 1.0)
             label = quantity_label(recs, estimator, q)
             ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]" + (f"\n{label}" if label else ""))
         _log_x(ax_x, steps)
         ax_x.tick_params(labelbottom=False)
-        ax_x.legend(loc="best", ncols=min(3, max(1, len(layers))), title="layer", title_fontsize=8, framealpha=0.85,
-                    edgecolor="0.8")
+        ax_x.legend(
+            loc="best",
+            ncols=min(3, max(1, len(layers))),
+            title="layer",
+            title_fontsize=8,
+            framealpha=0.85,
+            edgecolor="0.8",
+        )
         ax_x.set_title(_title(recs, estimator, "Layer information over training"))
         if has_phases:
             ax_p = fig.add_subplot(gs[2], sharex=ax_x)
             ax_y.tick_params(labelbottom=False)
             handles = _draw_phase_strip(ax_p, layers, spans, steps)
             ax_p.set_xlabel("training step")
-            fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False, fontsize=7.5,
-                       handlelength=1.4, columnspacing=1.2)
+            fig.legend(
+                handles=handles,
+                loc="outside lower center",
+                ncols=2,
+                frameon=False,
+                fontsize=7.5,
+                handlelength=1.4,
+                columnspacing=1.2,
+            )
         else:
             ax_y.set_xlabel("training step")
     return fig
 
 
-def _draw_phase_strip(ax: Any, layers: Sequence[str], spans: Dict[str, List[PhaseSpan]],
-                      steps: Sequence[float]) -> List[Any]:
+def _draw_phase_strip(
+    ax: Any, layers: Sequence[str], spans: Dict[str, List[PhaseSpan]], steps: Sequence[float]
+) -> List[Any]:
     """One row per layer, split in two lanes: fitting (upper) and compression (lower). Detected
     phases are filled, candidates (not yet persistent) hatched; an ongoing phase ends in an arrow.
     Returns legend handles."""
@@ -822,12 +1017,23 @@ def _draw_phase_strip(ax: Any, layers: Sequence[str], spans: Dict[str, List[Phas
             start = sp.start if (sp.start > 0 or not log_only) else tiny
             end = max(sp.end, start * 1.15, start + 0.5)
             detected = sp.status == "detected"
-            ax.barh(lane, end - start, left=start, height=0.36, color=color if detected else "white",
-                    edgecolor=color if not detected else "white", hatch=None if detected else "////",
-                    linewidth=0.8)
+            ax.barh(
+                lane,
+                end - start,
+                left=start,
+                height=0.36,
+                color=color if detected else "white",
+                edgecolor=color if not detected else "white",
+                hatch=None if detected else "////",
+                linewidth=0.8,
+            )
             if sp.ongoing:
-                ax.annotate("", xy=(end * 1.25, lane), xytext=(end, lane),
-                            arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2, shrinkA=0, shrinkB=0))
+                ax.annotate(
+                    "",
+                    xy=(end * 1.25, lane),
+                    xytext=(end, lane),
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2, shrinkA=0, shrinkB=0),
+                )
     ax.set_yticks(range(len(layers)), [_short(layer, 16) for layer in reversed(layers)])
     ax.set_ylim(-0.55, len(layers) - 0.45)
     ax.tick_params(axis="y", length=0)
@@ -913,11 +1119,23 @@ def plot_dpi(
                     rec = recs[j]
                     ests = [_get(rec, m, estimator, q) for m in members]
                     vals = np.array([np.nan if e is None else e.value for e in ests], dtype=float)
-                    lo = np.array([np.nan if e is None or e.ci is None else e.ci[0] for e in ests], dtype=float)
-                    hi = np.array([np.nan if e is None or e.ci is None else e.ci[1] for e in ests], dtype=float)
+                    lo = np.array(
+                        [np.nan if e is None or e.ci is None else e.ci[0] for e in ests], dtype=float
+                    )
+                    hi = np.array(
+                        [np.nan if e is None or e.ci is None else e.ci[1] for e in ests], dtype=float
+                    )
                     color = cmap(norm(max(rec.step, norm.vmin)))
-                    ax.plot(pos, vals, "-o", color=color, ms=4, lw=1.3, label=f"step {rec.step}",
-                            gid=f"dpi:{q}:{rec.step}")
+                    ax.plot(
+                        pos,
+                        vals,
+                        "-o",
+                        color=color,
+                        ms=4,
+                        lw=1.3,
+                        label=f"step {rec.step}",
+                        gid=f"dpi:{q}:{rec.step}",
+                    )
                     err = _err(vals, lo, hi)
                     if err is not None:
                         ax.errorbar(pos, vals, yerr=err, fmt="none", ecolor=color, elinewidth=0.8, capsize=2)
@@ -926,25 +1144,54 @@ def plot_dpi(
                             continue
                         k = members.index(v["downstream"])
                         filled = bool(v.get("significant"))
-                        ax.plot(pos[k], vals[k], marker="X", ms=9, ls="none",
-                                markerfacecolor="#D62728" if filled else "none", markeredgecolor="#D62728",
-                                markeredgewidth=1.3, zorder=5)
+                        ax.plot(
+                            pos[k],
+                            vals[k],
+                            marker="X",
+                            ms=9,
+                            ls="none",
+                            markerfacecolor="#D62728" if filled else "none",
+                            markeredgecolor="#D62728",
+                            markeredgewidth=1.3,
+                            zorder=5,
+                        )
                 if cap is not None:
                     ax.axhline(cap, color="0.35", ls="--" if q == "I_XT" else ":", lw=0.9)
-                    ax.annotate(("log$_2$ n = " if q == "I_XT" else "H(Y) = ") + fmt_bits(cap), xy=(0.99, cap),
-                                xycoords=("axes fraction", "data"), xytext=(0, 2), textcoords="offset points",
-                                ha="right", va="bottom", fontsize=7.5, color="0.3")
-                hits = [[v for v in vs if v["quantity"] in (q, None) and v["downstream"] in members] for vs in viols]
+                    ax.annotate(
+                        ("log$_2$ n = " if q == "I_XT" else "H(Y) = ") + fmt_bits(cap),
+                        xy=(0.99, cap),
+                        xycoords=("axes fraction", "data"),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="right",
+                        va="bottom",
+                        fontsize=7.5,
+                        color="0.3",
+                    )
+                hits = [
+                    [v for v in vs if v["quantity"] in (q, None) and v["downstream"] in members]
+                    for vs in viols
+                ]
                 n_bad = sum(1 for vs in hits if vs)
                 n_sig = sum(1 for vs in hits if any(v.get("significant") for v in vs))
                 n_checked = sum(1 for r in recs if _dpi_checked(r, cname, estimator, q))
                 tilt = len(members) > 4 and max(len(m) for m in members) > 4
-                ax.set_xticks(pos, [_short(m, 14) for m in members], rotation=30 if tilt else 0,
-                              ha="right" if tilt else "center")
+                ax.set_xticks(
+                    pos,
+                    [_short(m, 14) for m in members],
+                    rotation=30 if tilt else 0,
+                    ha="right" if tilt else "center",
+                )
                 ax.set_xlim(-0.3, len(members) - 0.7)
                 ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]")
-                top = max([cap or 0.0] + [float(np.nanmax(layer_series(recs, m, estimator, q).value))
-                                          for m in members if len(layer_series(recs, m, estimator, q))])
+                top = max(
+                    [cap or 0.0]
+                    + [
+                        float(np.nanmax(layer_series(recs, m, estimator, q).value))
+                        for m in members
+                        if len(layer_series(recs, m, estimator, q))
+                    ]
+                )
                 ax.set_ylim(0, top * 1.12 or 1.0)
                 if declared:
                     if n_checked == 0:
@@ -956,16 +1203,47 @@ def plot_dpi(
                     ax.set_title(f"{GENERIC_LABELS[q]} along chain '{_short(cname, 24)}'\n{sub}", fontsize=9)
                 else:
                     ax.set_title(GENERIC_LABELS[q], fontsize=9)
-        handles = [Line2D([], [], color=cmap(norm(max(recs[j].step, norm.vmin))), marker="o", ms=4,
-                          label=f"step {recs[j].step}") for j in picks]
-        handles += [
-            Line2D([], [], ls="none", marker="X", ms=8, markerfacecolor="#D62728", markeredgecolor="#D62728",
-                   label="DPI violation (significant)"),
-            Line2D([], [], ls="none", marker="X", ms=8, markerfacecolor="none", markeredgecolor="#D62728",
-                   label="DPI violation (within uncertainty)"),
+        handles = [
+            Line2D(
+                [],
+                [],
+                color=cmap(norm(max(recs[j].step, norm.vmin))),
+                marker="o",
+                ms=4,
+                label=f"step {recs[j].step}",
+            )
+            for j in picks
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False,
-                   handlelength=1.6, columnspacing=1.2)
+        handles += [
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="X",
+                ms=8,
+                markerfacecolor="#D62728",
+                markeredgecolor="#D62728",
+                label="DPI violation (significant)",
+            ),
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="X",
+                ms=8,
+                markerfacecolor="none",
+                markeredgecolor="#D62728",
+                label="DPI violation (within uncertainty)",
+            ),
+        ]
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 6),
+            frameon=False,
+            handlelength=1.6,
+            columnspacing=1.2,
+        )
         suptitle = _title(recs, estimator, "Data-processing inequality")
         if not declared:
             suptitle += "\n" + chains[0][0]
@@ -1021,8 +1299,11 @@ def animate_plane(
                 ax.clear()
                 _draw_plane(ax, recs[: i + 1], frame, highlight_last=True)
                 rec = recs[i]
-                fig.suptitle(_title(recs, estimator, "Information plane") + f"\nstep {rec.step}"
-                             + (f" (epoch {rec.epoch})" if rec.epoch is not None else ""))
+                fig.suptitle(
+                    _title(recs, estimator, "Information plane")
+                    + f"\nstep {rec.step}"
+                    + (f" (epoch {rec.epoch})" if rec.epoch is not None else "")
+                )
                 writer.grab_frame()
     close_figure(fig)
     return path

@@ -1,5 +1,6 @@
 """Progress feedback for measurements: a per-layer progress bar (tqdm when installed) and a one-line
 summary of each finished measurement. tqdm is optional and imported only when a bar is asked for."""
+
 from __future__ import annotations
 
 import sys
@@ -67,8 +68,14 @@ def measurement_progress(
     except ImportError:
         return NullProgress()
     desc = "ibhooks" if step is None else f"ibhooks step {step}"
-    return tqdm(total=int(total_layers), desc=desc, unit="layer", leave=False,
-                file=file if file is not None else sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=int(total_layers),
+        desc=desc,
+        unit="layer",
+        leave=False,
+        file=file if file is not None else sys.stderr,
+        dynamic_ncols=True,
+    )
 
 
 def format_measurement_line(record: Record) -> str:
@@ -81,7 +88,9 @@ def format_measurement_line(record: Record) -> str:
     n_est = len(record.estimators)
     where = f"step {record.step}" + (f" (epoch {record.epoch})" if record.epoch is not None else "")
     est = f"{n_est} estimator" + ("" if n_est == 1 else "s")
-    line = f"ibhooks: {where}: {n_layers} layer{'' if n_layers == 1 else 's'} x {est} in {record.seconds:.2f} s"
+    line = (
+        f"ibhooks: {where}: {n_layers} layer{'' if n_layers == 1 else 's'} x {est} in {record.seconds:.2f} s"
+    )
     extras = []
     n_warn = len(record.warnings or [])
     if n_warn:

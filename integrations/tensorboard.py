@@ -19,6 +19,7 @@ Usage::
     writer = SummaryWriter("runs/exp1")
     monitor = IBMonitor(model, probe=..., sinks=[TensorBoardSink(writer=writer)])
 """
+
 from __future__ import annotations
 
 import json
@@ -73,12 +74,18 @@ class TensorBoardSink(Sink):
             self._own_writer = True
         else:
             if not hasattr(writer, "add_scalar"):
-                raise TypeError(f"writer must be a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}")
+                raise TypeError(
+                    f"writer must be a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}"
+                )
             self._own_writer = False
         self.writer = writer
         if figures and not available("matplotlib"):
-            warnings.warn("ibhooks: matplotlib is not installed, so the TensorBoard sink logs no figures; "
-                          "install it with: pip install 'ibhooks[plot]'", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "ibhooks: matplotlib is not installed, so the TensorBoard sink logs no figures; "
+                "install it with: pip install 'ibhooks[plot]'",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             figures = False
         self.figures = figures
         self.figure_every = figure_every
@@ -100,7 +107,9 @@ class TensorBoardSink(Sink):
 
     def start(self, header: Dict[str, Any]) -> None:
         self.header = dict(header)
-        self._text(f"{self.prefix}/config", _config_markdown(self.header), int(header.get("step") or 0), force=True)
+        self._text(
+            f"{self.prefix}/config", _config_markdown(self.header), int(header.get("step") or 0), force=True
+        )
 
     def update_header(self, key: str, value: Any) -> None:
         self.header[key] = value
@@ -117,8 +126,9 @@ class TensorBoardSink(Sink):
             self.writer.add_custom_scalars(self.layout(record))
             self._layout_written = True
         step = int(record.step)
-        for key, value in plotting.metric_items(record, with_estimator=self._with_estimator,
-                                                prefix=self.prefix).items():
+        for key, value in plotting.metric_items(
+            record, with_estimator=self._with_estimator, prefix=self.prefix
+        ).items():
             self.writer.add_scalar(key, value, global_step=step)
         self._text(f"{self.prefix}/warnings", _warnings_markdown(record), step)
         self._text(f"{self.prefix}/phases", _phases_markdown(record), step)
@@ -242,11 +252,22 @@ def _config_markdown(header: Dict[str, Any]) -> str:
         parts.append("**Settings**\n\n```\n" + json.dumps(cfg, indent=2, default=str)[:6000] + "\n```")
     cov = header.get("coverage") or []
     if cov:
-        rows = [[c.get("name"), c.get("type"), c.get("status"), c.get("dim"), c.get("reduction"),
-                 c.get("chain") or c.get("reason")] for c in cov]
+        rows = [
+            [
+                c.get("name"),
+                c.get("type"),
+                c.get("status"),
+                c.get("dim"),
+                c.get("reduction"),
+                c.get("chain") or c.get("reason"),
+            ]
+            for c in cov
+        ]
         n_mon = sum(1 for c in cov if c.get("status") == "monitored")
-        parts.append(f"**Coverage**: {n_mon} of {len(cov)} modules monitored\n\n"
-                     + _md_table(["module", "type", "status", "dim", "reduction", "chain / reason"], rows))
+        parts.append(
+            f"**Coverage**: {n_mon} of {len(cov)} modules monitored\n\n"
+            + _md_table(["module", "type", "status", "dim", "reduction", "chain / reason"], rows)
+        )
     chains = header.get("chains") or []
     if chains:
         lines = []
@@ -260,15 +281,26 @@ def _config_markdown(header: Dict[str, Any]) -> str:
 
 
 def _warnings_markdown(record: Record) -> str:
-    rows = [[w.get("severity"), w.get("code"), w.get("layer"), w.get("estimator"), w.get("message")]
-            for w in record.warnings or [] if isinstance(w, dict)]
-    errs = [[e.get("layer"), e.get("estimator"), e.get("error")] for e in record.errors or [] if isinstance(e, dict)]
+    rows = [
+        [w.get("severity"), w.get("code"), w.get("layer"), w.get("estimator"), w.get("message")]
+        for w in record.warnings or []
+        if isinstance(w, dict)
+    ]
+    errs = [
+        [e.get("layer"), e.get("estimator"), e.get("error")]
+        for e in record.errors or []
+        if isinstance(e, dict)
+    ]
     parts = []
     if rows:
-        parts.append(f"**{len(rows)} warning(s)**\n\n"
-                     + _md_table(["severity", "code", "layer", "estimator", "message"], rows))
+        parts.append(
+            f"**{len(rows)} warning(s)**\n\n"
+            + _md_table(["severity", "code", "layer", "estimator", "message"], rows)
+        )
     if errs:
-        parts.append(f"**{len(errs)} estimator error(s)**\n\n" + _md_table(["layer", "estimator", "error"], errs))
+        parts.append(
+            f"**{len(errs)} estimator error(s)**\n\n" + _md_table(["layer", "estimator", "error"], errs)
+        )
     return "\n\n".join(parts)
 
 
@@ -285,28 +317,65 @@ def _phases_markdown(record: Record) -> str:
                 if status not in plotting.SHOWN_STATUSES:
                     continue
                 end = e.get("end_step")
-                rows.append([layer, est, e.get("phase"), status, e.get("start_step"),
-                             "ongoing" if end is None else end, e.get("slope_bits_per_decade"), e.get("p_adjusted")])
+                rows.append(
+                    [
+                        layer,
+                        est,
+                        e.get("phase"),
+                        status,
+                        e.get("start_step"),
+                        "ongoing" if end is None else end,
+                        e.get("slope_bits_per_decade"),
+                        e.get("p_adjusted"),
+                    ]
+                )
     if not rows:
         return ""
-    return ("**Phases** (detected = passed the last decisions in a row; candidate = the latest only)\n\n"
-            + _md_table(["layer", "estimator", "phase", "status", "start step", "end step", "bits/decade",
-                         "p (adjusted)"], rows))
+    return (
+        "**Phases** (detected = passed the last decisions in a row; candidate = the latest only)\n\n"
+        + _md_table(
+            [
+                "layer",
+                "estimator",
+                "phase",
+                "status",
+                "start step",
+                "end step",
+                "bits/decade",
+                "p (adjusted)",
+            ],
+            rows,
+        )
+    )
 
 
 def _dpi_markdown(record: Record) -> str:
     from ibhooks import plotting
 
-    rows = [[v.get("chain"), v.get("estimator"), v.get("quantity"), f"{v.get('upstream')} → {v.get('downstream')}",
-             v.get("size_bits"), {True: "yes", False: "no", None: "unknown"}.get(v.get("significant"))]
-            for v in plotting.dpi_violations(record)]
-    bounds = [[v.get("layer"), v.get("estimator"), v.get("bound"), v.get("size_bits"), v.get("kind")]
-              for v in plotting.bound_violations(record)]
+    rows = [
+        [
+            v.get("chain"),
+            v.get("estimator"),
+            v.get("quantity"),
+            f"{v.get('upstream')} → {v.get('downstream')}",
+            v.get("size_bits"),
+            {True: "yes", False: "no", None: "unknown"}.get(v.get("significant")),
+        ]
+        for v in plotting.dpi_violations(record)
+    ]
+    bounds = [
+        [v.get("layer"), v.get("estimator"), v.get("bound"), v.get("size_bits"), v.get("kind")]
+        for v in plotting.bound_violations(record)
+    ]
     parts = []
     if rows:
-        parts.append("**DPI violations**\n\n"
-                     + _md_table(["chain", "estimator", "quantity", "layers", "excess (bits)", "significant"], rows))
+        parts.append(
+            "**DPI violations**\n\n"
+            + _md_table(["chain", "estimator", "quantity", "layers", "excess (bits)", "significant"], rows)
+        )
     if bounds:
-        parts.append("**Within-layer bound violations**\n\n"
-                     + _md_table(["layer", "estimator", "bound", "excess (bits)", "kind"], bounds))
+        parts.append(
+            "**Within-layer bound violations**\n\n"
+            + _md_table(["layer", "estimator", "bound", "excess (bits)", "kind"], bounds)
+        )
     return "\n\n".join(parts)

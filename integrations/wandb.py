@@ -19,6 +19,7 @@ Usage::
     run = wandb.init(project="my-project")
     monitor = IBMonitor(model, probe=..., sinks=[WandbSink(run)])
 """
+
 from __future__ import annotations
 
 import warnings
@@ -30,7 +31,18 @@ from ibhooks.sinks.base import Sink
 
 __all__ = ["WandbSink"]
 
-TABLE_COLUMNS = ["step", "epoch", "layer", "estimator", "I_XT", "I_TY", "I_XT_lo", "I_XT_hi", "I_TY_lo", "I_TY_hi"]
+TABLE_COLUMNS = [
+    "step",
+    "epoch",
+    "layer",
+    "estimator",
+    "I_XT",
+    "I_TY",
+    "I_XT_lo",
+    "I_XT_hi",
+    "I_TY_lo",
+    "I_TY_hi",
+]
 
 
 class WandbSink(Sink):
@@ -74,14 +86,21 @@ class WandbSink(Sink):
         wandb = require("wandb", purpose="the W&B sink")
         if not isinstance(figure_every, int) or figure_every < 1:
             raise ValueError(f"figure_every must be an integer >= 1, got {figure_every!r}")
-        if run is not None and not isinstance(run, wandb.Run) and isinstance(getattr(run, "experiment", None), wandb.Run):
+        if (
+            run is not None
+            and not isinstance(run, wandb.Run)
+            and isinstance(getattr(run, "experiment", None), wandb.Run)
+        ):
             run = run.experiment  # Lightning WandbLogger
         if run is None:
             if wandb.run is not None:
                 run, self._own_run = wandb.run, False
             else:
-                kwargs = {k: v for k, v in dict(project=project, mode=mode, dir=dir, name=name, config=config).items()
-                          if v is not None}
+                kwargs = {
+                    k: v
+                    for k, v in dict(project=project, mode=mode, dir=dir, name=name, config=config).items()
+                    if v is not None
+                }
                 run, self._own_run = wandb.init(**kwargs), True
         else:
             if not isinstance(run, wandb.Run):
@@ -92,8 +111,12 @@ class WandbSink(Sink):
         self.step_key = step_key
         self.prefix = prefix
         if figures and not available("matplotlib"):
-            warnings.warn("ibhooks: matplotlib is not installed, so the W&B sink logs no plane image; "
-                          "install it with: pip install 'ibhooks[plot]'", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "ibhooks: matplotlib is not installed, so the W&B sink logs no plane image; "
+                "install it with: pip install 'ibhooks[plot]'",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.figures = figures
         self.images = figures and available("matplotlib")
         self.figure_every = figure_every
@@ -136,8 +159,20 @@ class WandbSink(Sink):
                 if res is None or res.i_xt is None or res.i_ty is None:
                     continue
                 cx, cy = res.i_xt.ci or (None, None), res.i_ty.ci or (None, None)
-                rows.append([int(record.step), record.epoch, layer, est, res.i_xt.value, res.i_ty.value,
-                             cx[0], cx[1], cy[0], cy[1]])
+                rows.append(
+                    [
+                        int(record.step),
+                        record.epoch,
+                        layer,
+                        est,
+                        res.i_xt.value,
+                        res.i_ty.value,
+                        cx[0],
+                        cx[1],
+                        cy[0],
+                        cy[1],
+                    ]
+                )
         if not self._coverage_logged and self.header.get("coverage"):
             data[f"{self.prefix}/coverage"] = self._coverage_table()
             self._coverage_logged = True
@@ -158,7 +193,9 @@ class WandbSink(Sink):
             if self.images and self.records and any(r.layers for r in self.records):
                 self._final_figures()
         except Exception as exc:  # noqa: BLE001 - e.g. the user finished the run before the monitor
-            warnings.warn(f"ibhooks: could not log the final figures to W&B: {exc!r}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"ibhooks: could not log the final figures to W&B: {exc!r}", RuntimeWarning, stacklevel=2
+            )
         if self._own_run:
             self.run.finish()
 
@@ -178,7 +215,9 @@ class WandbSink(Sink):
 
     def _coverage_table(self) -> Any:
         cols = ["name", "type", "status", "reason", "shape", "dim", "reduction", "chain"]
-        rows = [[_plain(c.get(k)) for k in cols] for c in self.header.get("coverage") or [] if isinstance(c, dict)]
+        rows = [
+            [_plain(c.get(k)) for k in cols] for c in self.header.get("coverage") or [] if isinstance(c, dict)
+        ]
         return self._wandb.Table(columns=cols, data=rows)
 
     def _key(self, est: str, leaf: str) -> str:
@@ -193,7 +232,9 @@ class WandbSink(Sink):
                 continue
             table = self._wandb.Table(columns=TABLE_COLUMNS, data=[list(r) for r in rows])
             title = "Information plane" + (f" ({est})" if self._with_estimator else "")
-            out[self._key(est, "plane_scatter")] = self._wandb.plot.scatter(table, "I_XT", "I_TY", title=title)
+            out[self._key(est, "plane_scatter")] = self._wandb.plot.scatter(
+                table, "I_XT", "I_TY", title=title
+            )
             if self.images:
                 fig = plotting.plot_information_plane(self.records, estimator=est, header=self.header)
                 arr = plotting.figure_to_array(fig, dpi=self.dpi)
@@ -229,7 +270,8 @@ class WandbSink(Sink):
                 if spans:
                     key = f"{layer} ({est})" if self._with_estimator else layer
                     phases[key] = ", ".join(
-                        f"{s.phase} {s.status} from step {s.start:g}" + (" (ongoing)" if s.ongoing else f" to {s.end:g}")
+                        f"{s.phase} {s.status} from step {s.start:g}"
+                        + (" (ongoing)" if s.ongoing else f" to {s.end:g}")
                         for s in spans
                     )
         if phases or record.phases:

@@ -5,6 +5,7 @@ balanced binary labels (H(Y) = 1 bit): I(X;T) rises quickly (fitting) and then f
 layers (compression), I(T;Y) climbs to ~0.95 bit, the first layer saturates at the cap, and one
 DPI violation along the chain appears late in training.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,26 +65,56 @@ def make_history(
                 values.setdefault(layer, {"I_XT": ixt, "I_TY": ity})
                 cx = (ixt - 0.06, min(CAP, ixt + 0.05)) if with_ci else None
                 cy = (max(0.0, ity - 0.025), min(H_Y, ity + 0.02)) if with_ci else None
-                qx = QX if est == "binning" else f"I(X; T+N(0,0.1)) upper bound"
-                qy = QY if est == "binning" else f"I(T+N(0,0.1); Y) upper bound"
+                qx = QX if est == "binning" else "I(X; T+N(0,0.1)) upper bound"
+                qy = QY if est == "binning" else "I(T+N(0,0.1); Y) upper bound"
                 kind = "exact" if est == "binning" else "upper_bound"
                 per_layer[layer][est] = LayerResult(
-                    i_xt=make_estimate(ixt, qx, kind=kind, estimator=est, ci=cx, cap=CAP, n=N, dim=10 - 2 * li,
-                                       params=PARAMS, diagnostics={"fraction_outside_range": 0.0}),
-                    i_ty=make_estimate(ity, qy, kind=kind, estimator=est, ci=cy, n=N, dim=10 - 2 * li,
-                                       params=PARAMS, diagnostics={"H_Y": H_Y}),
+                    i_xt=make_estimate(
+                        ixt,
+                        qx,
+                        kind=kind,
+                        estimator=est,
+                        ci=cx,
+                        cap=CAP,
+                        n=N,
+                        dim=10 - 2 * li,
+                        params=PARAMS,
+                        diagnostics={"fraction_outside_range": 0.0},
+                    ),
+                    i_ty=make_estimate(
+                        ity,
+                        qy,
+                        kind=kind,
+                        estimator=est,
+                        ci=cy,
+                        n=N,
+                        dim=10 - 2 * li,
+                        params=PARAMS,
+                        diagnostics={"H_Y": H_Y},
+                    ),
                 )
         phases = _phases(step, steps, layers, estimators)
         checks, warnings = _checks(step, t, layers, estimators, values)
-        out.append(Record(
-            step=step, mode="probe", n_samples=N, layers=per_layer, h_y=H_Y,
-            checks=checks, phases=phases, warnings=warnings, seconds=0.12 + 0.01 * len(layers), epoch=step // 100,
-        ))
+        out.append(
+            Record(
+                step=step,
+                mode="probe",
+                n_samples=N,
+                layers=per_layer,
+                h_y=H_Y,
+                checks=checks,
+                phases=phases,
+                warnings=warnings,
+                seconds=0.12 + 0.01 * len(layers),
+                epoch=step // 100,
+            )
+        )
     return out
 
 
-def _checks(step: int, t: float, layers: Sequence[str], estimators: Sequence[str],
-            values: Dict[str, Dict[str, float]]) -> tuple:
+def _checks(
+    step: int, t: float, layers: Sequence[str], estimators: Sequence[str], values: Dict[str, Dict[str, float]]
+) -> tuple:
     """checks and warnings in the layout of :func:`ibhooks.checks.check_record`: one I(T;Y) DPI
     violation fc2 -> fc3 late in training (exact estimates, so significant), fc1 at its cap."""
     violations = []
@@ -92,66 +123,126 @@ def _checks(step: int, t: float, layers: Sequence[str], estimators: Sequence[str
         summary[est] = {}
         for q in ("I_XT", "I_TY"):
             bad = q == "I_TY" and t > 0.8 and len(layers) >= 3 and est == estimators[0]
-            summary[est][q] = {"pairs_checked": len(layers) - 1, "violated": int(bad), "significant": int(bad),
-                               "skipped": 0}
+            summary[est][q] = {
+                "pairs_checked": len(layers) - 1,
+                "violated": int(bad),
+                "significant": int(bad),
+                "skipped": 0,
+            }
             if bad:
                 up, down = layers[1], layers[2]
-                violations.append({
-                    "chain": "main", "estimator": est, "quantity": q, "upstream": up, "downstream": down,
-                    "upstream_bits": 0.93, "downstream_bits": 0.942, "size_bits": 0.012, "uncertainty_bits": 0.0,
-                    "significant": True, "kind": "estimator_inconsistency",
-                    "message": f"DPI violated along chain 'main' under {est!r}: I(T;Y) of {down!r} exceeds "
-                               f"{up!r} by 0.012 bits; binning noise is not propagated through the network.",
-                })
+                violations.append(
+                    {
+                        "chain": "main",
+                        "estimator": est,
+                        "quantity": q,
+                        "upstream": up,
+                        "downstream": down,
+                        "upstream_bits": 0.93,
+                        "downstream_bits": 0.942,
+                        "size_bits": 0.012,
+                        "uncertainty_bits": 0.0,
+                        "significant": True,
+                        "kind": "estimator_inconsistency",
+                        "message": f"DPI violated along chain 'main' under {est!r}: "
+                        f"I(T;Y) of {down!r} exceeds "
+                        f"{up!r} by 0.012 bits; binning noise is not propagated through the network.",
+                    }
+                )
     warnings = []
     if values and values[layers[0]]["I_XT"] >= CAP - 0.05:
-        warnings.append({
-            "layer": layers[0], "estimator": estimators[0], "quantity": "I_XT", "code": "at_cap",
-            "severity": "info", "message": f"Layer {layers[0]!r}: I(X;T) is at the estimator's cap 12 bits; "
-                                           "the true value may be higher.",
-            "evidence": {"cap": CAP, "n": N}, "remedy": "Use more probe samples.",
-        })
+        warnings.append(
+            {
+                "layer": layers[0],
+                "estimator": estimators[0],
+                "quantity": "I_XT",
+                "code": "at_cap",
+                "severity": "info",
+                "message": f"Layer {layers[0]!r}: I(X;T) is at the estimator's cap 12 bits; "
+                "the true value may be higher.",
+                "evidence": {"cap": CAP, "n": N},
+                "remedy": "Use more probe samples.",
+            }
+        )
     if violations:
-        warnings.append({
-            "layer": layers[2], "estimator": estimators[0], "quantity": "I_TY", "code": "dpi_violation",
-            "severity": "warning", "message": "1 significant DPI violation(s) along chain 'main'.",
-            "evidence": {"chain": "main"}, "remedy": "Compare with another estimator.",
-        })
+        warnings.append(
+            {
+                "layer": layers[2],
+                "estimator": estimators[0],
+                "quantity": "I_TY",
+                "code": "dpi_violation",
+                "severity": "warning",
+                "message": "1 significant DPI violation(s) along chain 'main'.",
+                "evidence": {"chain": "main"},
+                "remedy": "Compare with another estimator.",
+            }
+        )
     counts: Dict[str, int] = {}
     for w in warnings:
         counts[w["code"]] = counts.get(w["code"], 0) + 1
     checks = {
-        "version": 1, "step": step, "tol_bits": 1e-6, "z": 1.96,
+        "version": 1,
+        "step": step,
+        "tol_bits": 1e-6,
+        "z": 1.96,
         "bounds": {"checked": 5 * len(layers), "violated": 0, "bugs": 0, "significant": 0, "violations": []},
-        "dpi": {"pairs": "adjacent", "chains": [{"name": "main", "layers": list(layers), "missing": []}],
-                "summary": summary,
-                "totals": {"pairs_checked": 2 * (len(layers) - 1) * len(estimators), "violated": len(violations),
-                           "significant": len(violations), "skipped": 0},
-                "violations": violations, "not_checked": []},
+        "dpi": {
+            "pairs": "adjacent",
+            "chains": [{"name": "main", "layers": list(layers), "missing": []}],
+            "summary": summary,
+            "totals": {
+                "pairs_checked": 2 * (len(layers) - 1) * len(estimators),
+                "violated": len(violations),
+                "significant": len(violations),
+                "skipped": 0,
+            },
+            "violations": violations,
+            "not_checked": [],
+        },
         "warning_counts": counts,
     }
     return checks, warnings
 
 
-def _phase(phase: str, status: str, start: Optional[int], end: Optional[int], peak: Optional[int]) -> Dict[str, Any]:
+def _phase(
+    phase: str, status: str, start: Optional[int], end: Optional[int], peak: Optional[int]
+) -> Dict[str, Any]:
     """One PHASE entry in the layout of :func:`ibhooks.phases.detect_phases`."""
     return {
-        "phase": phase, "quantity": "I_TY" if phase == "fitting" else "I_XT",
-        "direction": "increasing" if phase == "fitting" else "decreasing", "status": status,
-        "detected": status == "detected", "significant": status in ("detected", "candidate"),
+        "phase": phase,
+        "quantity": "I_TY" if phase == "fitting" else "I_XT",
+        "direction": "increasing" if phase == "fitting" else "decreasing",
+        "status": status,
+        "detected": status == "detected",
+        "significant": status in ("detected", "candidate"),
         "consecutive": 3 if status == "detected" else int(status == "candidate"),
-        "start_step": start, "end_step": end, "peak_step": peak, "ongoing": end is None and start is not None,
-        "slope_bits_per_decade": -0.8 if phase == "compression" else 0.3, "change_bits": 1.5,
+        "start_step": start,
+        "end_step": end,
+        "peak_step": peak,
+        "ongoing": end is None and start is not None,
+        "slope_bits_per_decade": -0.8 if phase == "compression" else 0.3,
+        "change_bits": 1.5,
         "p_value": 0.001 if status != "insufficient_data" else None,
-        "p_adjusted": 0.004 if status != "insufficient_data" else None, "reason": None,
+        "p_adjusted": 0.004 if status != "insufficient_data" else None,
+        "reason": None,
     }
 
 
-def _phases(step: int, steps: Sequence[int], layers: Sequence[str], estimators: Sequence[str]) -> Dict[str, Any]:
+def _phases(
+    step: int, steps: Sequence[int], layers: Sequence[str], estimators: Sequence[str]
+) -> Dict[str, Any]:
     """Phase decisions as detect_phases would make them for this synthetic history up to ``step``."""
     k = steps.index(step)
-    out: Dict[str, Any] = {"version": 1, "step": step, "mode": "probe", "n_records": k + 1, "alpha": 0.05,
-                           "correction": "holm", "layers": {}, "detected": []}
+    out: Dict[str, Any] = {
+        "version": 1,
+        "step": step,
+        "mode": "probe",
+        "n_records": k + 1,
+        "alpha": 0.05,
+        "correction": "holm",
+        "layers": {},
+        "detected": [],
+    }
     for li, layer in enumerate(layers):
         out["layers"][layer] = {}
         for est in estimators:
@@ -173,17 +264,38 @@ def _phases(step: int, steps: Sequence[int], layers: Sequence[str], estimators: 
 
 def make_header(layers: Sequence[str] = LAYERS, estimators: Sequence[str] = ("binning",)) -> Dict[str, Any]:
     coverage = [
-        {"name": layer, "type": "Linear", "status": "monitored", "reason": "", "shape": [N, 10 - 2 * i],
-         "dim": 10 - 2 * i, "reduction": "none", "chain": "main"}
+        {
+            "name": layer,
+            "type": "Linear",
+            "status": "monitored",
+            "reason": "",
+            "shape": [N, 10 - 2 * i],
+            "dim": 10 - 2 * i,
+            "reduction": "none",
+            "chain": "main",
+        }
         for i, layer in enumerate(layers)
     ]
-    coverage.append({"name": "dropout", "type": "Dropout", "status": "skipped",
-                     "reason": "identity in eval mode", "shape": None, "dim": None, "reduction": None,
-                     "chain": None})
+    coverage.append(
+        {
+            "name": "dropout",
+            "type": "Dropout",
+            "status": "skipped",
+            "reason": "identity in eval mode",
+            "shape": None,
+            "dim": None,
+            "reduction": None,
+            "chain": None,
+        }
+    )
     return {
         "created": "2026-11-24T12:00:00Z",
-        "config": {"estimators": [{"name": e, "params": PARAMS} for e in estimators], "mode": "probe",
-                   "schedule": "log_spaced(18, 5000)", "n_probe": N},
+        "config": {
+            "estimators": [{"name": e, "params": PARAMS} for e in estimators],
+            "mode": "probe",
+            "schedule": "log_spaced(18, 5000)",
+            "n_probe": N,
+        },
         "coverage": coverage,
         "chains": [{"name": "main", "layers": list(layers)}],
         "versions": {"ibhooks": "0.1.0", "torch": "2.13.0"},

@@ -1,5 +1,6 @@
 """Figures from Records: what is drawn matches the Records, caps and labels say what was measured,
 missing checks/phases draw nothing, and matplotlib stays out of `import ibhooks` and pyplot."""
+
 import math
 import os
 import subprocess
@@ -39,8 +40,13 @@ def test_import_ibhooks_and_plotting_leave_matplotlib_and_pyplot_alone():
         "assert 'matplotlib.pyplot' not in sys.modules, 'plotting imported pyplot'\n"
         "import matplotlib; print(matplotlib.get_backend())\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -49,19 +55,27 @@ def test_plane_draws_every_layer_trajectory_from_the_records(history):
     ax = fig.axes[0]
     for layer in LAYERS:
         xy = _traj(ax, layer)
-        want = [(r.layers[layer]["binning"].i_xt.value, r.layers[layer]["binning"].i_ty.value) for r in history]
+        want = [
+            (r.layers[layer]["binning"].i_xt.value, r.layers[layer]["binning"].i_ty.value) for r in history
+        ]
         np.testing.assert_allclose(xy, want)
     # the axes name the quantity actually measured, and the caps are drawn where they are
     assert QX in ax.get_xlabel() and "I(X;T)" in ax.get_xlabel()
     assert QY in ax.get_ylabel() and "I(T;Y)" in ax.get_ylabel()
-    vlines = [ln for ln in ax.get_lines() if np.allclose(ln.get_xdata(), CAP) and len(set(ln.get_xdata())) == 1]
-    hlines = [ln for ln in ax.get_lines() if np.allclose(ln.get_ydata(), H_Y) and len(set(ln.get_ydata())) == 1]
+    vlines = [
+        ln for ln in ax.get_lines() if np.allclose(ln.get_xdata(), CAP) and len(set(ln.get_xdata())) == 1
+    ]
+    hlines = [
+        ln for ln in ax.get_lines() if np.allclose(ln.get_ydata(), H_Y) and len(set(ln.get_ydata())) == 1
+    ]
     assert vlines and hlines
     assert ax.get_xlim()[1] > CAP and ax.get_ylim()[1] > H_Y
     # a colorbar on a log scale of steps
     cbar_axes = [a for a in fig.axes if a is not ax]
     assert cbar_axes and "step" in cbar_axes[0].get_ylabel()
-    scatters = [c for c in ax.collections if type(c).__name__ == "PathCollection" and c.get_array() is not None]
+    scatters = [
+        c for c in ax.collections if type(c).__name__ == "PathCollection" and c.get_array() is not None
+    ]
     assert scatters and all(type(c.norm).__name__ == "LogNorm" for c in scatters)
     # the saturated first layer is ringed, and CI whiskers exist
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -92,8 +106,10 @@ def test_layer_curves_values_caps_and_phase_lanes(history):
     assert ax_x.get_xscale() in ("log", "symlog")
     # phases from the last record: fitting for every layer, compression (ongoing) for fc2 and fc3
     spans = plotting.phase_spans(history, "fc3")
-    assert {(s.phase, s.status, s.ongoing) for s in spans} == {("fitting", "detected", False),
-                                                               ("compression", "detected", True)}
+    assert {(s.phase, s.status, s.ongoing) for s in spans} == {
+        ("fitting", "detected", False),
+        ("compression", "detected", True),
+    }
     assert spans[0].start == 0 and spans[0].end == STEPS[5]
     assert len(ax_p.patches) == 5  # fc1 fitting, fc2 and fc3 fitting + compression
     assert not [p for p in ax_p.patches if p.get_hatch()]
@@ -164,13 +180,19 @@ def test_animation_and_save_all_figures(tmp_path):
 
     recs = make_history([0, 1, 10, 100, 1000])
     paths = plotting.save_all_figures(recs, tmp_path, header=make_header(), formats=("png", "pdf"), dpi=80)
-    assert set(paths) >= {"information_plane", "layer_curves", "dpi", "information_plane_animation",
-                          "information_plane.pdf"}
+    assert set(paths) >= {
+        "information_plane",
+        "layer_curves",
+        "dpi",
+        "information_plane_animation",
+        "information_plane.pdf",
+    }
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths.values())
     gif = Image.open(paths["information_plane_animation"])
     assert gif.n_frames == len(recs)
-    multi = plotting.save_all_figures(make_history([0, 10, 100], estimators=("binning", "kde")), tmp_path / "m",
-                                      dpi=60, animation=False)
+    multi = plotting.save_all_figures(
+        make_history([0, 10, 100], estimators=("binning", "kde")), tmp_path / "m", dpi=60, animation=False
+    )
     assert {"information_plane_binning", "information_plane_kde", "layer_curves_kde"} <= set(multi)
 
 

@@ -1,4 +1,5 @@
 """TensorBoard sink: a real event file read back with tensorboard's EventAccumulator."""
+
 import sys
 
 import pytest
@@ -25,7 +26,10 @@ def _read(path):
 
 
 def _text(ea, tag):
-    return [(ev.step, tensor_util.make_ndarray(ev.tensor_proto).item().decode()) for ev in ea.Tensors(f"{tag}/text_summary")]
+    return [
+        (ev.step, tensor_util.make_ndarray(ev.tensor_proto).item().decode())
+        for ev in ea.Tensors(f"{tag}/text_summary")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,9 @@ def test_scalars_with_intervals_at_the_record_steps(event_dir):
             assert {f"ib/{layer}/{q}", f"ib/{layer}/{q}_lo", f"ib/{layer}/{q}_hi"} <= tags
     events = ea.Scalars("ib/fc2/I_XT")
     assert [e.step for e in events] == STEPS
-    assert [e.value for e in events] == pytest.approx([r.layers["fc2"]["binning"].i_xt.value for r in history], abs=1e-5)
+    assert [e.value for e in events] == pytest.approx(
+        [r.layers["fc2"]["binning"].i_xt.value for r in history], abs=1e-5
+    )
     lo = ea.Scalars("ib/fc2/I_TY_lo")
     assert lo[-1].value == pytest.approx(history[-1].layers["fc2"]["binning"].i_ty.ci[0], abs=1e-5)
     assert {"ib/H_Y", "ib/seconds"} <= tags

@@ -1,4 +1,5 @@
 """W&B sink: a real offline run read back from its .wandb file, plus fast checks on a disabled run."""
+
 import json
 import struct
 import sys
@@ -31,11 +32,11 @@ def read_wandb_records(path):
         if left < 7:  # block trailer
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:  # zero padding to the end of the block
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4):
             rec = pb.Record()
@@ -52,8 +53,12 @@ def _items(items):
 def offline_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("wandb")
-    for k, v in {"WANDB_MODE": "offline", "WANDB_DIR": str(root), "WANDB_SILENT": "true",
-                 "WANDB_CONSOLE": "off"}.items():
+    for k, v in {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(root),
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",
+    }.items():
         mp.setenv(k, v)
     mp.delenv("WANDB_API_KEY", raising=False)
     history = make_history(STEPS)
@@ -113,7 +118,11 @@ def test_offline_step_metric_summary_and_media_files(offline_run):
     assert any("plane" in p.name for p in images) and any("curves" in p.name for p in images)
     tables = list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
     scatter = [json.loads(p.read_text()) for p in tables if "plane_scatter" in str(p)]
-    assert sorted(len(t["data"]) for t in scatter) == [len(LAYERS), 3 * len(LAYERS), 5 * len(LAYERS)]  # all so far
+    assert sorted(len(t["data"]) for t in scatter) == [
+        len(LAYERS),
+        3 * len(LAYERS),
+        5 * len(LAYERS),
+    ]  # all so far
     assert scatter[0]["columns"][:6] == ["step", "epoch", "layer", "estimator", "I_XT", "I_TY"]
 
 
