@@ -577,10 +577,14 @@ def _step_cmap() -> Any:
 def _step_norm(steps: Sequence[float]) -> Any:
     from matplotlib.colors import LogNorm
 
+    """Log colour scale over the positive steps; step 0 takes the colour of the smallest one, and a
+    single distinct step gets a decade of range so the colorbar is readable."""
     pos = [s for s in steps if s > 0]
     vmin = min(pos) if pos else 1.0
-    vmax = max(max(pos) if pos else 1.0, vmin * 10 if vmin == max(pos or [vmin]) else vmin)
-    return LogNorm(vmin=vmin, vmax=max(vmax, vmin * 1.0001), clip=True)
+    vmax = max(pos) if pos else 1.0
+    if vmax <= vmin:
+        vmax = vmin * 10.0
+    return LogNorm(vmin=vmin, vmax=vmax, clip=True)
 
 
 def _layer_style(i: int) -> Tuple[str, str]:
