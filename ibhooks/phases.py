@@ -7,7 +7,8 @@ Decisions are a pure function of the history (no state is kept between calls), s
 re-derives identical decisions from the same Records.
 
 Procedure for one series (one layer, one estimator, one quantity; points ordered by step, index
-i = 0..n-1 is the measurement order):
+i = 0..n-1 is the measurement order; a series longer than ``max_points`` is first thinned to that
+many evenly spaced measurements, keeping the first and the latest):
 
 1. **Peak.** Smooth the values with a centred running mean of width ``w = smooth`` (h = w // 2) and
    take the first argmax ``p``.
@@ -68,9 +69,13 @@ class PhaseConfig:
         correction: ``"holm"``, ``"bh"`` (Benjamini-Hochberg) or ``"none"``, across all series
             tested at one decision.
         z: Multiple of the combined standard error that the total change must exceed.
-        min_change_bits: Smallest total change (bits) that counts as a phase.
+        min_change_bits: Smallest total change (bits) that counts as a phase (default: the
+            project's saturation tolerance; exact estimates have no uncertainty, so without a floor
+            a real but negligible 0.01-bit drift would be a phase).
         exact_max_n: Use the exact Mann-Kendall null for tie-free segments up to this length.
         ci_level: Confidence level of the Theil-Sen slope interval.
+        max_points: Longer series are thinned to this many evenly spaced measurements (always
+            keeping the first and the latest), which bounds the O(n^2) tests' time and memory.
         mode: Only records of this mode (``"probe"``/``"passive"``); ``None``: the latest record's mode.
         phases: Which phases to decide.
     """
@@ -81,9 +86,10 @@ class PhaseConfig:
     persistence: int = 3
     correction: str = "holm"
     z: float = 1.96
-    min_change_bits: float = 0.0
+    min_change_bits: float = 0.05
     exact_max_n: int = 60
     ci_level: float = 0.95
+    max_points: int = 400
     mode: Optional[str] = None
     phases: Tuple[str, ...] = ("fitting", "compression")
 
@@ -98,6 +104,8 @@ class PhaseConfig:
             raise ValueError(f"persistence must be >= 1, got {self.persistence!r}")
         if self.correction not in ("holm", "bh", "none"):
             raise ValueError(f"correction must be 'holm', 'bh' or 'none', got {self.correction!r}")
+        if int(self.max_points) < 2 * int(self.min_points) + int(self.smooth):
+            raise ValueError(f"max_points must be >= 2 * min_points + smooth, got {self.max_points!r}")
         if not 0.0 < self.ci_level < 1.0:
             raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
         unknown = [p for p in self.phases if p not in PHASE_QUANTITY]
@@ -326,13 +334,19 @@ def analyse_series(
     t = np.asarray(steps, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     se = np.full(v.size, np.nan) if stderr is None else np.asarray(stderr, dtype=np.float64)
+    thinned_from = None
+    if v.size > config.max_points:
+        keep = np.unique(np.round(np.linspace(0, v.size - 1, int(config.max_points))).astype(np.int64))
+        thinned_from = int(v.size)
+        t, v, se = t[keep], v[keep], se[keep]
     n = int(v.size)
     direction = PHASE_DIRECTION[phase]
     out: Dict[str, Any] = {
         "phase": phase,
         "quantity": PHASE_QUANTITY[phase],
         "direction": direction,
-        "n_measurements": n,
+        "n_measurements": thinned_from or n,
+        "thinned_from": thinned_from,
         "n_points": 0,
         "test": None,
         "statistic": None,
@@ -464,6 +478,26 @@ def _layer_order(records: List[Record]) -> List[str]:
     return order
 
 
+#: Warning codes (from :func:`ibhooks.checks.check_record`) that can fake or hide a phase.
+CAVEAT_CODES = ("saturating_units", "outside_range", "duplicate_rows", "at_cap", "too_few_samples",
+                "bound_violation")
+
+
+def _caveats(records: List[Record], layer: str, est: str, quantity: str, start: Any) -> List[str]:
+    """Codes of artefact warnings on this layer/estimator/quantity in the records from ``start`` on."""
+    found: List[str] = []
+    for rec in records:
+        if start is not None and rec.step < start:
+            continue
+        for w in rec.warnings or []:
+            if not isinstance(w, dict) or w.get("layer") != layer or w.get("estimator") not in (None, est):
+                continue
+            code = w.get("code")
+            if code in CAVEAT_CODES and w.get("quantity") in (None, quantity) and code not in found:
+                found.append(code)
+    return found
+
+
 def _decide(
     series: Dict[_SeriesKey, Tuple[np.ndarray, ...]], upto: int, cfg: PhaseConfig, describe: bool
 ) -> Dict[_SeriesKey, Dict[str, Any]]:
@@ -510,7 +544,10 @@ def detect_phases(history: Sequence[Record], config: Optional[PhaseConfig] = Non
         "consecutive", "start_step", "end_step", "peak_step", "ongoing", "slope_bits_per_step",
         "slope_ci_per_step", "slope_bits_per_decade", "slope_ci_per_decade", "change_bits",
         "uncertainty_bits", "exceeds_uncertainty", "p_value", "p_adjusted", "family_size", "test",
-        "statistic", "n_points", "n_measurements", "reason"}``; ``status`` is ``"detected"``
+        "statistic", "n_points", "n_measurements", "thinned_from", "reason", "caveats"}``;
+        ``caveats`` lists the artefact-warning codes (``record.warnings``, from
+        :func:`ibhooks.checks.check_record`) seen on that layer/estimator/quantity from the phase's
+        start on (e.g. ``"saturating_units"``: a binned compression may be an artefact). ``status`` is ``"detected"``
         (passed at the last ``persistence`` decisions), ``"candidate"`` (passed at the latest only),
         ``"not_detected"`` or ``"insufficient_data"``.
     """
@@ -556,11 +593,14 @@ def detect_phases(history: Sequence[Record], config: Optional[PhaseConfig] = Non
                 if r["p_adjusted"] is not None and r["p_adjusted"] > cfg.alpha:
                     r["reason"] = f"adjusted p = {r['p_adjusted']:.3g} > alpha = {cfg.alpha:g}"
                 elif r["exceeds_uncertainty"] is False:
+                    unc = r["uncertainty_bits"]
                     r["reason"] = (
-                        f"change {r['change_bits']:.3g} bits does not exceed {cfg.z:g} x combined "
-                        f"uncertainty ({r['uncertainty_bits']}) + {cfg.min_change_bits:g} bits"
+                        f"change {r['change_bits']:.3g} bits does not exceed "
+                        + (f"{cfg.z:g} x the combined uncertainty {unc:.3g} bits + " if unc is not None else "")
+                        + f"min_change_bits = {cfg.min_change_bits:g}"
                     )
         r["detected"] = r["status"] == "detected"
+        r["caveats"] = _caveats(records, layer, est, PHASE_QUANTITY[phase], r["start_step"])
         layers.setdefault(layer, {}).setdefault(est, {})[phase] = r
         if r["detected"]:
             detected.append({"layer": layer, "estimator": est, **r})

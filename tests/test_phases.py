@@ -310,3 +310,32 @@ def test_insufficient_data_and_empty_history():
     hist2[5].layers["h"]["kde"] = LayerResult(error="boom")
     out2 = detect_phases(hist2)
     assert out2["layers"]["h"]["kde"]["fitting"]["n_measurements"] == 19
+
+
+def test_long_histories_are_thinned_and_stay_fast():
+    import time
+
+    rng = np.random.default_rng(9)
+    steps = np.arange(0, 50_000, 10)  # every_n(10) over 50k steps: 5000 measurements
+    logs = np.log10(steps + 1.0)
+    ixt = _piecewise(logs, [0, 3.0, 4.7], [6, 9, 7]) + 0.05 * rng.standard_normal(steps.size)
+    ity = _piecewise(logs, [0, 2.0, 3.0, 5], [0.1, 0.1, 0.9, 0.9]) + 0.05 * rng.standard_normal(steps.size)
+    hist = make_history(steps, {"h": {"kde": (ixt, ity)}}, se=0.05)
+    t0 = time.perf_counter()
+    out = detect_phases(hist)
+    assert time.perf_counter() - t0 < 10.0
+    c = out["layers"]["h"]["kde"]["compression"]
+    assert c["detected"] and c["thinned_from"] == steps.size and c["n_measurements"] == steps.size
+    assert abs(math.log10(c["start_step"] + 1) - 3.0) < 0.3
+    assert out["layers"]["h"]["kde"]["fitting"]["detected"]
+
+
+def test_phase_carries_artefact_caveats_from_record_warnings():
+    ixt = _piecewise(LOGS, [0, 2.0, 4.0], [6.0, 9.0, 7.0])
+    ity = np.full(LOGS.size, 0.5)
+    hist = make_history(STEPS, {"h": {"binning": (ixt, ity)}}, kind="exact")
+    for rec in hist[-10:]:
+        rec.warnings = [{"layer": "h", "estimator": "binning", "quantity": "I_XT", "code": "saturating_units"},
+                        {"layer": "other", "estimator": "binning", "quantity": "I_XT", "code": "outside_range"}]
+    c = detect_phases(hist)["layers"]["h"]["binning"]["compression"]
+    assert c["detected"] and c["caveats"] == ["saturating_units"]
