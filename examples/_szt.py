@@ -46,3 +46,98 @@ def szt_data(seed: int = 0, train_fraction: float = 0.8) -> Tuple[torch.Tensor, 
 def nll_of_softmax(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of a softmax output (SZT clip the probabilities the same way)."""
     return nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), y)
+
+
+class SeedBatchedLinear(nn.Module):
+    """``S`` independent linear layers applied at once: (B, in) or (S, B, in) -> (S, B, out).
+
+    Training S seeds together is exact: the summed loss gives each seed its own gradients, and
+    Adam is elementwise, so every seed follows the trajectory it would follow alone.
+    """
+
+    def __init__(self, seeds: int, fan_in: int, fan_out: int, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)  # (S, in, out)
+        self.bias = nn.Parameter(torch.zeros(seeds, 1, fan_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def szt_seed_batched_network(activation: str, seeds: Tuple[int, ...]) -> nn.Sequential:
+    """The SZT network for several seeds at once; seed s uses the init of ``szt_network(seed=s)``."""
+    singles = [szt_network(activation, seed=s) for s in seeds]
+    layers = []
+    for i, module in enumerate(singles[0]):
+        if isinstance(module, nn.Linear):
+            w = torch.stack([net[i].weight.detach().t() for net in singles])
+            layers.append(SeedBatchedLinear(len(seeds), module.in_features, module.out_features, w))
+        elif isinstance(module, nn.Softmax):
+            layers.append(nn.Softmax(dim=-1))
+        else:
+            layers.append(type(module)())
+    return nn.Sequential(*layers)
+
+
+def train_seeds(
+    activation: str,
+    seeds: Tuple[int, ...],
+    *,
+    epochs: int,
+    estimators: list,
+    out,
+    run_prefix: str,
+    measurements: int = 100,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    log_every: int = 0,
+    sinks_seed0: tuple = (),
+):
+    """Train the SZT network for ``seeds`` together, one IBMonitor per seed (a selector picks the
+    seed's slice of every layer output). Returns the list of closed monitors."""
+    import ibhooks
+
+    x, y = load_szt()
+    splits = [szt_data(s)[2] for s in seeds]
+    model = szt_seed_batched_network(activation, seeds)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-splits[0].shape[0] // batch_size)
+    act_type = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+    layer_names = [str(i) for i, m in enumerate(model) if isinstance(m, (act_type, nn.Softmax))]
+    monitors = []
+    for k, s in enumerate(seeds):
+        monitors.append(ibhooks.IBMonitor(
+            model,
+            layers=layer_names,
+            selectors={name: (lambda out, k=k: out[k]) for name in layer_names},
+            probe=(x, y),
+            schedule=ibhooks.log_spaced(measurements, epochs * steps_per_epoch),
+            estimators=estimators,
+            chains=[layer_names],
+            log_dir=out,
+            run_name=f"{run_prefix}_seed{s}",
+            sinks=list(sinks_seed0) if k == 0 else [],
+            seed=s,
+            verbose=False,
+        ))
+    gens = [torch.Generator().manual_seed(10_000 + s) for s in seeds]
+    for epoch in range(epochs):
+        orders = torch.stack([split[torch.randperm(split.shape[0], generator=g)] for split, g in zip(splits, gens)])
+        for start in range(0, orders.shape[1], batch_size):
+            idx = orders[:, start:start + batch_size]  # (S, B)
+            probs = model(x[idx])
+            loss = sum(nll_of_softmax(probs[k], y[idx[k]]) for k in range(len(seeds)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for mon in monitors:
+                mon.step(epoch=epoch)
+        if log_every and (epoch + 1) % log_every == 0:
+            with torch.no_grad():
+                acc = (model(x).argmax(-1) == y).float().mean(dim=1)
+            print(f"epoch {epoch + 1}: mean acc(all 4096) {acc.mean():.3f}", flush=True)
+    for mon in monitors:
+        mon.close()
+    return monitors
