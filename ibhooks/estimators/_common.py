@@ -31,7 +31,8 @@ def check_samples(t: torch.Tensor, *, name: str = "t", min_rows: int = 2) -> tor
         )
     if not t.is_floating_point():
         t = t.float()
-    if not bool(torch.isfinite(t).all()):
+    # One reduction first: a NaN/Inf anywhere makes the sum non-finite; only then (or on overflow) look closer.
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"{name} contains {bad} NaN/Inf values; estimators need finite activations "

@@ -40,7 +40,7 @@ def sq_dists(a: torch.Tensor, b: torch.Tensor, b_sq: Optional[torch.Tensor] = No
     a_sq = (a * a).sum(1, keepdim=True)
     if b_sq is None:
         b_sq = (b * b).sum(1)
-    d = a_sq + b_sq.unsqueeze(0) - 2.0 * (a @ b.T)
+    d = (a @ b.T).mul_(-2.0).add_(a_sq).add_(b_sq.unsqueeze(0))  # one (len(a), len(b)) buffer
     return d.clamp_min_(0.0)
 
 

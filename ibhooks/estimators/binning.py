@@ -38,11 +38,37 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from ..estimate import Estimate, make_estimate
-from ._common import check_labels, check_samples, discrete_entropy, discrete_mi, row_codes
+from ._common import check_labels, check_samples, discrete_mi, row_codes
 from .base import Estimator, LayerInformation
 
 RangeSpec = Union[Tuple[float, float], str]
 _RANGE_RULES = ("layer", "running", "adaptive")
+
+
+def _entropy_of_counts(counts: torch.Tensor, n: int) -> float:
+    """Plug-in entropy in bits of a histogram with total n: log2 n - sum c log2 c / n (float64)."""
+    c = counts.to(torch.float64)
+    return max(math.log2(n) - float(torch.special.xlogy(c, c).sum()) / (n * math.log(2.0)), 0.0)
+
+
+def _row_codes_counts(idx: torch.Tensor, radix: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Codes 0..U-1 of the distinct rows of an integer matrix and each distinct row's count.
+
+    Rows are packed into one int64 (mixed radix) when ``radix**d`` fits, so one 1-D ``torch.unique``
+    does the work; otherwise ``torch.unique(dim=0)``.
+    """
+    n, d = idx.shape
+    bits = d * math.log2(max(radix, 2))
+    if idx.is_floating_point() and bits < 52:  # exact integer arithmetic in float64: one matrix-vector product
+        weights = float(radix) ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.float64)
+        _, codes, counts = torch.unique(idx.to(torch.float64) @ weights, return_inverse=True, return_counts=True)
+    elif bits < 62:
+        weights = radix ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.int64)
+        _, codes, counts = torch.unique((idx.to(torch.int64) * weights).sum(1), return_inverse=True,
+                                        return_counts=True)
+    else:
+        _, codes, counts = torch.unique(idx.to(torch.int64), dim=0, return_inverse=True, return_counts=True)
+    return codes, counts
 
 
 def _row_entropy_bits(counts: torch.Tensor) -> torch.Tensor:
@@ -148,13 +174,14 @@ class Binning(Estimator):
         return torch.bucketize(t.to(torch.float64).contiguous(), edges, right=True)
 
     def bin_indices(
-        self, t: torch.Tensor, layer: Optional[str] = None, *, update: bool = True
+        self, t: torch.Tensor, layer: Optional[str] = None, *, update: bool = True, as_float: bool = False
     ) -> Tuple[torch.Tensor, float, float, Dict[str, Any]]:
         """Bin indices (n, d) int64 of ``t`` and the range used, with diagnostics.
 
-        ``layer`` keys the running range; ``update=False`` reads it without widening it.
+        ``layer`` keys the running range; ``update=False`` reads it without widening it. ``as_float``
+        returns the (integer-valued) indices as float64 for the equal-width rules, which saves a cast.
         """
-        t_min, t_max = float(t.min()), float(t.max())
+        t_min, t_max = (float(v) for v in torch.aminmax(t))
         if self.range == "adaptive":
             idx = self._adaptive_indices(t)
             extreme = float(((idx == 0) | (idx == self.n_bins - 1)).float().mean())
@@ -172,10 +199,12 @@ class Binning(Estimator):
             lo, hi = t_min, t_max
         if hi <= lo:  # a constant layer: one bin
             hi = lo + 1.0
-        scaled = (t.to(torch.float64) - lo) * (self.n_bins / (hi - lo))
-        outside = float(((t < lo) | (t > hi)).float().mean())
-        idx = scaled.floor().clamp_(0, self.n_bins - 1).to(torch.int64)
-        extreme = float(((idx == 0) | (idx == self.n_bins - 1)).float().mean())
+        scaled = (t.to(torch.float64) - lo).mul_(self.n_bins / (hi - lo))
+        outside = 0.0 if (t_min >= lo and t_max <= hi) else float(((t < lo) | (t > hi)).sum()) / t.numel()
+        idx = scaled.floor_().clamp_(0, self.n_bins - 1)
+        extreme = float(((idx == 0) | (idx == self.n_bins - 1)).sum()) / idx.numel()
+        if not as_float:
+            idx = idx.to(torch.int64)
         diagnostics = {"fraction_outside_range": outside, "fraction_in_extreme_bins": extreme, "range_used": [lo, hi]}
         return idx, lo, hi, diagnostics
 
@@ -196,14 +225,15 @@ class Binning(Estimator):
         t = check_samples(t, min_rows=1)
         n, d = t.shape
         y_codes = check_labels(y, n) if y is not None else None
-        idx, lo, hi, diag = self.bin_indices(t, layer)
-        codes, n_distinct = row_codes(idx, radix=self.n_bins)
+        idx, lo, hi, diag = self.bin_indices(t, layer, as_float=True)
+        codes, counts = _row_codes_counts(idx, self.n_bins)
+        n_distinct = counts.numel()
         diag["distinct_rows"] = n_distinct
         diag["fraction_duplicate_rows"] = 1.0 - n_distinct / n
         label = self._label(lo, hi)
         cap = math.log2(n) if n > 1 else 0.0
         params = self.params()
-        h_t = discrete_entropy(codes)
+        h_t = _entropy_of_counts(counts, n)
         boot = self._bootstrap(codes, y_codes) if self.n_boot > 1 else None
         ci = self._ci(h_t, boot["h_t"], cap, diag) if boot is not None else None
         i_xt = make_estimate(
@@ -212,7 +242,14 @@ class Binning(Estimator):
         )
         if y_codes is None:
             return i_xt, None
-        mi, _, h_y = discrete_mi(codes, y_codes)
+        k = int(y_codes.max()) + 1
+        h_y = _entropy_of_counts(torch.bincount(y_codes, minlength=k), n)
+        joint = codes * k + y_codes
+        n_cells = n_distinct * k
+        joint_counts = (torch.bincount(joint, minlength=n_cells) if n_cells <= 8 * n
+                        else torch.unique(joint, return_counts=True)[1])
+        h_ty = _entropy_of_counts(joint_counts, n)
+        mi = max(h_t + h_y - h_ty, 0.0)  # exact up to float rounding (~1e-12)
         diag_y: Dict[str, Any] = {"H_Y": h_y}
         ci_y = self._ci(mi, boot["i_ty"], min(h_y, h_t), diag_y) if boot is not None else None
         # I(T;Y) <= H(Y) is a property of Y, not a limit of the estimator: no `cap`, H(Y) is in diagnostics.

@@ -12,7 +12,8 @@ Both lie in [0, log n] (the j = i term) and I_low <= I_up. For labels Y the Saxe
     I(T;Y) ~= H_up(T+N) - sum_l p_l H_up(T+N | Y=l) = H(Y) + mean_i[lse_{j: y_j = y_i} - lse_j]
 
 a *difference of two upper bounds*, hence neither a bound nor guaranteed >= 0; it is <= H(Y).
-The work is O(n^2 d) in row blocks (float64, logsumexp), memory O(block * n).
+The work is O(n^2 d) in row blocks in float64, memory O(block * n). The log-sum-exps need no
+max shift: all exponents are <= 0 and the self term contributes exactly 1.
 """
 from __future__ import annotations
 
@@ -42,18 +43,20 @@ def kde_log_sums(
     out = {k: torch.empty(n, dtype=torch.float64, device=c.device) for k in ("up", "low")}
     if y is not None:
         out.update({k: torch.empty(n, dtype=torch.float64, device=c.device) for k in ("up_y", "low_y")})
-    rows = block_rows(n, max_bytes=max_block_bytes, copies=5, block_size=block_size)
+    rows = block_rows(n, max_bytes=max_block_bytes, copies=3, block_size=block_size)
     for sl in blocks(n, rows):
-        d = sq_dists(c[sl], c, c_sq)
-        a_up = d * (-1.0 / (2.0 * noise_var))
-        out["up"][sl] = torch.logsumexp(a_up, dim=1)
-        a_low = a_up.mul_(0.25)  # -D/(8 sigma^2), reusing the buffer
-        out["low"][sl] = torch.logsumexp(a_low, dim=1)
-        if y is not None:
-            other = y[sl].unsqueeze(1) != y.unsqueeze(0)
-            out["low_y"][sl] = torch.logsumexp(a_low.masked_fill_(other, -math.inf), dim=1)
-            a_up = torch.mul(d, -1.0 / (2.0 * noise_var), out=d).masked_fill_(other, -math.inf)
-            out["up_y"][sl] = torch.logsumexp(a_up, dim=1)
+        # Every exponent is <= 0 and the self term (D_ii = 0) contributes exp(0) = 1, so the plain
+        # log(sum(exp)) can neither overflow nor underflow to log(0): no max-shift pass is needed.
+        a = sq_dists(c[sl], c, c_sq).mul_(-1.0 / (2.0 * noise_var))  # -D/(2 sigma^2)
+        k = torch.exp(a)
+        out["up"][sl] = k.sum(1).log_()
+        other = (y[sl].unsqueeze(1) != y.unsqueeze(0)) if y is not None else None
+        if other is not None:
+            out["up_y"][sl] = k.masked_fill_(other, 0.0).sum(1).log_()
+        k = a.mul_(0.25).exp_()  # exp(-D/(8 sigma^2)), in place
+        out["low"][sl] = k.sum(1).log_()
+        if other is not None:
+            out["low_y"][sl] = k.masked_fill_(other, 0.0).sum(1).log_()
     return out
 
 
