@@ -40,7 +40,8 @@ WARNING_CODES = (
 
 #: Activations whose outputs saturate (bounded above and/or below by a flat asymptote).
 SATURATING_ACTIVATIONS = frozenset(
-    {"tanh", "sigmoid", "logistic", "hardtanh", "softsign", "hardsigmoid", "softmax", "relu6", "hardswish", "erf"}
+    {"tanh", "sigmoid", "logistic", "hardtanh", "softsign", "hardsigmoid", "softmax", "relu6", "hardswish",
+     "erf"}
 )
 #: Activations that do not saturate: their extreme bins are not a saturation artefact (ReLU's
 #: lowest bin holds its exact zeros, which binning counts correctly).
@@ -72,7 +73,8 @@ class Chain:
             raise ValueError(f"Chain.name must be a non-empty string, got {self.name!r}")
         if isinstance(self.layers, str):
             raise ValueError(
-                f"Chain {self.name!r}: layers must be a sequence of layer names, got the string {self.layers!r}"
+                f"Chain {self.name!r}: layers must be a sequence of layer names, "
+                f"got the string {self.layers!r}"
             )
         layers = tuple(self.layers)
         bad = [x for x in layers if not isinstance(x, str) or not x]
@@ -82,7 +84,9 @@ class Chain:
             raise ValueError(f"Chain {self.name!r} has no layers")
         dup = sorted({x for x in layers if layers.count(x) > 1})
         if dup:
-            raise ValueError(f"Chain {self.name!r} lists layer(s) {dup} more than once; a chain visits each layer once")
+            raise ValueError(
+                f"Chain {self.name!r} lists layer(s) {dup} more than once; a chain visits each layer once"
+            )
         object.__setattr__(self, "layers", layers)
 
     def validate(self, known_layers: Iterable[str]) -> None:
@@ -92,12 +96,13 @@ class Chain:
         if unknown:
             shown = ", ".join(repr(k) for k in known[:20]) + (", ..." if len(known) > 20 else "")
             raise ValueError(
-                f"Chain {self.name!r} names unknown layer(s) {unknown}; the monitored layers are: {shown or '(none)'}. "
+                f"Chain {self.name!r} names unknown layer(s) {unknown}; "
+                f"the monitored layers are: {shown or '(none)'}. "
                 "Use the names of monitored layers (as in Record.layers), in forward order."
             )
 
     def pairs(self, mode: str = "adjacent") -> List[Tuple[str, str]]:
-        """``(upstream, downstream)`` pairs: consecutive layers (``"adjacent"``) or every i < j (``"all"``)."""
+        """``(upstream, downstream)`` pairs: consecutive layers (``"adjacent"``) or all i < j (``"all"``)."""
         if mode == "adjacent":
             return list(zip(self.layers[:-1], self.layers[1:]))
         if mode == "all":
@@ -267,15 +272,15 @@ def _dpi_note(estimator: str, kinds: Sequence[str] = ()) -> str:
     name = (estimator or "").lower()
     if "bin" in name:
         note = (
-            "Binning is applied to each layer for analysis only: its quantisation noise is not propagated through "
-            "the network, so binned layers need not obey the DPI (Saxe et al. 2018, App. C). The estimate, "
-            "not the network, is inconsistent."
+            "Binning is applied to each layer for analysis only: its quantisation noise is not "
+            "propagated through the network, so binned layers need not obey the DPI (Saxe et al. 2018, "
+            "App. C). The estimate, not the network, is inconsistent."
         )
     elif "kde" in name or "noisy" in name:
         note = (
-            "The fixed-sigma noise of this estimator is added to each layer for analysis only; it is not propagated "
-            "through the network, so the estimates need not obey the DPI (Saxe et al. 2018, App. C). The estimate, "
-            "not the network, is inconsistent."
+            "The fixed-sigma noise of this estimator is added to each layer for analysis only; it is not "
+            "propagated through the network, so the estimates need not obey the DPI (Saxe et al. 2018, "
+            "App. C). The estimate, not the network, is inconsistent."
         )
     else:
         note = (
@@ -285,8 +290,8 @@ def _dpi_note(estimator: str, kinds: Sequence[str] = ()) -> str:
     bounds = sorted({k.replace("_", " ") for k in kinds if k in ("upper_bound", "lower_bound")})
     if bounds:
         note += (
-            f" The values are {' / '.join(bounds)}s, whose tightness can differ between layers, so their ordering "
-            "does not by itself contradict the DPI."
+            f" The values are {' / '.join(bounds)}s, whose tightness can differ between layers, "
+            "so their ordering does not by itself contradict the DPI."
         )
     return note
 
@@ -369,7 +374,9 @@ def _bounds(layer: str, est: str, res: Any, h_y_record: Optional[float], cfg: Ch
 # --------------------------------------------------------------------------------------------
 
 
-def _artefacts(layer: str, est: str, res: Any, info: Mapping[str, Any], cfg: CheckConfig) -> List[Dict[str, Any]]:
+def _artefacts(
+    layer: str, est: str, res: Any, info: Mapping[str, Any], cfg: CheckConfig
+) -> List[Dict[str, Any]]:
     warns: List[Dict[str, Any]] = []
     activation = _norm_activation(info.get("activation"))
     act_text = f"{info.get('activation')} " if activation else ""
@@ -392,24 +399,25 @@ def _artefacts(layer: str, est: str, res: Any, info: Mapping[str, Any], cfg: Che
                     f"Layer {layer!r} ({act_head}binned with {n_bins} bins over {rng}): "
                     f"{frac_ext:.0%} of its unit values fall in the two extreme bins"
                     + ("" if known else " (saturating units if the activation is bounded, e.g. tanh/sigmoid)")
-                    + ". Saturated units make binned I(X;T) fall without any loss of information (Saxe et al. "
-                    "2018), so an apparent compression of this layer under binning may be an artefact.",
+                    + ". Saturated units make binned I(X;T) fall without any loss of information "
+                    "(Saxe et al. 2018), so an apparent compression of this layer under binning may be "
+                    "an artefact.",
                     {"fraction_in_extreme_bins": frac_ext, "threshold": cfg.extreme_bins_threshold,
                      "n_bins": n_bins, "range_used": rng, "activation": info.get("activation")},
-                    "Confirm the trend with an estimator that does not bin (e.g. KDE or kNN), or with bins equal "
-                    "in net input; read compression of this layer under binning with caution.",
+                    "Confirm the trend with an estimator that does not bin (e.g. KDE or kNN), or with bins "
+                    "equal in net input; read compression of this layer under binning with caution.",
                 ))
             frac_out = diag.get("fraction_outside_range")
             if frac_out is not None and frac_out > cfg.outside_range_threshold:
                 warns.append(_warning(
                     layer, est, qty, "outside_range", "warning",
-                    f"Layer {layer!r}: {frac_out:.1%} of its {act_text}activations lie outside the fixed bin range "
-                    f"{rng} and are clipped into the end bins (the ReLU/[-1,1] trap, ravidziv/IDNNs#12): "
-                    "binned I(X;T) is underestimated and can show a fake compression.",
+                    f"Layer {layer!r}: {frac_out:.1%} of its {act_text}activations lie outside the fixed "
+                    f"bin range {rng} and are clipped into the end bins (the ReLU/[-1,1] trap, "
+                    "ravidziv/IDNNs#12): binned I(X;T) is underestimated and can show a fake compression.",
                     {"fraction_outside_range": frac_out, "threshold": cfg.outside_range_threshold,
                      "range_used": rng, "n_bins": n_bins, "activation": info.get("activation")},
-                    "Bin over the layer's own range (range=\"layer\", or \"running\" where available), widen the "
-                    "fixed range to cover the activations, or use another estimator (KDE, kNN).",
+                    "Bin over the layer's own range (range=\"layer\", or \"running\" where available), "
+                    "widen the fixed range to cover the activations, or use another estimator (KDE, kNN).",
                 ))
         if e.saturated or (e.cap is not None and e.value >= e.cap - 1e-9):
             by_n = e.n > 1 and e.cap is not None and abs(e.cap - math.log2(e.n)) < 1e-6
@@ -419,8 +427,8 @@ def _artefacts(layer: str, est: str, res: Any, info: Mapping[str, Any], cfg: Che
                       "a larger K (cap log2 K).")
             warns.append(_warning(
                 layer, est, qty, "at_cap", "info" if by_n and e.kind == "exact" else "warning",
-                f"Layer {layer!r}: {q} = {e.value:.4g} bits from {est!r} is at the estimator's cap {e.cap:.4g} bits; "
-                "the true value may be higher, and changes above the cap cannot show.",
+                f"Layer {layer!r}: {q} = {e.value:.4g} bits from {est!r} is at the estimator's cap "
+                f"{e.cap:.4g} bits; the true value may be higher, and changes above the cap cannot show.",
                 {"value": e.value, "cap": e.cap, "n": e.n, "quantity": e.quantity, "kind": e.kind},
                 remedy,
             ))
@@ -430,7 +438,8 @@ def _artefacts(layer: str, est: str, res: Any, info: Mapping[str, Any], cfg: Che
                 warns.append(_warning(
                     layer, est, qty, "too_few_samples", "warning",
                     f"Layer {layer!r}: {est!r} estimates from n = {e.n} samples of a {e.dim}-dimensional T; "
-                    f"the rule n >= max({cfg.samples_per_dim:g}*d, 2^min(d,{cfg.orthant_max_dim})) asks for {need}. "
+                    f"the rule n >= max({cfg.samples_per_dim:g}*d, 2^min(d,{cfg.orthant_max_dim})) "
+                    f"asks for {need}. "
                     "kNN/KDE-type estimates are strongly biased at this sample size.",
                     {"n": e.n, "dim": e.dim, "required": need,
                      "rule": f"n >= max({cfg.samples_per_dim:g}*d, 2**min(d, {cfg.orthant_max_dim}))"},
@@ -441,16 +450,18 @@ def _artefacts(layer: str, est: str, res: Any, info: Mapping[str, Any], cfg: Che
         if qty == "I_XT" and frac_dup is not None and frac_dup >= cfg.duplicate_rows_threshold:
             if e.kind == "exact":
                 msg = (f"Layer {layer!r}: {frac_dup:.0%} of the {e.n} rows coincide with another after "
-                       f"{'binning' if _is_binning(e) else 'discretisation'} ({diag.get('distinct_rows')} distinct). "
-                       "I(X;T) here measures how the discretisation merges inputs (clustering at this resolution), "
-                       "not a loss of information by the deterministic network.")
-                remedy = ("Compare with finer bins or a noise-based estimator before reading a drop of I(X;T) as "
-                          "compression.")
+                       f"{'binning' if _is_binning(e) else 'discretisation'} "
+                       f"({diag.get('distinct_rows')} distinct). I(X;T) here measures how the discretisation "
+                       "merges inputs (clustering at this resolution), not a loss of information by the "
+                       "deterministic network.")
+                remedy = ("Compare with finer bins or a noise-based estimator before reading a drop of "
+                          "I(X;T) as compression.")
                 sev = "info"
             else:
                 msg = (f"Layer {layer!r}: {frac_dup:.0%} of the {e.n} rows of T duplicate another; ties make "
                        "nearest-neighbour distances zero and bias kNN/KDE estimates.")
-                remedy = "Add a tiny jitter, use a mixed discrete-continuous estimator, or use binning for this layer."
+                remedy = ("Add a tiny jitter, use a mixed discrete-continuous estimator, or use binning "
+                          "for this layer.")
                 sev = "warning"
             warns.append(_warning(
                 layer, est, qty, "duplicate_rows", sev, msg,
@@ -515,8 +526,9 @@ def _dpi(record: Record, chains: Sequence[Chain], cfg: CheckConfig
                         "kind": "estimator_inconsistency",
                         "estimate_kinds": [ea.kind, eb.kind],
                         "message": (
-                            f"DPI violated along chain {chain.name!r} under {est!r}: {q} of {b!r} = {eb.value:.4g} "
-                            f"bits exceeds {q} of the earlier layer {a!r} = {ea.value:.4g} bits by {size:.3g} bits; "
+                            f"DPI violated along chain {chain.name!r} under {est!r}: {q} of {b!r} = "
+                            f"{eb.value:.4g} bits exceeds {q} of the earlier layer {a!r} = {ea.value:.4g} "
+                            f"bits by {size:.3g} bits; "
                             f"{_sig_text(sig, unc, exact, cfg)}. {_dpi_note(est, (ea.kind, eb.kind))}"
                         ),
                     })
@@ -580,7 +592,8 @@ def check_record(
                       "not_checked": [layer, ...]},
               "warning_counts": {code: int},
             }
-            warnings = [{"layer", "estimator", "quantity", "code", "severity", "message", "evidence", "remedy"}]
+            warnings = [{"layer", "estimator", "quantity", "code", "severity", "message", "evidence",
+                         "remedy"}]
 
         ``bound`` is one of ``"I_XT >= 0"``, ``"I_XT <= cap"``, ``"I_TY >= 0"``, ``"I_TY <= I_XT"``,
         ``"I_TY <= H_Y"``, ``"I_TY <= cap"``; ``kind`` is ``"bug"`` (exact estimates, or a value above
@@ -612,10 +625,11 @@ def check_record(
         warnings.append(_warning(
             v["layer"], v["estimator"], v["bound"].split(" ")[0], "bound_violation",
             "error" if v["kind"] == "bug" else "warning", v["message"],
-            {k: v[k] for k in ("bound", "lhs_bits", "rhs_bits", "size_bits", "uncertainty_bits", "significant")},
+            {k: v[k] for k in ("bound", "lhs_bits", "rhs_bits", "size_bits", "uncertainty_bits",
+                               "significant")},
             "Report the bug with this record (estimator, params, layer shape)." if v["kind"] == "bug" else
-            "Treat this layer's estimates as unreliable at this measurement: more probe samples, or a different "
-            "estimator setting.",
+            "Treat this layer's estimates as unreliable at this measurement: more probe samples, or a "
+            "different estimator setting.",
         ))
 
     dpi, dpi_viol = _dpi(record, chains_t, cfg)
@@ -632,9 +646,10 @@ def check_record(
             f"{len(vs)} significant DPI violation(s) along chain {chain!r} under {est!r} ({pairs} bits). "
             + _dpi_note(est, sorted({k for v in vs for k in v["estimate_kinds"]})),
             {"chain": chain, "violations": [
-                {k: v[k] for k in ("quantity", "upstream", "downstream", "size_bits", "uncertainty_bits")} for v in vs]},
-            "Do not read the ordering of these layers in the information plane as real; compare with an estimator "
-            "whose noise is part of the network, or with more probe samples.",
+                {k: v[k] for k in ("quantity", "upstream", "downstream", "size_bits", "uncertainty_bits")}
+                for v in vs]},
+            "Do not read the ordering of these layers in the information plane as real; compare with an "
+            "estimator whose noise is part of the network, or with more probe samples.",
         ))
 
     counts: Dict[str, int] = {}

@@ -176,7 +176,9 @@ def mann_kendall(y: Sequence[float], alternative: str = "two-sided", *, exact_ma
         exact_max_n: Largest tie-free n for the exact distribution.
     """
     if alternative not in ("increasing", "decreasing", "two-sided"):
-        raise ValueError(f"alternative must be 'increasing', 'decreasing' or 'two-sided', got {alternative!r}")
+        raise ValueError(
+            f"alternative must be 'increasing', 'decreasing' or 'two-sided', got {alternative!r}"
+        )
     v = np.asarray(y, dtype=np.float64)
     n = int(v.size)
     if n < 2:
@@ -521,7 +523,9 @@ def _decide(
     return res
 
 
-def detect_phases(history: Sequence[Record], config: Optional[PhaseConfig] = None, **overrides: Any) -> Dict[str, Any]:
+def detect_phases(
+    history: Sequence[Record], config: Optional[PhaseConfig] = None, **overrides: Any
+) -> Dict[str, Any]:
     """Decide fitting / compression per layer and estimator from a history of Records.
 
     Stateless: the answer depends only on ``history`` (order-free; sorted by step, a repeated step
@@ -547,7 +551,8 @@ def detect_phases(history: Sequence[Record], config: Optional[PhaseConfig] = Non
         "statistic", "n_points", "n_measurements", "thinned_from", "reason", "caveats"}``;
         ``caveats`` lists the artefact-warning codes (``record.warnings``, from
         :func:`ibhooks.checks.check_record`) seen on that layer/estimator/quantity from the phase's
-        start on (e.g. ``"saturating_units"``: a binned compression may be an artefact). ``status`` is ``"detected"``
+        start on (e.g. ``"saturating_units"``: a binned compression may be an artefact).
+        ``status`` is ``"detected"``
         (passed at the last ``persistence`` decisions), ``"candidate"`` (passed at the latest only),
         ``"not_detected"`` or ``"insufficient_data"``.
     """
@@ -596,7 +601,8 @@ def detect_phases(history: Sequence[Record], config: Optional[PhaseConfig] = Non
                     unc = r["uncertainty_bits"]
                     r["reason"] = (
                         f"change {r['change_bits']:.3g} bits does not exceed "
-                        + (f"{cfg.z:g} x the combined uncertainty {unc:.3g} bits + " if unc is not None else "")
+                        + (f"{cfg.z:g} x the combined uncertainty {unc:.3g} bits + "
+                           if unc is not None else "")
                         + f"min_change_bits = {cfg.min_change_bits:g}"
                     )
         r["detected"] = r["status"] == "detected"
