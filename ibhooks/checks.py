@@ -63,10 +63,12 @@ class Chain:
     Attributes:
         name: A label, e.g. ``"features"`` or ``"residual stream"``.
         layers: Layer names (as in ``Record.layers``) in forward order; no repeats.
+        source: Where it came from, e.g. ``"declared"`` (by the user) or how capture detected it.
     """
 
     name: str
     layers: Tuple[str, ...]
+    source: str = "declared"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -110,11 +112,11 @@ class Chain:
         raise ValueError(f"mode must be 'adjacent' or 'all', got {mode!r}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "layers": list(self.layers)}
+        return {"name": self.name, "layers": list(self.layers), "source": self.source}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Chain":
-        return cls(name=str(d["name"]), layers=tuple(d["layers"]))
+        return cls(name=str(d["name"]), layers=tuple(d["layers"]), source=str(d.get("source", "declared")))
 
 
 ChainSpec = Union[Chain, Mapping[str, Any], Sequence[str]]
@@ -123,9 +125,10 @@ ChainSpec = Union[Chain, Mapping[str, Any], Sequence[str]]
 def as_chains(spec: Union[None, Mapping[str, Sequence[str]], Sequence[ChainSpec]]) -> Tuple[Chain, ...]:
     """Normalise user chain declarations to a tuple of :class:`Chain`.
 
-    Accepts ``None``, ``{"name": [layers...]}``, or a sequence whose items are ``Chain``s,
-    ``{"name": ..., "layers": [...]}`` dicts, or plain lists of layer names (named ``chain0``, ...).
-    Chain names must be unique.
+    Accepts ``None``, ``{"name": [layers...]}``, or a sequence whose items are ``Chain``s, other
+    objects with ``.name`` and ``.layers`` (e.g. the capture's own chain type), ``{"name": ...,
+    "layers": [...]}`` dicts, or plain lists of layer names (named ``chain0``, ...). Chain names must
+    be unique.
     """
     if spec is None:
         return ()
@@ -140,6 +143,8 @@ def as_chains(spec: Union[None, Mapping[str, Sequence[str]], Sequence[ChainSpec]
                 chains.append(item)
             elif isinstance(item, Mapping):
                 chains.append(Chain.from_dict(item))
+            elif hasattr(item, "name") and hasattr(item, "layers"):
+                chains.append(Chain(str(item.name), tuple(item.layers), str(getattr(item, "source", "declared"))))
             elif isinstance(item, str):
                 raise ValueError(
                     f"chain #{i} is the string {item!r}; give a chain as a list of layer names, "
@@ -485,7 +490,7 @@ def _dpi(record: Record, chains: Sequence[Chain], cfg: CheckConfig
     for chain in chains:
         present = [x for x in chain.layers if x in record.layers]
         missing = [x for x in chain.layers if x not in record.layers]
-        chain_out.append({"name": chain.name, "layers": list(chain.layers), "missing": missing})
+        chain_out.append({**chain.to_dict(), "missing": missing})
         ests: List[str] = []
         for x in present:
             for name in record.layers[x]:
@@ -582,7 +587,7 @@ def check_record(
                          "violations": [{"layer", "estimator", "bound", "lhs_bits", "rhs_bits", "size_bits",
                                          "uncertainty_bits", "significant", "kind", "message"}]},
               "dpi": {"pairs": "adjacent" | "all",
-                      "chains": [{"name", "layers", "missing"}],
+                      "chains": [{"name", "layers", "source", "missing"}],
                       "summary": {estimator: {"I_XT" | "I_TY": {"pairs_checked", "violated", "significant",
                                                                  "skipped"}}},
                       "totals": {"pairs_checked", "violated", "significant", "skipped"},

@@ -69,6 +69,23 @@ def test_chain_validation_and_declarations():
         validate_chains([["a", "q"]], ["a", "b"])
 
 
+def test_capture_chain_objects_are_accepted():
+    """The monitor passes its own chain type (name, layers, source): duck-typed."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class OtherChain:
+        name: str
+        layers: tuple
+        source: str = "sequential"
+
+    rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
+                  "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))}})
+    checks, _ = check_record(rec, [OtherChain("net", ("a", "b"))])
+    assert checks["dpi"]["chains"] == [{"name": "net", "layers": ["a", "b"], "source": "sequential", "missing": []}]
+    assert checks["dpi"]["totals"]["violated"] == 1
+
+
 def test_check_record_rejects_unknown_chain_layers_unless_not_strict():
     rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))}})
     with pytest.raises(ValueError, match="unknown layer"):
