@@ -127,8 +127,8 @@ def as_chains(spec: Union[None, Mapping[str, Sequence[str]], Sequence[ChainSpec]
 
     Accepts ``None``, ``{"name": [layers...]}``, or a sequence whose items are ``Chain``s, other
     objects with ``.name`` and ``.layers`` (e.g. the capture's own chain type), ``{"name": ...,
-    "layers": [...]}`` dicts, or plain lists of layer names (named ``chain0``, ...). Chain names must
-    be unique.
+    "layers": [...]}`` dicts, or plain lists of layer names (named ``chain0``, ...). A chain given
+    twice is kept once; a name used again for other layers becomes ``name#2``, ``name#3``, ...
     """
     if spec is None:
         return ()
@@ -152,11 +152,15 @@ def as_chains(spec: Union[None, Mapping[str, Sequence[str]], Sequence[ChainSpec]
                 )
             else:
                 chains.append(Chain(f"chain{i}", tuple(item)))
-    names = [c.name for c in chains]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"chain names must be unique; {dup} used more than once")
-    return tuple(chains)
+    out: List[Chain] = []
+    for c in chains:
+        if any(o.layers == c.layers and o.name == c.name for o in out):
+            continue  # the same chain given twice
+        name, k = c.name, 2
+        while any(o.name == name for o in out):
+            name, k = f"{c.name}#{k}", k + 1
+        out.append(c if name == c.name else Chain(name, c.layers, c.source))
+    return tuple(out)
 
 
 def validate_chains(chains: Union[None, Mapping[str, Sequence[str]], Sequence[ChainSpec]],

@@ -551,7 +551,8 @@ def detect_phases(
         "statistic", "n_points", "n_measurements", "thinned_from", "reason", "caveats"}``;
         ``caveats`` lists the artefact-warning codes (``record.warnings``, from
         :func:`ibhooks.checks.check_record`) seen on that layer/estimator/quantity from the phase's
-        start on (e.g. ``"saturating_units"``: a binned compression may be an artefact).
+        start on (the whole history when there is no start; e.g. ``"saturating_units"``: a binned
+        compression may be an artefact).
         ``status`` is ``"detected"``
         (passed at the last ``persistence`` decisions), ``"candidate"`` (passed at the latest only),
         ``"not_detected"`` or ``"insufficient_data"``.

@@ -60,8 +60,8 @@ def test_chain_validation_and_declarations():
     assert as_chains(None) == ()
     assert as_chains({"f": ["a", "b"]}) == (Chain("f", ("a", "b")),)
     assert as_chains([["a", "b"], {"name": "g", "layers": ["b", "c"]}, c])[0] == Chain("chain0", ("a", "b"))
-    with pytest.raises(ValueError, match="unique"):
-        as_chains([Chain("x", ("a",)), Chain("x", ("b",))])
+    assert as_chains([Chain("x", ("a",)), Chain("x", ("b",)), Chain("x", ("a",))]) == (
+        Chain("x", ("a",)), Chain("x#2", ("b",)))  # duplicates dropped, clashing names made unique
     with pytest.raises(ValueError, match="list of layer names"):
         as_chains(["a", "b"])
     assert validate_chains([["a", "b"]], ["a", "b"]) == (Chain("chain0", ("a", "b")),)
