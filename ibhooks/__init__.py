@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .estimate import Estimate, LayerResult, Record
-from .layers import Chain
+from .checks import Chain
 from .monitor import IBMonitor
 from .runlog import Run, load_run
 from .schedule import every_n, log_spaced

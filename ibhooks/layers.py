@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch.nn as nn
 
+from .checks import Chain
+
 LayerSpec = Union[str, Sequence[Union[str, Type[nn.Module]]]]
 
 # Modules that pass information through unchanged (at probe time) or only reshape it.
@@ -35,18 +37,6 @@ def activation_of(module: nn.Module) -> Optional[str]:
     if leaves and leaves[-1] is not module:
         return activation_of(leaves[-1])
     return None
-
-
-@dataclass
-class Chain:
-    """An ordered list of monitored layers that form a Markov chain X -> T1 -> T2 -> ..."""
-
-    name: str
-    layers: Tuple[str, ...]
-    source: str = "declared"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "layers": list(self.layers), "source": self.source}
 
 
 @dataclass

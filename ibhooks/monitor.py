@@ -460,9 +460,9 @@ class IBMonitor:
         for sink in self.sinks:
             self._safe_sink(sink, "write", record)
         if self.verbose:
-            print(f"ibhooks: step {record.step}: {len(record.layers)} layers x {len(self.estimators)} "
-                  f"estimator(s) in {record.seconds:.2f}s"
-                  + (f" ({len(record.errors)} error(s))" if record.errors else ""), file=sys.stderr)
+            from .progress import format_measurement_line
+
+            print(format_measurement_line(record), file=sys.stderr)
         return record
 
     def _run_estimator(self, key: str, est: Estimator, layer: str, t: torch.Tensor,
