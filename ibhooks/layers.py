@@ -133,7 +133,7 @@ def _sequential_chains(root: nn.Module, monitored: List[str]) -> List[Chain]:
     """Chains among explicitly chosen layers: runs of >= 2 chosen children of one nn.Sequential."""
     chains = []
     mset = set(monitored)
-    for cname, container in [("", root)] + list(root.named_modules()):
+    for cname, container in root.named_modules():  # includes the root itself, named ""
         if not isinstance(container, nn.Sequential):
             continue
         prefix = f"{cname}." if cname else ""

@@ -489,7 +489,9 @@ class IBMonitor:
         try:
             from .checks import check_record
 
-            record.checks, record.warnings = check_record(record, self._chains(), layer_info=layer_info)
+            record.checks, record.warnings = check_record(
+                record, self._chains(), layer_info=layer_info, strict=False  # a failed layer is listed, not fatal
+            )
         except ImportError:
             pass
         except Exception as exc:  # noqa: BLE001

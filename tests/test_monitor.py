@@ -280,3 +280,15 @@ def test_import_is_light():
     code = ("import sys, ibhooks; bad = [m for m in ('matplotlib', 'lightning', 'wandb', 'tensorboard', 'scipy') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_explicit_layers_give_one_chain_per_sequential(tmp_path):
+    model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 2), nn.Softmax(dim=1))
+    x, y = data_for("mlp", 64)
+    mon = ibhooks.IBMonitor(model, layers=[nn.Tanh, nn.Softmax], probe=(x, y.clamp(max=1)), schedule=1,
+                            log_dir=tmp_path, verbose=False)
+    assert [(c.name, c.layers) for c in mon.chains] == [("model", ("1", "3", "5"))]
+    rec = mon.step()
+    mon.close()
+    assert not rec.errors
+    assert rec.checks["dpi"]["totals"]["pairs_checked"] == 4  # 2 adjacent pairs x (I_XT, I_TY)
