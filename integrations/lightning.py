@@ -188,10 +188,6 @@ class IBCallback(_Base):
 
     # -- Lightning hooks -----------------------------------------------------------------------
 
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(run_name=self.run_name)
-
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Nothing to build yet: the monitor is created in ``on_fit_start`` (see the module docstring)."""
         del trainer, pl_module, stage
