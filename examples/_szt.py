@@ -86,7 +86,7 @@ def train_seeds(
     seeds: Tuple[int, ...],
     *,
     epochs: int,
-    estimators: list,
+    estimators,
     out,
     run_prefix: str,
     measurements: int = 100,
@@ -94,9 +94,11 @@ def train_seeds(
     batch_size: int = 256,
     log_every: int = 0,
     sinks_seed0: tuple = (),
+    estimators_per_seed=None,
 ):
     """Train the SZT network for ``seeds`` together, one IBMonitor per seed (a selector picks the
-    seed's slice of every layer output). Returns the list of closed monitors."""
+    seed's slice of every layer output). ``estimators_per_seed`` overrides ``estimators`` with one
+    list per seed. Returns the list of closed monitors."""
     import ibhooks
 
     x, y = load_szt()
@@ -114,7 +116,7 @@ def train_seeds(
             selectors={name: (lambda out, k=k: out[k]) for name in layer_names},
             probe=(x, y),
             schedule=ibhooks.log_spaced(measurements, epochs * steps_per_epoch),
-            estimators=estimators,
+            estimators=estimators_per_seed[k] if estimators_per_seed else estimators,
             chains=[layer_names],
             log_dir=out,
             run_name=f"{run_prefix}_seed{s}",

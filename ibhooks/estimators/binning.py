@@ -13,6 +13,8 @@ log2 n (and I(T;Y) at H(Y)). Rows are packed into one integer per row and counte
 Range rules (``range=``):
     * ``(lo, hi)``: a fixed range, e.g. SZT's ``(-1, 1)`` for tanh. Values outside are clipped into
       the end bins and the clipped fraction is reported (the ReLU/[-1,1] trap).
+    * ``{layer: (lo, hi)}``: a fixed range per layer, e.g. each layer's min..max over a whole run
+      (Saxe et al. Fig. 1B), learned from a first pass with ``"running"``.
     * ``"layer"``: equal bins between the min and max of this layer at this measurement.
     * ``"running"``: equal bins between the min and max over *all measurements so far* of this layer
       (per-layer state, saved by ``state_dict``). Saxe et al. (Fig. 1B, App. C) used the min..max
@@ -33,7 +35,7 @@ describes sampling variability of the probe set, not uncertainty of the exact bi
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -41,8 +43,15 @@ from ..estimate import Estimate, make_estimate
 from ._common import check_labels, check_samples, discrete_mi, row_codes
 from .base import Estimator, LayerInformation
 
-RangeSpec = Union[Tuple[float, float], str]
+RangeSpec = Union[Tuple[float, float], str, Mapping[str, Tuple[float, float]]]
 _RANGE_RULES = ("layer", "running", "adaptive")
+
+
+def _fixed_range(r: Any) -> Tuple[float, float]:
+    lo, hi = (float(v) for v in r)
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"a fixed binning range must be (lo, hi) with finite lo < hi, got {r!r}")
+    return lo, hi
 
 
 def _entropy_of_counts(counts: torch.Tensor, n: int) -> float:
@@ -131,11 +140,10 @@ class Binning(Estimator):
         if isinstance(range, str):
             if range not in _RANGE_RULES:
                 raise ValueError(f"range must be (lo, hi) or one of {_RANGE_RULES}, got {range!r}")
+        elif isinstance(range, Mapping):
+            range = {str(layer): _fixed_range(r) for layer, r in range.items()}
         else:
-            lo, hi = (float(v) for v in range)
-            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                raise ValueError(f"range must be (lo, hi) with finite lo < hi, got {range!r}")
-            range = (lo, hi)
+            range = _fixed_range(range)
         if not isinstance(n_boot, int) or n_boot < 0:
             raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
         self.n_bins = n_bins
@@ -145,9 +153,12 @@ class Binning(Estimator):
         self._running: Dict[str, Tuple[float, float]] = {}
 
     def params(self) -> Dict[str, Any]:
-        p: Dict[str, Any] = {
-            "n_bins": self.n_bins, "range": list(self.range) if isinstance(self.range, tuple) else self.range,
-        }
+        rng: Any = self.range
+        if isinstance(rng, tuple):
+            rng = list(rng)
+        elif isinstance(rng, dict):
+            rng = {k: list(v) for k, v in rng.items()}
+        p: Dict[str, Any] = {"n_bins": self.n_bins, "range": rng}
         if self.n_boot:
             p.update(n_boot=self.n_boot, seed=self.seed)
         return p
@@ -159,8 +170,8 @@ class Binning(Estimator):
         self._running = {str(k): (float(v[0]), float(v[1])) for k, v in state.get("running", {}).items()}
 
     def _label(self, lo: float, hi: float) -> str:
-        if isinstance(self.range, tuple):
-            return f"bin{self.n_bins}[{lo:g},{hi:g}]"
+        if isinstance(self.range, (tuple, dict)):
+            return f"bin{self.n_bins}[{lo:.4g},{hi:.4g}]"
         if self.range == "running":
             return f"bin{self.n_bins}[running min-max {lo:.4g},{hi:.4g}]"
         if self.range == "adaptive":
@@ -189,6 +200,13 @@ class Binning(Estimator):
                                        "distinct_values": int(torch.unique(t).numel())}
         if isinstance(self.range, tuple):
             lo, hi = self.range
+        elif isinstance(self.range, dict):
+            if layer is None or str(layer) not in self.range:
+                raise ValueError(
+                    f"binning has fixed ranges for layers {sorted(self.range)} but none for {layer!r}; "
+                    "add it to range={layer: (lo, hi)}"
+                )
+            lo, hi = self.range[str(layer)]
         elif self.range == "running":
             key = "" if layer is None else str(layer)
             lo, hi = self._running.get(key, (t_min, t_max))
