@@ -55,41 +55,47 @@ def _rss() -> int:
         return int(f.read().split()[1]) * _PAGE
 
 
-def measure(fn: Callable[[], float], device: str, repeats: int = 1) -> Tuple[float, float, float]:
-    """(value, best seconds, peak extra MiB) of ``fn``; memory from the first run."""
-    peak_mb = float("nan")
-    best = float("inf")
-    value = float("nan")
-    for r in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            base, peak, stop = _rss(), [0], threading.Event()
-
-            def sample() -> None:
-                while not stop.is_set():
-                    peak[0] = max(peak[0], _rss())
-                    time.sleep(0.001)
-
-            th = threading.Thread(target=sample, daemon=True)
-            th.start()
-        t0 = time.perf_counter()
+def _peak_memory(fn: Callable[[], float], device: str) -> Tuple[float, float]:
+    """(value, peak extra MiB) of one call of ``fn``."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
         value = fn()
+        torch.cuda.synchronize()
+        return value, (torch.cuda.max_memory_allocated() - base) / 2**20
+    base, peak, stop = _rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        value = fn()
+    finally:
+        stop.set()
+        th.join()
+    return value, max(0.0, (max(peak[0], _rss()) - base) / 2**20)
+
+
+def measure(fn: Callable[[], float], device: str, repeats: int = 1) -> Tuple[float, float, float]:
+    """(value, best seconds, peak extra MiB) of ``fn``: one call with the memory sampler, then timed
+    calls without it (calls under 50 ms repeat until 0.5 s has passed, at most 200 times)."""
+    value, mem = _peak_memory(fn, device)
+    best, r = float("inf"), 0
+    while r < repeats or (best < 0.05 and r < 200 and best * r < 0.5):
+        r += 1
         if device == "cuda":
             torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fn()
         if device == "cuda":
-            mem = (torch.cuda.max_memory_allocated() - base) / 2**20
-        else:
-            stop.set()
-            th.join()
-            mem = (max(peak[0], _rss()) - base) / 2**20
-        best = min(best, dt)
-        if r == 0:
-            peak_mb = max(mem, 0.0)
-    return value, best, peak_mb
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return value, best, mem
 
 
 # ---------------------------------------------------------------- references (numpy / scipy)
@@ -208,54 +214,34 @@ def run_case(name: str, n: int, d: int, device: str, repeats: int, ref_mem_limit
     return name, n, d, s, m, rs, rm, abs(v - rv), None
 
 
-def _large_kde_child(n: int, block_mib: int, device: str, threads: int, q: "object") -> None:
-    import resource
-
-    if threads:
-        torch.set_num_threads(threads)
+def large_kde(n: int, block_mib: int, device: str) -> None:
+    """Blocked KDE at large n: time and peak extra memory under a ``max_block_bytes`` cap."""
     _, t, _ = make_data(n, 10)
     t = t.to(device)
     est = make_estimator(("kde", {"max_block_bytes": block_mib * 2**20}))
     est.layer_information(t[:256])  # warm-up
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    base = _rss()
-    t0 = time.perf_counter()
-    value = est.layer_information(t)[0].value
-    if device == "cuda":
-        torch.cuda.synchronize()
-        extra = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / 2**20
-    q.put((value, time.perf_counter() - t0, extra))
-
-
-def large_kde(n: int, block_mib: int, device: str, threads: int) -> None:
-    """Blocked KDE at large n in a fresh process, so the RSS high-water mark is this call's alone."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_large_kde_child, args=(n, block_mib, device, threads, q))
-    p.start()
-    value, seconds, extra = q.get()
-    p.join()
-    what = "peak CUDA memory" if device == "cuda" else "peak RSS above the process's level before the call"
-    print(f"\n# blocked KDE at n={n}, d=10, max_block_bytes={block_mib} MiB: {seconds:.1f} s, I_up = {value:.3f} "
+    value, seconds, extra = measure(lambda: est.layer_information(t)[0].value, device, 1)
+    what = "peak CUDA memory" if device == "cuda" else "peak RSS above the level before the call"
+    print(f"# blocked KDE at n={n}, d=10, max_block_bytes={block_mib} MiB: {seconds:.1f} s, I_up = {value:.3f} "
           f"bits, {what}: {extra:.0f} MiB (one dense float64 n x n matrix would be {8 * n * n / 2**20:.0f} MiB)")
 
 
+def _ms(s: float) -> str:
+    ms = s * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
 def print_table(rows: List[Row]) -> None:
-    head = f"{'estimator':<14}{'n':>7}{'d':>4}{'ours s':>10}{'ref s':>10}{'ref/ours':>10}{'ours MiB':>10}" \
+    head = f"{'estimator':<14}{'n':>7}{'d':>4}{'ours ms':>10}{'ref ms':>10}{'ref/ours':>10}{'ours MiB':>10}" \
            f"{'ref MiB':>10}{'|diff| bits':>13}"
     print(head)
     print("-" * len(head))
     for name, n, d, s, m, rs, rm, diff, skipped_gb in rows:
         if rs is None:
             why = f"skipped: ~{skipped_gb:.1f} GiB" if skipped_gb else "no reference"
-            print(f"{name:<14}{n:>7}{d:>4}{s:>10.3f}{'':>10}{'':>10}{m:>10.0f}   {why}")
+            print(f"{name:<14}{n:>7}{d:>4}{_ms(s):>10}{'':>10}{'':>10}{m:>10.0f}   {why}")
         else:
-            print(f"{name:<14}{n:>7}{d:>4}{s:>10.3f}{rs:>10.3f}{rs / s:>10.1f}{m:>10.0f}{rm:>10.0f}{diff:>13.2e}")
+            print(f"{name:<14}{n:>7}{d:>4}{_ms(s):>10}{_ms(rs):>10}{rs / s:>10.1f}{m:>10.0f}{rm:>10.0f}{diff:>13.2e}")
     sys.stdout.flush()
 
 
@@ -286,14 +272,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         repeats = 3
     print(f"# ibhooks estimator benchmark  device={args.device}  torch={torch.__version__}  "
           f"threads={torch.get_num_threads()}  quick={args.quick}")
+    if args.kde_large_n:  # first, while the process is small
+        large_kde(args.kde_large_n, args.kde_block_mib, args.device)
     rows: List[Row] = []
     for name, (ns, ds) in grid.items():
         for d in ds:
             for n in ns:
                 rows.append(run_case(name, n, d, args.device, repeats, args.ref_mem_limit_gb))
     print_table(rows)
-    if args.kde_large_n:
-        large_kde(args.kde_large_n, args.kde_block_mib, args.device, args.threads)
+
     binning_4096 = [r for r in rows if r[0] == "binning" and r[1] == 4096 and r[2] == 10 and r[5]]
     if binning_4096:
         r = binning_4096[0]
