@@ -108,8 +108,9 @@ class IBMonitor:
             raise TypeError(f"IBMonitor needs an nn.Module, got {type(model).__name__}")
         if type(model).__name__ == "OptimizedModule" or getattr(model, "_compiled_call_impl", None) is not None:
             warnings.warn(
-                "IBMonitor was given a model that is already torch.compile'd: hooks added now make the "
-                "compiled model recompile. Create the monitor first, then call torch.compile(model).",
+                "IBMonitor was given a model that is already torch.compile'd: hooks added after it has run "
+                "are either left out of the compiled graph (passive mode then captures nothing) or make it "
+                "recompile. Create the monitor first, then call torch.compile(model).",
                 stacklevel=2,
             )
         for name, value in (("max_samples", max_samples), ("probe_batch_size", probe_batch_size),
