@@ -231,6 +231,8 @@ def _estimate_of(res: Any, qty: str) -> Optional[Estimate]:
     e = res.i_xt if qty == "I_XT" else res.i_ty
     if e is None or e.value is None or not math.isfinite(e.value):
         return None
+    if e.diagnostics.get("not_mutual_information"):
+        return None  # e.g. kNN's differential entropy h(T) in the I(X;T) slot: no MI bound applies
     return e
 
 

@@ -337,3 +337,23 @@ def test_record_roundtrip_keeps_checks():
     back = Record.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert back.checks == rec.checks and back.warnings == rec.warnings
     assert isinstance(Estimate.from_dict(rec.layers["a"]["kde"].i_xt.to_dict()), Estimate)
+
+
+def test_quantities_that_are_not_mutual_information_are_not_checked():
+    """kNN reports the differential entropy h_KL(T) in the I(X;T) slot (it can be negative and below
+    I(T;Y)); bounds and the DPI must not treat it as I(X;T)."""
+    import torch
+
+    from ibhooks.estimators.knn import KSG
+
+    torch.manual_seed(0)
+    t = torch.randn(300, 2) * 1e-3  # tiny scale: h_KL(T) is very negative
+    y = (t[:, 0] > 0).long()
+    i_xt, i_ty = KSG().layer_information(t, y, layer="a")
+    assert i_xt.value < 0 and i_xt.diagnostics.get("not_mutual_information")
+    rec = Record(step=1, mode="probe", n_samples=300, h_y=1.0,
+                 layers={"a": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)},
+                         "b": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)}})
+    checks, warnings = check_record(rec, [Chain("c", ("a", "b"))])
+    assert not [v for v in checks["bounds"]["violations"] if v["bound"].startswith("I_XT") or "<= I_XT" in v["bound"]]
+    assert checks["dpi"]["summary"]["ksg"]["I_XT"]["pairs_checked"] == 0
