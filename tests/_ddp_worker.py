@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import ibhooks
-from tests.models import data_for, mlp_bn_dropout
+from models import data_for, mlp_bn_dropout
 
 STEPS = 12
 BATCH = 16
@@ -100,6 +100,39 @@ def _train(rank, counter, out, mode):
     return result
 
 
+def _fsdp2(out, monitored):
+    """FSDP2 (``fully_shard``) on CPU: passive mode, hooks registered before sharding, reservoir gathered."""
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 3))
+    mon = None
+    if monitored:
+        mon = ibhooks.IBMonitor(model, schedule=ibhooks.every_n(3), gather_passive=True, log_dir=out / "fsdp2",
+                                run_name="fsdp2", verbose=False)
+    for i in (0, 2, 4):
+        fully_shard(model[i])
+    fully_shard(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = data_for("mlp", 256, seed=100 + dist.get_rank())
+    g = torch.Generator().manual_seed(7)
+    for _ in range(9):
+        idx = torch.randint(0, x.shape[0], (BATCH,), generator=g)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if mon is not None:
+            mon.step(y=y[idx])
+    result = {"params": {k: v.to_local().detach().clone() if hasattr(v, "to_local") else v.detach().clone()
+                         for k, v in model.named_parameters()}}
+    if mon is not None:
+        result["records"] = [(r.step, r.mode, r.n_samples, capture_errors(r)) for r in mon.history]
+        mon.close()
+    return result
+
+
 def _syncbn(rank, out):
     """Rank 0 measures a SyncBatchNorm model three times while rank 1 waits at a barrier (a sync
     attempt would hang, or raise on CPU)."""
@@ -135,6 +168,10 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
         counter = CollectiveCounter()
         results = {mode: _train(rank, counter, out, mode) for mode in ("base", "probe", "gather")}
         results["syncbn"] = _syncbn(rank, out)
+        try:
+            results["fsdp2_base"], results["fsdp2"] = _fsdp2(out, False), _fsdp2(out, True)
+        except ImportError as exc:  # torch without FSDP2
+            results["fsdp2_error"] = repr(exc)
         torch.save(results, out / f"rank{rank}.pt")
         dist.barrier()
     finally:

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import ibhooks
-from tests.models import data_for, mlp_bn_dropout
+from models import data_for, mlp_bn_dropout
 
 STEPS = 24
 dynamo = pytest.importorskip("torch._dynamo")

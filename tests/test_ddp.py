@@ -34,7 +34,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def plain_ddp(tmp_path_factory):
     """Spawn the 2-rank plain-torch worker once; its per-rank results are shared by the tests below."""
-    from tests._ddp_worker import worker
+    from _ddp_worker import worker
 
     out = tmp_path_factory.mktemp("ddp")
     ctx = mp.start_processes(worker, args=(2, free_port(), str(out)), nprocs=2, join=False, start_method="spawn")
@@ -100,6 +100,18 @@ def test_syncbatchnorm_probe_on_rank0_alone_does_not_sync(plain_ddp):
     assert len(recs) == 3  # step 0 at construction + 2 measure() calls while rank 1 waited
     assert all(n == 64 and not errs for _, n, errs in recs), recs
     assert "SyncBatchNorm" in r0["syncbn"]["train_forward"]  # control: a syncing forward fails loudly on CPU
+
+
+def test_fsdp2_passive_mode_gathers_and_keeps_training(plain_ddp):
+    out, (r0, r1) = plain_ddp
+    if "fsdp2_error" in r0:
+        pytest.skip(f"FSDP2 unavailable: {r0['fsdp2_error']}")
+    for r in (r0, r1):
+        assert _params_equal(r["fsdp2_base"]["params"], r["fsdp2"]["params"])
+    assert [(s, n) for s, _, n, _ in r0["fsdp2"]["records"]] == [(3, 32), (6, 32), (9, 32)]  # 2 ranks x 16 rows
+    assert all(mode == "passive" and not errs for _, mode, _, errs in r0["fsdp2"]["records"])
+    assert r1["fsdp2"]["records"] == []
+    assert sorted(p.name for p in (out / "fsdp2").iterdir()) == ["fsdp2.jsonl"]
 
 
 def _run_script(script: Path, args, timeout=TIMEOUT_S, env_extra=None):
