@@ -120,6 +120,14 @@ def layer_series(records: Sequence[Record], layer: str, estimator: str, quantity
     return Series(f(steps), f(vals), f(lo), f(hi), np.asarray(sat, dtype=bool), ests)
 
 
+def _bottom(series: Sequence[Series], top: float, pad: float) -> float:
+    """Lower axis limit: 0, or below the lowest value (and interval end) when some are negative (kNN
+    estimates near independence, differential entropies such as ``ross``/``ksg``'s h(T))."""
+    lows = [float(np.nanmin(np.concatenate([s.value, s.lo[np.isfinite(s.lo)]]))) for s in series if len(s)]
+    low = min(lows, default=0.0)
+    return 0.0 if low >= 0 else low - pad * max(top - low, 1e-9)
+
+
 def default_estimator(records: Sequence[Record], estimator: Optional[str] = None) -> str:
     names = estimator_names(records)
     if estimator is None:
@@ -632,6 +640,8 @@ def _plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Seq
             ymax = max(ymax, float(np.nanmax(np.concatenate([sy.value, sy.hi[np.isfinite(sy.hi)]]))))
     xtop = max(xmax, xcap or 0.0) * 1.06 or 1.0
     ytop = max(ymax, hy or 0.0) * 1.08 or 1.0
+    xbottom = _bottom([layer_series(records, lyr, estimator, "I_XT") for lyr in layers], xtop, 0.06)
+    ybottom = _bottom([layer_series(records, lyr, estimator, "I_TY") for lyr in layers], ytop, 0.08)
     qx = quantity_label(records, estimator, "I_XT")
     qy = quantity_label(records, estimator, "I_TY")
     xlabel = "I(X;T) [bits]" + (f"\nmeasured: {qx}" if qx else "")
@@ -642,8 +652,8 @@ def _plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Seq
         norm=_step_norm([r.step for r in records]),
         xcap=xcap,
         hy=hy,
-        xlim=(0.0, xtop),
-        ylim=(0.0, ytop),
+        xlim=(xbottom, xtop),
+        ylim=(ybottom, ytop),
         xlabel=xlabel,
         ylabel=ylabel,
     )
@@ -967,7 +977,8 @@ def plot_layer_curves(
                     if len(layer_series(recs, lyr, estimator, q))
                 ]
             )
-            ax.set_ylim(0, top * 1.1 or 1.0)
+            top = top * 1.1 or 1.0
+            ax.set_ylim(_bottom([layer_series(recs, lyr, estimator, q) for lyr in layers], top, 0.1), top)
             label = quantity_label(recs, estimator, q)
             ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]" + (f"\n{label}" if label else ""))
         _log_x(ax_x, steps)
@@ -1196,7 +1207,8 @@ def plot_dpi(
                         if len(layer_series(recs, m, estimator, q))
                     ]
                 )
-                ax.set_ylim(0, top * 1.12 or 1.0)
+                top = top * 1.12 or 1.0
+                ax.set_ylim(_bottom([layer_series(recs, m, estimator, q) for m in members], top, 0.12), top)
                 if declared:
                     if n_checked == 0:
                         sub = "not checked (no DPI checks in the records)"
