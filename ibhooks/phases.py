@@ -11,7 +11,10 @@ i = 0..n-1 is the measurement order; a series longer than ``max_points`` is firs
 many evenly spaced measurements, keeping the first and the latest):
 
 1. **Peak.** Smooth the values with a centred running mean of width ``w = smooth`` (h = w // 2) and
-   take the first argmax ``p``.
+   take the first argmax ``p``. For compression, the argmax of the later half of the measurements is
+   a second candidate peak (an early transient, e.g. the spike of the fitting phase, can be the
+   global maximum while the compression starts later); both are tested and the smaller p-value,
+   times 2 (Bonferroni), is kept.
 2. **Test segment.** The points that chose the peak are left out so that picking the peak from the
    data does not manufacture a trend: compression is tested on ``[p + h + 1, n)`` and fitting on
    ``[0, p - h - 1]``. Conditioning on ``p`` being the argmax then makes the segment's end nearest
@@ -373,13 +376,27 @@ def analyse_series(
         return out
     sm = _running_mean(v, max(w, 1))
     p = int(np.argmax(sm))
-    out["peak_step"] = int(t[p]) if float(t[p]).is_integer() else float(t[p])
+    candidates = [p]
     if phase == "compression":
-        seg = np.arange(p + h + 1, n)
+        # An early transient (the fitting spike) can be the global peak while the compression that
+        # matters starts later: also test after the peak of the later half of the measurements.
+        late = n // 2 + int(np.argmax(sm[n // 2:]))
+        if late != p and n - (late + h + 1) >= config.min_points:
+            candidates.append(late)
+    tests = []
+    for cand in candidates:
+        seg = np.arange(cand + h + 1, n) if phase == "compression" else np.arange(0, max(cand - h, 0))
+        if seg.size >= config.min_points:
+            tests.append((mann_kendall(v[seg], direction, exact_max_n=config.exact_max_n).p_value, cand, seg))
+    if tests:
+        _, p, seg = min(tests, key=lambda x: x[0])
+    else:
+        seg = np.arange(p + h + 1, n) if phase == "compression" else np.arange(0, max(p - h, 0))
+    if phase == "compression":
         fit_lo, fit_hi = p, n  # ramp fitted on [p, n)
     else:
-        seg = np.arange(0, max(p - h, 0))
         fit_lo, fit_hi = 0, min(p + h + 1, n)
+    out["peak_step"] = int(t[p]) if float(t[p]).is_integer() else float(t[p])
     out["n_points"] = int(seg.size)
     if seg.size < config.min_points:
         where = "after" if phase == "compression" else "before"
@@ -389,9 +406,9 @@ def analyse_series(
         )
         return out
     mk = mann_kendall(v[seg], direction, exact_max_n=config.exact_max_n)
-    out["test"] = mk.method
+    out["test"] = mk.method + (f", best of {len(tests)} candidate peaks (Bonferroni)" if len(tests) > 1 else "")
     out["statistic"] = {"S": mk.s, "var_S": mk.var_s, "z": mk.z}
-    out["p_value"] = mk.p_value
+    out["p_value"] = min(1.0, mk.p_value * len(tests))
     sign = 1 if direction == "increasing" else -1
     ramp = _fit_ramp(v[fit_lo:fit_hi], sign)
     if ramp is None:
