@@ -123,6 +123,7 @@ def test_trainer_run_logs_to_tensorboard_and_wandb_and_is_bit_identical(tmp_path
         model, trainer = fit(tmp_path / "mon", cb, logger=loggers)
     finally:
         wandb.finish()
+        wandb.teardown()  # drop wandb's process-wide settings, so later tests' WANDB_DIR takes effect
     assert_same_weights(baseline, model)
 
     steps = [0, 6, 12]  # 16 optimizer steps, every 6, plus step 0 before training
