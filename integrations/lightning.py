@@ -124,10 +124,12 @@ class IBCallback(_Base):
             measurement step, on every rank); default rank 0's own batches only.
         measure_initial: In probe mode, measure at step 0 (before the first optimizer step) on a fresh run.
         **monitor_kwargs: Further :class:`~ibhooks.IBMonitor` arguments (``reduction``, ``selectors``,
-            ``chains``, ``probe_forward``, ``passive_window``, ``memory_budget_mb``, ``seed``, ``verbose`` ...).
+            ``chains``, ``probe_forward``, ``passive_window``, ``memory_budget_mb``, ``seed``,
+            ``verbose`` ...).
 
     Raises:
-        ValueError: Bad arguments (checked here), or ``probe="val"`` without a validation loader (at fit start).
+        ValueError: Bad arguments (checked here), or ``probe="val"`` without a validation loader
+            (at fit start).
     """
 
     def __init__(
@@ -213,7 +215,9 @@ class IBCallback(_Base):
             cap.arm()
         self._was_armed = False
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         mon = self.monitor
         if mon is None or mon._closed:
             return
@@ -228,8 +232,8 @@ class IBCallback(_Base):
             mon.step(y=y, step=step, epoch=int(trainer.current_epoch))
         except (ValueError, TypeError) as exc:  # labels that do not fit the batch: drop them, go on
             self._use_labels = False
-            self._warn(("labels",), f"ibhooks: labels from target_getter rejected ({exc}); I(T;Y) is not measured "
-                       "from here on. Pass IBCallback(target_getter=lambda batch: labels).")
+            self._warn(("labels",), f"ibhooks: labels from target_getter rejected ({exc}); I(T;Y) is not "
+                       "measured from here on. Pass IBCallback(target_getter=lambda batch: labels).")
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._close()
@@ -303,19 +307,21 @@ class IBCallback(_Base):
         if self.probe not in ("auto", "val"):
             return self.probe
         loader = _val_loader(trainer)
-        has_forward = type(pl_module).forward is not _lightning_forward(pl_module) or "probe_forward" in self.monitor_kwargs
+        has_forward = (type(pl_module).forward is not _lightning_forward(pl_module)
+                       or "probe_forward" in self.monitor_kwargs)
         if loader is not None and has_forward:
             with torch.random.fork_rng(devices=[]):  # the user's val_dataloader() may draw from the RNG
                 from ibhooks.probe import Probe
 
                 return Probe.from_any(loader, max_samples=self.probe_samples, batch_to_xy=self.batch_to_xy)
-        why = "no validation dataloader" if loader is None else f"{type(pl_module).__name__} defines no forward()"
+        why = ("no validation dataloader" if loader is None
+               else f"{type(pl_module).__name__} defines no forward()")
         if self.probe == "val":
-            raise ValueError(f"IBCallback(probe='val') but {why}; pass probe=(x, y), probe_forward=, or probe=None "
-                             "for passive mode")
+            raise ValueError(f"IBCallback(probe='val') but {why}; pass probe=(x, y), probe_forward=, or "
+                             "probe=None for passive mode")
         if trainer.is_global_zero:
-            self._warn(("auto",), f"ibhooks: {why}, so IBCallback measures in passive mode (training batches). "
-                       "Pass probe=(x, y) for a fixed probe set.")
+            self._warn(("auto",), f"ibhooks: {why}, so IBCallback measures in passive mode (training "
+                       "batches). Pass probe=(x, y) for a fixed probe set.")
         return None
 
     def _sinks(self, trainer: Any) -> List[Sink]:
@@ -331,11 +337,13 @@ class IBCallback(_Base):
                 elif "Wandb" in kind:
                     from ibhooks.integrations.wandb import WandbSink
 
-                    sinks.append(WandbSink(run=lg.experiment, figures=self.figures, figure_every=self.figure_every))
+                    sinks.append(WandbSink(run=lg.experiment, figures=self.figures,
+                                           figure_every=self.figure_every))
                 elif kind != "DummyLogger" and callable(getattr(lg, "log_metrics", None)):
                     sinks.append(_LoggerSink(lg))
             except Exception as exc:  # noqa: BLE001 - a logger we cannot feed must not stop training
-                self._warn(("sink", kind), f"ibhooks: cannot log to {kind} ({exc!r}); the JSONL run log is still written")
+                self._warn(("sink", kind),
+                           f"ibhooks: cannot log to {kind} ({exc!r}); the JSONL run log is still written")
         return sinks
 
     def _labels(self, batch: Any) -> Optional[torch.Tensor]:
@@ -355,8 +363,9 @@ class IBCallback(_Base):
             y = y[:, 0]
         if y.dim() != 1 or y.is_floating_point() or y.is_complex():
             self._use_labels = False
-            self._warn(("labels",), f"ibhooks: the batch target (shape {tuple(y.shape)}, {y.dtype}) is not 1-D integer "
-                       "class labels, so I(T;Y) is not measured; pass IBCallback(target_getter=...)")
+            self._warn(("labels",), f"ibhooks: the batch target (shape {tuple(y.shape)}, {y.dtype}) is not "
+                       "1-D integer class labels, so I(T;Y) is not measured; pass "
+                       "IBCallback(target_getter=...)")
             return None
         return y.detach()
 
