@@ -253,6 +253,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--kde-large-n", type=int, default=20_000, help="n of the blocked KDE memory check (0: off)")
     ap.add_argument("--kde-block-mib", type=int, default=64, help="max_block_bytes of that check, MiB")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads for the run (0: leave as is)")
+    ap.add_argument("--max-n", type=int, default=0, help="leave out sizes above this n (0: none; the test "
+                    "suite's smoke run uses 1024)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (at least)")
     args = ap.parse_args(argv)
     _fix_malloc_threshold()
     if args.threads:
@@ -263,13 +266,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         grid = {"binning": ([1024, 4096], [2, 10]), "kde": ([1024, 4096], [10]), "ksg": ([1024, 4096], [1, 10]),
                 "ross": ([1024, 4096], [10]), "renyi": ([512, 1024], [10]),
                 "noisy_channel": ([1024], [10]), "infonce": ([1024], [10])}
-        repeats = 3
     else:
         ns = [1024, 2048, 4096, 8192, 16384]
         grid = {"binning": (ns, [1, 10, 50]), "kde": (ns, [1, 10, 50]), "ksg": (ns, [1, 10]),
                 "ross": (ns, [1, 10]), "renyi": ([512, 1024, 2048], [10]),
                 "noisy_channel": ([1024, 4096], [10]), "infonce": ([1024, 4096], [10])}
-        repeats = 3
+    repeats = max(1, args.repeats)
+    if args.max_n:
+        grid = {k: ([n for n in ns if n <= args.max_n] or ns[:1], ds) for k, (ns, ds) in grid.items()}
     print(f"# ibhooks estimator benchmark  device={args.device}  torch={torch.__version__}  "
           f"threads={torch.get_num_threads()}  quick={args.quick}")
     if args.kde_large_n:  # first, while the process is small
