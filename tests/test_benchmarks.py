@@ -1,0 +1,94 @@
+"""Smoke runs of the benchmark scripts (benchmarks/*.py --quick): each finishes and prints its table.
+
+No timing or accuracy is asserted (shared machines are noisy; the numbers live in
+benchmarks/RESULTS.md). The four scripts start together as subprocesses, single-threaded, so the
+whole module costs about the slowest of them rather than their sum.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+TIMEOUT_S = 300
+
+# script -> (extra arguments, lines its output must contain)
+SCRIPTS: Dict[str, Tuple[List[str], List[str]]] = {
+    # The estimator benchmark's --quick grid takes minutes on a loaded 2-core box; the smoke run keeps
+    # its sizes <= 1024, one timed call per case and no large blocked-KDE check.
+    "estimators.py": (["--quick", "--threads", "1", "--max-n", "1024", "--repeats", "1", "--kde-large-n", "0"],
+                      ["estimator", "ref/ours", "binning", "ksg", "infonce"]),
+    "overhead.py": (["--quick"],
+                    ["## (a) steps with no measurement due", "## (b) amortised overhead", "resnet18", "component"]),
+    "memory.py": (["--quick"],
+                  ["## peak extra memory against the configured budget", "## process RSS over passive runs",
+                   "per step:", "per measurement:"]),
+    "accuracy.py": (["--quick"],
+                    ["## where ibhooks is better and where it is not", "## like for like", "gauss", "mixture",
+                     "tanh", "ibhooks:ksg"]),
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> Dict[str, subprocess.Popen]:
+    env = dict(os.environ)
+    # one thread per process for numpy/scipy/torch alike: four processes share a 2-core box
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    procs = {}
+    for script, (args, _) in SCRIPTS.items():
+        procs[script] = subprocess.Popen(
+            [sys.executable, str(BENCH / script), *args], cwd=str(ROOT), env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    yield procs
+    for p in procs.values():  # a test that failed early must not leave its siblings running
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _finish(proc: subprocess.Popen) -> Tuple[str, str, float]:
+    t0 = time.perf_counter()
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"did not finish in {TIMEOUT_S} s\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}")
+    return out, err, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_benchmark_quick_prints_its_table(runs: Dict[str, subprocess.Popen], script: str) -> None:
+    out, err, _ = _finish(runs[script])
+    assert runs[script].returncode == 0, f"{script} exited {runs[script].returncode}\n{err[-4000:]}"
+    for needle in SCRIPTS[script][1]:
+        assert needle in out, f"{script} output lacks {needle!r}:\n{out[-4000:]}"
+    table_lines = [ln for ln in out.splitlines() if ln.startswith("-----")]
+    assert table_lines, f"{script} printed no table rule:\n{out[-4000:]}"
+
+
+def test_accuracy_skips_a_missing_peer_cleanly() -> None:
+    """A peer that is not importable is a 'SKIPPED' note and skipped rows, never a crash."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import accuracy  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(BENCH))
+    accuracy.PEERS.clear()
+    accuracy.PEERS.update({"npeet": (None, "not importable (ModuleNotFoundError: test)"),
+                           "sklearn": (None, "not importable"), "infomeasure": (None, "not importable")})
+    rows: List = []
+    accuracy.task_gauss(rows, 1, 1.0, 128, 0, fast=True)
+    peers = [r for r in rows if r.lib != "ibhooks"]
+    assert peers and all(r.value is None and r.note.startswith("skipped:") for r in peers)
+    ksg = next(r for r in rows if r.method == "ibhooks:ksg")
+    assert ksg.value is not None and abs(ksg.error) < 0.5
