@@ -13,8 +13,8 @@ block of ``encoder.layers`` (a ModuleList: its blocks form a Markov chain, the r
 X -> T1 -> T2 -> T3) and the head. The residual stream is (B, 12, 32) per block; by default it is
 reduced by the mean over tokens (32 values), as sequence models are usually read out. That
 reduction is lossy, so the coverage table takes the blocks off the chain and no DPI is checked;
-``--reduction flatten`` keeps all 384 values (lossless: the chain is DPI-checked, but every estimate
-then sits at its cap log2 n on 512 probe sequences) and ``--reduction project:16`` a fixed random
+``--reduction flatten`` keeps all 384 values (lossless: the chain is DPI-checked, but the KDE then
+sits at its cap log2 n on 512 probe sequences) and ``--reduction project:16`` a fixed random
 projection (lossy too). Estimators: the KDE upper bound (sigma^2 = 0.1; LayerNorm'd features) and
 Ross's kNN estimator of I(T;Y), whose "I(X;T)" is the Kozachenko-Leonenko differential entropy h(T):
 not a mutual information, and negative here.
