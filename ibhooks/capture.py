@@ -227,7 +227,8 @@ class Capture:
                 f"pass selectors={{{name!r}: <index | key | callable>}}"
             )
             return
-        with torch.no_grad():
+        # float32 throughout, also inside the user's autocast region (a projection would run in bf16)
+        with torch.no_grad(), torch.autocast(tensor.device.type, enabled=False):
             t = tensor.detach()
             slot.shape = tuple(t.shape)
             slot.dtype = str(t.dtype).replace("torch.", "")

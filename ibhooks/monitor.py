@@ -442,6 +442,12 @@ class IBMonitor:
             acts, y, info = {}, None, {}
         record.info.update(info)
         record.n_samples = int(next(iter(acts.values())).shape[0]) if acts else 0
+        if not acts and not record.errors:
+            why = ("no training batch was forwarded through the monitored layers in the capture window "
+                   "(were the hooks added after torch.compile ran the model? create the monitor first)"
+                   if self.mode == "passive" else "the probe forward reached no monitored layer")
+            record.errors.append({"layer": None, "estimator": None, "error": f"nothing captured: {why}"})
+            self._warn_once(("empty",), f"step {self.step_count}: nothing captured: {why}")
         if y is not None:
             record.h_y = discrete_entropy(torch.unique(y, return_inverse=True)[1])
         for layer in self.layer_names:
@@ -565,6 +571,9 @@ class IBMonitor:
                 self.estimators[key].load_state_dict(est_state)
         if self.mode == "passive":
             self._arm_for(self.step_count + 1)
+        for sink in self.sinks:
+            self._safe_sink(sink, "log_text", "resume", f"monitor state loaded at step {self.step_count}",
+                            self.step_count)
 
     def save_figures(self, out_dir: Union[str, Path]) -> Dict[str, Path]:
         """Draw every figure of this run so far into ``out_dir`` (needs the ``plot`` extra)."""

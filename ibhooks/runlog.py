@@ -75,14 +75,22 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
             f"({FORMAT_VERSION}); upgrade ibhooks"
         )
     run = Run(path=p, header=dict(header), truncated=truncated)
+    after_resume = False
     for obj in parsed[1:]:
         kind = obj.get("type")
         if kind == "record":
-            run.records.append(Record.from_dict(obj))
+            rec = Record.from_dict(obj)
+            if after_resume:
+                # A resumed run re-measures the steps between its checkpoint and the crash: the
+                # records written after the resume supersede the earlier ones from that step on.
+                run.records = [r for r in run.records if r.step < rec.step]
+                after_resume = False
+            run.records.append(rec)
         elif kind == "header_update":
             run.header[obj["key"]] = obj["value"]
         elif kind == "text":
             run.texts.append(obj)
         elif kind == "resume":
             run.resumes.append(obj)
+            after_resume = True
     return run

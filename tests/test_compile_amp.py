@@ -220,9 +220,6 @@ def test_bf16_autocast_captured_as_float32_training_unchanged(mode, tmp_path, mo
         assert torch.equal(a, b), f"{k} differs under autocast"
 
 
-@pytest.mark.xfail(strict=True, reason="capture.py runs the reduction under the caller's autocast, so a random "
-                   "projection of a bf16 activation is computed in bf16; fix: wrap Capture.store's reduction in "
-                   "torch.autocast(t.device.type, enabled=False)")
 def test_projection_under_autocast_is_computed_in_float32(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3))

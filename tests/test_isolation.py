@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import ibhooks
-from tests.models import MODELS, data_for
+from models import MODELS, data_for
 
 STEPS = 100
 

@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 import ibhooks
 from ibhooks.estimators.base import Estimator
 from ibhooks.estimate import make_estimate
-from tests.models import TinyTransformer, data_for, mlp_bn_dropout
+from models import TinyTransformer, data_for, mlp_bn_dropout
 
 BITS12 = torch.tensor([[int(b) for b in format(i, "012b")] for i in range(4096)], dtype=torch.float32)
 

@@ -74,3 +74,14 @@ def test_bad_logs_raise_clear_errors(tmp_path, content, match):
         path.write_text(content)
     with pytest.raises((FileNotFoundError, ValueError), match=match):
         ibhooks.load_run(path)
+
+
+def test_records_re_measured_after_a_resume_supersede_the_old_ones(tmp_path):
+    path = tmp_path / "r.jsonl"
+    header = {"type": "header", "format": "ibhooks-run", "version": 1, "config": {}}
+    rec = lambda step, n: json.dumps(ibhooks.Record(step=step, mode="probe", n_samples=n).to_dict())  # noqa: E731
+    lines = [json.dumps(header), rec(0, 1), rec(10, 1), rec(20, 1), rec(30, 1),  # crashed after 30
+             json.dumps({"type": "resume"}), rec(20, 2), rec(30, 2), rec(40, 2)]  # resumed from step 10
+    path.write_text("\n".join(lines) + "\n")
+    run = ibhooks.load_run(path)
+    assert [(r.step, r.n_samples) for r in run.records] == [(0, 1), (10, 1), (20, 2), (30, 2), (40, 2)]
