@@ -73,7 +73,8 @@ def check_pngs(folder, names):
 
 
 def figure_names(estimators, *, dpi=True):
-    """What ``save_all_figures`` writes: per-estimator plane and curves (suffixed when several) and the DPI panel."""
+    """What ``save_all_figures`` writes: plane and curves per estimator (suffixed when there are several)
+    and the DPI panel."""
     suffixes = [""] if len(estimators) == 1 else [f"_{e}" for e in estimators]
     names = [f"{kind}{s}" for s in suffixes for kind in ("information_plane", "layer_curves")]
     return names + (["dpi"] if dpi else [])
@@ -89,9 +90,10 @@ def test_cnn_digits_smoke(tmp_path):
     out = example_main("cnn_digits")(["--smoke", "--out", str(tmp_path)])
     run = check_run(out["run_log"])
     assert run.layers == ["conv1", "conv2", "fc", "out"]
-    reductions = {row["name"]: row.get("reduction") for row in run.coverage if row.get("status") == "monitored"}
+    reductions = {row["name"]: row.get("reduction") for row in run.coverage
+                  if row.get("status") == "monitored"}
     assert reductions["conv1"].startswith("mean") and reductions["conv2"].startswith("mean")
-    assert [c["layers"] for c in run.header["chains"]] == [["fc", "out"]]  # pooled conv blocks are off the chain
+    assert [c["layers"] for c in run.header["chains"]] == [["fc", "out"]]  # pooled conv blocks: off the chain
     check_pngs(tmp_path / "figures", figure_names(["binning", "kde"]))
 
 
@@ -150,7 +152,7 @@ def test_noisy_network_smoke(tmp_path):
     run = check_run(out["run_log"])
     assert run.layers == ["1", "4", "7", "10", "13"]
     check_pngs(tmp_path / "figures", figure_names(["goldfeld_sp", "binning"]) + ["dpi_binning"])
-    dpi = {k: v for k, v in out["dpi"].items()}
+    dpi = out["dpi"]
     # Sample propagation measures the noisy network itself: the DPI holds along the chain.
     for q in ("I_XT", "I_TY"):
         assert dpi[f"goldfeld_sp/{q}"]["pairs_checked"] == 4 * len(run.records)
@@ -182,7 +184,7 @@ def test_sample_propagation_without_upstream_noise_is_the_noisy_channel():
 
 
 @pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="demo.py passes ('kde', {'sigma2': 0.1}) but the KDE estimator's argument is noise_var")
+                   reason="demo.py passes ('kde', {'sigma2': 0.1}); the KDE estimator's argument is noise_var")
 def test_demo_smoke(tmp_path):
     log_path = example_main("demo")(["--epochs", "3", "--measurements", "5", "--no-tensorboard",
                                      "--out", str(tmp_path)])
@@ -191,8 +193,8 @@ def test_demo_smoke(tmp_path):
 
 
 def test_demo_binning_only_smoke(tmp_path):
-    log_path = example_main("demo")(["--epochs", "3", "--measurements", "5", "--no-tensorboard", "--no-kde",
-                                     "--out", str(tmp_path)])
+    log_path = example_main("demo")(["--epochs", "3", "--measurements", "5", "--no-tensorboard",
+                                     "--no-kde", "--out", str(tmp_path)])
     run = check_run(log_path)
     assert run.layers == ["1", "3", "5", "7", "9", "11"]
     check_pngs(tmp_path / "figures", figure_names(["binning"]))
