@@ -156,6 +156,10 @@ def quantity_label(records: Sequence[Record], estimator: str, quantity: str) -> 
                     kinds.append(est.kind)
     if not seen:
         return ""
+    if len(seen) > 1:  # e.g. the same binning with a range per layer: say so once
+        generic = list(dict.fromkeys(re.sub(r"\[[^\]]*\]", "[range per layer]", q) for q in seen))
+        if len(generic) == 1:
+            seen = generic
     text = seen[0] if len(seen) == 1 else (" | ".join(seen[:2]) + (" | ..." if len(seen) > 2 else ""))
     bounds = [k for k in kinds if k in ("upper_bound", "lower_bound")]
     if bounds and "bound" not in text:
@@ -902,9 +906,11 @@ def plot_information_plane(
 
 def _log_x(ax: Any, steps: Sequence[float]) -> None:
     if any(s > 0 for s in steps):
-        ax.set_xscale("symlog", linthresh=1.0, linscale=0.3) if any(s <= 0 for s in steps) else ax.set_xscale(
-            "log"
-        )
+        if any(s <= 0 for s in steps):
+            ax.set_xscale("symlog", linthresh=1.0, linscale=0.3)
+            ax.set_xlim(left=0)  # steps are never negative: no empty negative half-axis
+        else:
+            ax.set_xscale("log")
 
 
 def plot_layer_curves(
