@@ -67,6 +67,9 @@ def main(argv=None) -> dict:
     fixed_key = [k for k in first[0].estimators if k != "binning"][0]
     table_run = seed_table([m.history for m in second], "binning", layer_labels=LABELS)
     table_fixed = seed_table([m.history for m in first], fixed_key, layer_labels=LABELS)
+    if args.kde:
+        table_run += "\n\nKDE upper bound on I(X; T+N(0, 0.1)):\n\n" + seed_table(
+            [m.history for m in second], "kde", layer_labels=LABELS)
     clipped = sorted({w["layer"] for m in first for w in m.history[-1].warnings
                       if w["code"] == "outside_range" and w["estimator"] == fixed_key})
     summary = {"runtime_s": runtime, "seeds": args.seeds, "epochs": args.epochs, "ranges": ranges,
