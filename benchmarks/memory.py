@@ -232,15 +232,27 @@ def history_heap_bytes(history: List[ibhooks.Record]) -> int:
     return size
 
 
-def flat_run(kind: str, quick: bool, device: str, total: int, checkpoints: List[int], every: Optional[int],
+class once:  # noqa: N801 - a schedule, reads like every_n
+    """Measure at one step only (the per-step control: hooks fire and step() runs, nothing is captured)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, step: int) -> bool:
+        return step == self.step
+
+    def __repr__(self) -> str:
+        return f"once({self.step})"
+
+
+def flat_run(kind: str, quick: bool, device: str, total: int, checkpoints: List[int], schedule: object,
              window: int, rows: int, batch: int, logdir: str) -> Dict[str, object]:
-    """One run of ``total`` steps: plain (every=None) or monitored in passive mode on every_n(every)."""
+    """One run of ``total`` steps: plain (schedule=None) or monitored in passive mode on ``schedule``."""
     loop = Loop(kind, quick, device, batch)
     mon = None
-    if every is not None:
-        mon = ibhooks.IBMonitor(loop.model, schedule=ibhooks.every_n(every), log_dir=logdir,
-                                run_name=f"flat-{kind}-{every}", verbose=False, max_samples=rows,
-                                passive_window=window)
+    if schedule is not None:
+        mon = ibhooks.IBMonitor(loop.model, schedule=schedule, log_dir=logdir, run_name=f"flat-{kind}-{schedule!r}",
+                                verbose=False, max_samples=rows, passive_window=window)
     raw, trimmed, hist = {}, {}, {}
     t0 = time.perf_counter()
     for i in range(1, total + 1):
@@ -259,7 +271,7 @@ def flat_run(kind: str, quick: bool, device: str, total: int, checkpoints: List[
                     if any(mon.schedule(j) for j in range(i, i + window)))
         leak_scale = armed * batch * width * 4
         mon.close()
-    name = "plain" if every is None else f"every_n({every})"
+    name = "plain" if schedule is None else repr(schedule).replace(", start=0", "")
     return {"name": name, "raw": raw, "trimmed": trimmed, "hist": hist, "seconds": seconds,
             "leak_scale": leak_scale}
 
@@ -293,14 +305,16 @@ def print_flat(runs: List[Dict[str, object]], checkpoints: List[int], window: in
     n_dense, heap_dense = added(dense)
     n_sparse, _ = added(sparse)
     per_record = (growth(dense) - growth(sparse)) / max(n_dense - n_sparse, 1)
-    print(f"# per step: {sparse['name']} (almost no measurements) minus plain = {per_step:+.2f} MiB over "
-          f"{last - first:,} steps: {'no per-step growth' if per_step <= 1.0 else 'GROWS per step'} (tolerance "
-          f"1 MiB; keeping one captured batch per armed step would add {dense['leak_scale'] / MiB:.0f} MiB)")
+    print(f"# per step: {sparse['name']} (one measurement, before step {first:,}: hooks fire and step() runs, "
+          f"nothing is captured) minus plain = {per_step:+.2f} MiB over {last - first:,} steps: "
+          f"{'no per-step growth' if per_step <= 1.0 else 'GROWS per step'} (tolerance 1 MiB)\n# per armed "
+          f"step: keeping one captured batch per armed step of {dense['name']} would add "
+          f"{dense['leak_scale'] / MiB:.0f} MiB; what it grew is below")
     print(f"# per measurement: {dense['name']} grew {growth(dense) - growth(plain):+.2f} MiB more than plain, "
           f"{1024 * per_record:.0f} KiB of RSS per Record added ({n_dense} added; their Python objects alone: "
           f"{1024 * heap_dense / max(n_dense, 1):.0f} KiB each). The history is kept by design (phase tests, "
-          "state_dict)\n# and grows with the number of measurements, not of steps; the rest of the RSS per "
-          "Record is allocator / pymalloc-arena fragmentation of those small objects.")
+          "state_dict)\n# and grows with the number of measurements, not of steps; the RSS per Record "
+          "above its objects' own size is most likely\n# allocator / pymalloc-arena overhead of many small objects.")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -337,7 +351,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.stdout.flush()
         every = 20 if q else 100
         flat = [flat_run("mlp", q, args.device, total, checkpoints, e, 4, 512 if q else 2048, 64, logdir)
-                for e in (None, total // 2 + 1, every)]
+                for e in (None, once(first // 2), ibhooks.every_n(every))]
     print_flat(flat, checkpoints, 4, first, total)
     print(f"# run times: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in flat) + "; "
           f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
