@@ -245,10 +245,14 @@ def per_hook_cost_us(device: str, reps: int = 200) -> float:
     x = torch.zeros(1, 2, device=device)
 
     def fwd() -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.no_grad():
             for _ in range(20):
                 model(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory() as d:
