@@ -42,7 +42,7 @@ def main(argv=None) -> Path:
     steps_per_epoch = -(-len(train_idx) // args.batch_size)
     estimators = [("binning", {"n_bins": 30, "range": (-1.0, 1.0)})]
     if not args.no_kde:
-        estimators.append(("kde", {"sigma2": 0.1}))
+        estimators.append(("kde", {"noise_var": 0.1}))
     monitor = ibhooks.IBMonitor(
         model,
         layers=[nn.Tanh, nn.Softmax],                # the 5 hidden tanh layers and the softmax output

@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
         last = mon.history[-1]
         ranges.append({layer: tuple(res["binning"].i_xt.diagnostics["range_used"])
                        for layer, res in last.layers.items()})
-    estimators_per_seed = [[("binning", {"n_bins": 100, "range": r})] + ([("kde", {"sigma2": 0.1})] if args.kde else [])
+    estimators_per_seed = [[("binning", {"n_bins": 100, "range": r})] + ([("kde", {"noise_var": 0.1})] if args.kde else [])
                            for r in ranges]
     second = train_seeds("relu", seeds, run_prefix="relu_runrange", estimators=None,
                          estimators_per_seed=estimators_per_seed, **common)

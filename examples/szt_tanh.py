@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
     t0 = time.time()
     monitors = train_seeds(
         "tanh", tuple(range(args.seeds)), epochs=args.epochs, lr=args.lr, measurements=args.measurements,
-        estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})] + ([("kde", {"sigma2": 0.1})] if args.kde else []),
+        estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})] + ([("kde", {"noise_var": 0.1})] if args.kde else []),
         out=out, run_prefix="tanh",
         log_every=0 if args.smoke else 500,
     )

@@ -183,8 +183,6 @@ def test_sample_propagation_without_upstream_noise_is_the_noisy_channel():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="demo.py passes ('kde', {'sigma2': 0.1}); the KDE's argument is noise_var")
 def test_demo_smoke(tmp_path):
     log_path = example_main("demo")(["--epochs", "3", "--measurements", "5", "--no-tensorboard",
                                      "--out", str(tmp_path)])
