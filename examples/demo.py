@@ -31,6 +31,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-kde", action="store_true", help="binning only (faster)")
     parser.add_argument("--no-tensorboard", action="store_true")
+    parser.add_argument("--probe-samples", type=int, default=4096, help="patterns in the probe (all 4096 by default)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -46,7 +47,7 @@ def main(argv=None) -> Path:
     monitor = ibhooks.IBMonitor(
         model,
         layers=[nn.Tanh, nn.Softmax],                # the 5 hidden tanh layers and the softmax output
-        probe=(x, y),                                # information over all 4096 patterns (SZT, Saxe)
+        probe=(x[:args.probe_samples], y[:args.probe_samples]),  # all 4096 patterns by default (SZT, Saxe)
         schedule=ibhooks.log_spaced(args.measurements, args.epochs * steps_per_epoch),
         estimators=estimators,
         chains=[["1", "3", "5", "7", "9", "11"]],    # the activations form the Markov chain X -> T1 -> ... -> T6

@@ -185,7 +185,7 @@ def test_sample_propagation_without_upstream_noise_is_the_noisy_channel():
 
 def test_demo_smoke(tmp_path):
     log_path = example_main("demo")(["--epochs", "3", "--measurements", "5", "--no-tensorboard",
-                                     "--out", str(tmp_path)])
+                                     "--probe-samples", "512", "--out", str(tmp_path)])
     check_run(log_path)
     check_pngs(tmp_path / "figures", figure_names(["binning", "kde"]))
 
