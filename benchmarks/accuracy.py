@@ -25,6 +25,7 @@ where d = 1), NPEET (``npeet-plus``: ``mi`` = KSG, ``micd`` = KL entropy differe
 infomeasure (``mi(approach="ksg")``). Times are single calls after a warm-up, on whatever load the
 machine has: read them as orders of magnitude. No numbers here are asserted anywhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,11 @@ PEERS: Dict[str, Tuple[Optional[Any], str]] = {}
 
 
 def load_peers(disabled: List[str]) -> None:
-    for key, module in (("sklearn", "sklearn.feature_selection"), ("npeet", "npeet_plus"),
-                        ("infomeasure", "infomeasure")):
+    for key, module in (
+        ("sklearn", "sklearn.feature_selection"),
+        ("npeet", "npeet_plus"),
+        ("infomeasure", "infomeasure"),
+    ):
         if key in disabled:
             PEERS[key] = (None, "disabled with --no-peer")
             continue
@@ -107,8 +111,9 @@ def mixture_truth(means: np.ndarray, var: float, samples: int, seed: int) -> Tup
     return float(terms.mean()), float(terms.std() / math.sqrt(samples))
 
 
-def mixture_info(centres: np.ndarray, var: float, labels: Optional[np.ndarray], samples: int, seed: int,
-                 block: int = 2048) -> Dict[str, Tuple[float, float]]:
+def mixture_info(
+    centres: np.ndarray, var: float, labels: Optional[np.ndarray], samples: int, seed: int, block: int = 2048
+) -> Dict[str, Tuple[float, float]]:
     """I(X;T) and I(T;Y) (bits, with standard errors) for X uniform over the M rows of ``centres``,
     T = centres[X] + N(0, var I), Y = labels[X]: Monte Carlo over the exact M-component mixture."""
     rng = np.random.default_rng(seed)
@@ -118,12 +123,12 @@ def mixture_info(centres: np.ndarray, var: float, labels: Optional[np.ndarray], 
         classes = np.unique(labels)
         log_ny = {c: math.log(int((labels == c).sum())) for c in classes}
     rx, ry = [], []
-    c_sq = (centres ** 2).sum(1)
+    c_sq = (centres**2).sum(1)
     for start in range(0, samples, block):
         b = min(block, samples - start)
         x = rng.integers(0, m, b)
         t = centres[x] + math.sqrt(var) * rng.standard_normal((b, d))
-        d2 = (t ** 2).sum(1)[:, None] + c_sq[None, :] - 2 * t @ centres.T
+        d2 = (t**2).sum(1)[:, None] + c_sq[None, :] - 2 * t @ centres.T
         a = -np.maximum(d2, 0) / (2 * var)  # log K(t, c_j) up to a shared constant
         lse = logsumexp(a, axis=1)
         rx.append(a[np.arange(b), x] - lse + log_m)
@@ -150,11 +155,11 @@ class Row:
     quantity: str
     truth: float
     truth_se: float
-    method: str       # "ibhooks:ksg", "npeet:mi", ...
+    method: str  # "ibhooks:ksg", "npeet:mi", ...
     value: Optional[float]
     seconds: Optional[float]
     note: str = ""
-    scored: bool = True   # part of the best-of summary (False: a different quantity)
+    scored: bool = True  # part of the best-of summary (False: a different quantity)
 
     @property
     def lib(self) -> str:
@@ -177,21 +182,47 @@ def timed(fn: Callable[[], float]) -> Tuple[Optional[float], Optional[float], st
     return v, time.perf_counter() - t0, ""
 
 
-def add(rows: List[Row], task: str, case: str, quantity: str, truth: Tuple[float, float], method: str,
-        fn: Optional[Callable[[], float]], note: str = "", scored: bool = True, skip: str = "",
-        seconds: Optional[float] = None) -> None:
+def add(
+    rows: List[Row],
+    task: str,
+    case: str,
+    quantity: str,
+    truth: Tuple[float, float],
+    method: str,
+    fn: Optional[Callable[[], float]],
+    note: str = "",
+    scored: bool = True,
+    skip: str = "",
+    seconds: Optional[float] = None,
+) -> None:
     lib = method.split(":", 1)[0]
     if lib != "ibhooks" and peer(lib) is None:
-        rows.append(Row(task, case, quantity, truth[0], truth[1], method, None, None,
-                        f"skipped: {lib} {PEERS.get(lib, (None, 'unknown'))[1]}", False))
+        rows.append(
+            Row(
+                task,
+                case,
+                quantity,
+                truth[0],
+                truth[1],
+                method,
+                None,
+                None,
+                f"skipped: {lib} {PEERS.get(lib, (None, 'unknown'))[1]}",
+                False,
+            )
+        )
         return
     if skip or fn is None:
-        rows.append(Row(task, case, quantity, truth[0], truth[1], method, None, None, f"skipped: {skip}", False))
+        rows.append(
+            Row(task, case, quantity, truth[0], truth[1], method, None, None, f"skipped: {skip}", False)
+        )
         return
     v, s, err = timed(fn)
     if seconds is not None and v is not None:
         s = seconds  # the value came from a call timed elsewhere (one call gives I(X;T) and I(T;Y))
-    rows.append(Row(task, case, quantity, truth[0], truth[1], method, v, s, err or note, scored and v is not None))
+    rows.append(
+        Row(task, case, quantity, truth[0], truth[1], method, v, s, err or note, scored and v is not None)
+    )
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -213,25 +244,75 @@ def task_gauss(rows: List[Row], d: int, total: float, n: int, seed: int, fast: b
     truth = (gauss_truth(d, rho), 0.0)
     case, q = f"d={d} I={total:g} n={n}", "I(X;Y)"
     xt, yt = _t(x), _t(y)
-    add(rows, "gauss", case, q, truth, "ibhooks:ksg", lambda: mutual_information(xt, yt, estimator="ksg", k=3).value)
-    add(rows, "gauss", case, q, truth, "ibhooks:binning",
-        lambda: mutual_information(xt, yt, estimator="binning", n_bins=30).value, "I(bin30(X); bin30(Y)), plug-in")
-    add(rows, "gauss", case, q, truth, "ibhooks:infonce",
-        lambda: mutual_information(xt, yt, estimator="infonce").value, "lower bound (<= log2 K)",
-        skip="" if not fast else "--quick")
-    add(rows, "gauss", case, q, truth, "ibhooks:renyi",
+    add(
+        rows,
+        "gauss",
+        case,
+        q,
+        truth,
+        "ibhooks:ksg",
+        lambda: mutual_information(xt, yt, estimator="ksg", k=3).value,
+    )
+    add(
+        rows,
+        "gauss",
+        case,
+        q,
+        truth,
+        "ibhooks:binning",
+        lambda: mutual_information(xt, yt, estimator="binning", n_bins=30).value,
+        "I(bin30(X); bin30(Y)), plug-in",
+    )
+    add(
+        rows,
+        "gauss",
+        case,
+        q,
+        truth,
+        "ibhooks:infonce",
+        lambda: mutual_information(xt, yt, estimator="infonce").value,
+        "lower bound (<= log2 K)",
+        skip="" if not fast else "--quick",
+    )
+    add(
+        rows,
+        "gauss",
+        case,
+        q,
+        truth,
+        "ibhooks:renyi",
         lambda: mutual_information(xt, yt, estimator="renyi").value,
-        "matrix Renyi alpha=1.01: not Shannon MI", scored=False, skip="" if not fast else "--quick")
+        "matrix Renyi alpha=1.01: not Shannon MI",
+        scored=False,
+        skip="" if not fast else "--quick",
+    )
     add(rows, "gauss", case, q, truth, "npeet:mi", lambda: peer("npeet").mi(x, y, k=3, base=2), "KSG k=3")
-    add(rows, "gauss", case, q, truth, "infomeasure:ksg",
-        lambda: peer("infomeasure").mi(x, y, approach="ksg", k=3, base=2), "KSG k=3")
-    add(rows, "gauss", case, q, truth, "sklearn:mi_regression",
+    add(
+        rows,
+        "gauss",
+        case,
+        q,
+        truth,
+        "infomeasure:ksg",
+        lambda: peer("infomeasure").mi(x, y, approach="ksg", k=3, base=2),
+        "KSG k=3",
+    )
+    add(
+        rows,
+        "gauss",
+        case,
+        q,
+        truth,
+        "sklearn:mi_regression",
         lambda: peer("sklearn").mutual_info_regression(x, y[:, 0], n_neighbors=3, random_state=0)[0] / LN2,
-        "KSG k=3, one feature", skip="" if d == 1 else "per feature only (d > 1)")
+        "KSG k=3, one feature",
+        skip="" if d == 1 else "per feature only (d > 1)",
+    )
 
 
-def task_mixture(rows: List[Row], d: int, k: int, n: int, seed: int, mc: int, fast: bool,
-                 noise_var: float = 0.1) -> None:
+def task_mixture(
+    rows: List[Row], d: int, k: int, n: int, seed: int, mc: int, fast: bool, noise_var: float = 0.1
+) -> None:
     rng = np.random.default_rng(seed)
     means = rng.standard_normal((k, d)) * (1.5 / math.sqrt(d)) * 2.0
     y = rng.integers(0, k, n)
@@ -240,38 +321,102 @@ def task_mixture(rows: List[Row], d: int, k: int, n: int, seed: int, mc: int, fa
     truth_noisy = mixture_truth(means, 1.0 + noise_var, mc, seed + 1)
     case, q, qn = f"d={d} K={k} n={n}", "I(T;Y)", f"I(T+N(0,{noise_var:g});Y)"
     tt, yt = _t(t), _labels(y)
-    add(rows, "mixture", case, q, truth, "ibhooks:ross",
-        lambda: mutual_information(tt, yt, estimator="ross", k=3).value, "kNN (Ross 2014) k=3")
-    add(rows, "mixture", case, q, truth, "ibhooks:binning",
+    add(
+        rows,
+        "mixture",
+        case,
+        q,
+        truth,
+        "ibhooks:ross",
+        lambda: mutual_information(tt, yt, estimator="ross", k=3).value,
+        "kNN (Ross 2014) k=3",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        q,
+        truth,
+        "ibhooks:binning",
         lambda: mutual_information(tt, yt, estimator="binning", discrete_b=True, n_bins=30).value,
-        "I(bin30(T); Y), plug-in")
-    add(rows, "mixture", case, qn, truth_noisy, "ibhooks:kde",
+        "I(bin30(T); Y), plug-in",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        qn,
+        truth_noisy,
+        "ibhooks:kde",
         lambda: mutual_information(tt, yt, estimator="kde", discrete_b=True, noise_var=noise_var).value,
-        "Saxe difference of upper bounds")
-    add(rows, "mixture", case, qn, truth_noisy, "ibhooks:noisy_channel",
-        lambda: mutual_information(tt, yt, estimator="noisy_channel", discrete_b=True, noise_var=noise_var).value,
-        "exact mixture over the n rows, MC")
-    add(rows, "mixture", case, q, truth, "ibhooks:infonce",
-        lambda: mutual_information(tt, yt, estimator="infonce", discrete_b=True).value, "lower bound",
-        skip="" if not fast else "--quick")
-    add(rows, "mixture", case, q, truth, "npeet:micd",
+        "Saxe difference of upper bounds",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        qn,
+        truth_noisy,
+        "ibhooks:noisy_channel",
+        lambda: (
+            mutual_information(tt, yt, estimator="noisy_channel", discrete_b=True, noise_var=noise_var).value
+        ),
+        "exact mixture over the n rows, MC",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        q,
+        truth,
+        "ibhooks:infonce",
+        lambda: mutual_information(tt, yt, estimator="infonce", discrete_b=True).value,
+        "lower bound",
+        skip="" if not fast else "--quick",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        q,
+        truth,
+        "npeet:micd",
         lambda: peer("npeet").micd(t, y.reshape(-1, 1), k=3, base=2, warning=False),
-        "H(T) - H(T|Y), KL k=3")
-    add(rows, "mixture", case, q, truth, "sklearn:mi_classif",
+        "H(T) - H(T|Y), KL k=3",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        q,
+        truth,
+        "sklearn:mi_classif",
         lambda: peer("sklearn").mutual_info_classif(t, y, n_neighbors=3, random_state=0)[0] / LN2,
-        "Ross k=3, one feature", skip="" if d == 1 else "per feature only (d > 1)")
-    add(rows, "mixture", case, q, truth, "infomeasure:-", None,
-        skip="no estimator for a continuous T with a discrete Y")
+        "Ross k=3, one feature",
+        skip="" if d == 1 else "per feature only (d > 1)",
+    )
+    add(
+        rows,
+        "mixture",
+        case,
+        q,
+        truth,
+        "infomeasure:-",
+        None,
+        skip="no estimator for a continuous T with a discrete Y",
+    )
 
 
-def task_tanh(rows: List[Row], bits: int, d: int, var: float, draws: int, seed: int, mc: int, fast: bool) -> None:
+def task_tanh(
+    rows: List[Row], bits: int, d: int, var: float, draws: int, seed: int, mc: int, fast: bool
+) -> None:
     rng = np.random.default_rng(seed)
-    patterns = ((np.arange(2 ** bits)[:, None] >> np.arange(bits)[None, :]) & 1) * 2.0 - 1.0  # (M, bits) +-1
+    patterns = ((np.arange(2**bits)[:, None] >> np.arange(bits)[None, :]) & 1) * 2.0 - 1.0  # (M, bits) +-1
     w = rng.standard_normal((bits, d)) * (2.0 / math.sqrt(bits))
     centres = np.tanh(patterns @ w)  # the noiseless layer: one row per pattern
     labels = (patterns @ rng.standard_normal(bits) > 0).astype(np.int64)
     truth = mixture_info(centres, var, labels, mc, seed + 1)
-    xi = np.repeat(np.arange(2 ** bits), draws)  # r noisy draws per pattern
+    xi = np.repeat(np.arange(2**bits), draws)  # r noisy draws per pattern
     t_noisy = centres[xi] + math.sqrt(var) * rng.standard_normal((xi.size, d))
     y_noisy = labels[xi]
     case = f"k={bits} d={d} s2={var:g}"
@@ -282,7 +427,10 @@ def task_tanh(rows: List[Row], bits: int, d: int, var: float, draws: int, seed: 
     for est in ("noisy_channel", "kde"):
         try:
             t0 = time.perf_counter()
-            both[est] = (layer_information(c_t, lab_t, estimator=est, noise_var=var), time.perf_counter() - t0)
+            both[est] = (
+                layer_information(c_t, lab_t, estimator=est, noise_var=var),
+                time.perf_counter() - t0,
+            )
         except Exception as exc:  # noqa: BLE001 - reported in the rows below
             both[est] = (exc, 0.0)
 
@@ -292,35 +440,143 @@ def task_tanh(rows: List[Row], bits: int, d: int, var: float, draws: int, seed: 
             raise out
         return out[which].diagnostics["lower_bound"] if lower else out[which].value
 
-    add(rows, "tanh", case, q_xt, truth["xt"], "ibhooks:noisy_channel", lambda: layer("noisy_channel", 0),
-        f"2^{bits} clean rows, adds the noise itself", seconds=both["noisy_channel"][1])
-    add(rows, "tanh", case, q_xt, truth["xt"], "ibhooks:kde(upper)", lambda: layer("kde", 0), "pairwise KL bound",
-        seconds=both["kde"][1])
-    add(rows, "tanh", case, q_xt, truth["xt"], "ibhooks:kde(lower)", lambda: layer("kde", 0, lower=True),
-        "Bhattacharyya bound (same call)", seconds=both["kde"][1])
-    add(rows, "tanh", case, q_xt, truth["xt"], "ibhooks:ross",
-        lambda: mutual_information(tn_t, xi_t, estimator="ross", k=3).value, f"{draws} noisy draws per pattern")
-    add(rows, "tanh", case, q_xt, truth["xt"], "ibhooks:binning",
+    add(
+        rows,
+        "tanh",
+        case,
+        q_xt,
+        truth["xt"],
+        "ibhooks:noisy_channel",
+        lambda: layer("noisy_channel", 0),
+        f"2^{bits} clean rows, adds the noise itself",
+        seconds=both["noisy_channel"][1],
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_xt,
+        truth["xt"],
+        "ibhooks:kde(upper)",
+        lambda: layer("kde", 0),
+        "pairwise KL bound",
+        seconds=both["kde"][1],
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_xt,
+        truth["xt"],
+        "ibhooks:kde(lower)",
+        lambda: layer("kde", 0, lower=True),
+        "Bhattacharyya bound (same call)",
+        seconds=both["kde"][1],
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_xt,
+        truth["xt"],
+        "ibhooks:ross",
+        lambda: mutual_information(tn_t, xi_t, estimator="ross", k=3).value,
+        f"{draws} noisy draws per pattern",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_xt,
+        truth["xt"],
+        "ibhooks:binning",
         lambda: mutual_information(tn_t, xi_t, estimator="binning", discrete_b=True, n_bins=30).value,
-        f"I(bin30(T); X) on the draws")
-    add(rows, "tanh", case, q_xt, truth["xt"], "npeet:micd",
-        lambda: peer("npeet").micd(t_noisy, xi.reshape(-1, 1), k=3, base=2, warning=False), "on the draws")
-    add(rows, "tanh", case, q_ty, truth["ty"], "ibhooks:noisy_channel", lambda: layer("noisy_channel", 1),
-        "with the pattern labels (same call)", seconds=both["noisy_channel"][1])
-    add(rows, "tanh", case, q_ty, truth["ty"], "ibhooks:kde", lambda: layer("kde", 1),
-        "difference of upper bounds (same call)", seconds=both["kde"][1])
-    add(rows, "tanh", case, q_ty, truth["ty"], "ibhooks:ross",
-        lambda: mutual_information(tn_t, yn_t, estimator="ross", k=3).value, "on the draws")
-    add(rows, "tanh", case, q_ty, truth["ty"], "ibhooks:binning",
-        lambda: mutual_information(tn_t, yn_t, estimator="binning", discrete_b=True, n_bins=30).value, "on the draws")
-    add(rows, "tanh", case, q_ty, truth["ty"], "ibhooks:infonce",
-        lambda: mutual_information(tn_t, yn_t, estimator="infonce", discrete_b=True).value, "lower bound, draws",
-        skip="" if not fast else "--quick")
-    add(rows, "tanh", case, q_ty, truth["ty"], "npeet:micd",
-        lambda: peer("npeet").micd(t_noisy, y_noisy.reshape(-1, 1), k=3, base=2, warning=False), "on the draws")
-    add(rows, "tanh", case, q_ty, truth["ty"], "sklearn:mi_classif",
+        "I(bin30(T); X) on the draws",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_xt,
+        truth["xt"],
+        "npeet:micd",
+        lambda: peer("npeet").micd(t_noisy, xi.reshape(-1, 1), k=3, base=2, warning=False),
+        "on the draws",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "ibhooks:noisy_channel",
+        lambda: layer("noisy_channel", 1),
+        "with the pattern labels (same call)",
+        seconds=both["noisy_channel"][1],
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "ibhooks:kde",
+        lambda: layer("kde", 1),
+        "difference of upper bounds (same call)",
+        seconds=both["kde"][1],
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "ibhooks:ross",
+        lambda: mutual_information(tn_t, yn_t, estimator="ross", k=3).value,
+        "on the draws",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "ibhooks:binning",
+        lambda: mutual_information(tn_t, yn_t, estimator="binning", discrete_b=True, n_bins=30).value,
+        "on the draws",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "ibhooks:infonce",
+        lambda: mutual_information(tn_t, yn_t, estimator="infonce", discrete_b=True).value,
+        "lower bound, draws",
+        skip="" if not fast else "--quick",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "npeet:micd",
+        lambda: peer("npeet").micd(t_noisy, y_noisy.reshape(-1, 1), k=3, base=2, warning=False),
+        "on the draws",
+    )
+    add(
+        rows,
+        "tanh",
+        case,
+        q_ty,
+        truth["ty"],
+        "sklearn:mi_classif",
         lambda: peer("sklearn").mutual_info_classif(t_noisy, y_noisy, n_neighbors=3, random_state=0)[0] / LN2,
-        "one feature", skip="" if d == 1 else "per feature only (d > 1)")
+        "one feature",
+        skip="" if d == 1 else "per feature only (d > 1)",
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -338,8 +594,10 @@ def _ms(s: Optional[float]) -> str:
 
 
 def print_table(rows: List[Row]) -> None:
-    head = (f"{'task':<8}{'case':<20}{'quantity':<18}{'truth':>8}{'method':<25}{'value':>8}{'error':>8}"
-            f"{'ms':>8}  note")
+    head = (
+        f"{'task':<8}{'case':<20}{'quantity':<18}{'truth':>8}{'method':<25}{'value':>8}{'error':>8}"
+        f"{'ms':>8}  note"
+    )
     head = head.replace("truthmethod", "truth  method")
     print(head)
     print("-" * len(head))
@@ -350,8 +608,10 @@ def print_table(rows: List[Row]) -> None:
             print()
         last = key
         truth = f"{r.truth:.3f}" + ("" if r.truth_se < 5e-4 else f"±{r.truth_se:.3f}")
-        print(f"{r.task:<8}{r.case:<20}{r.quantity:<18}{truth:>12}  {r.method:<23}{_f(r.value):>8}"
-              f"{_f(r.error, '+.3f'):>8}{_ms(r.seconds):>8}  {r.note}")
+        print(
+            f"{r.task:<8}{r.case:<20}{r.quantity:<18}{truth:>12}  {r.method:<23}{_f(r.value):>8}"
+            f"{_f(r.error, '+.3f'):>8}{_ms(r.seconds):>8}  {r.note}"
+        )
 
 
 def _speed(ours: float, theirs: float) -> str:
@@ -361,7 +621,7 @@ def _speed(ours: float, theirs: float) -> str:
 
 
 def _verdict(ours: Row, theirs: Row) -> Tuple[str, int]:
-    """(text, +1 ibhooks better / -1 peer better / 0 tie): a tie is within 0.02 bit plus 2 MC standard errors."""
+    """(text, +1 ibhooks better / -1 peer better / 0 tie): a tie is within 0.02 bit + 2 MC standard errors."""
     eo, et = abs(ours.error or 0), abs(theirs.error or 0)
     margin = 0.02 + 2 * ours.truth_se
     if eo + margin < et:
@@ -375,12 +635,19 @@ def print_summary(rows: List[Row]) -> None:
     groups: Dict[Tuple[str, str, str], List[Row]] = {}
     for r in rows:
         groups.setdefault((r.task, r.case, r.quantity), []).append(r)
-    print("\n## where ibhooks is better and where it is not (|error| in bits; a tie is within 0.02 bit + 2 MC s.e.)")
-    print("# kNN = ibhooks' ksg (continuous pairs) or ross (a discrete label), the same family as the peers; "
-          "best other = the ibhooks estimator with the smallest error\n# among the rest, chosen after the fact "
-          "(an oracle: read it as 'an ibhooks estimator can do this well here', not as a default)")
-    head = (f"{'task':<8}{'case':<20}{'quantity':<18}{'ibhooks kNN':>12}  {'best other ibhooks':<24}"
-            f"{'best peer':<30}{'kNN vs peer':<16}{'any ibhooks vs peer'}")
+    print(
+        "\n## where ibhooks is better and where it is not "
+        "(|error| in bits; a tie is within 0.02 bit + 2 MC s.e.)"
+    )
+    print(
+        "# kNN = ibhooks' ksg (continuous pairs) or ross (a discrete label), the same family as the peers; "
+        "best other = the ibhooks estimator with the smallest error\n# among the rest, chosen after the fact "
+        "(an oracle: read it as 'an ibhooks estimator can do this well here', not as a default)"
+    )
+    head = (
+        f"{'task':<8}{'case':<20}{'quantity':<18}{'ibhooks kNN':>12}  {'best other ibhooks':<24}"
+        f"{'best peer':<30}{'kNN vs peer':<16}{'any ibhooks vs peer'}"
+    )
     print(head)
     print("-" * len(head))
     tally = {"kNN": [0, 0, 0], "any": [0, 0, 0]}
@@ -402,18 +669,28 @@ def print_summary(rows: List[Row]) -> None:
             v_any, k = _verdict(best_ours, best_peer)
             tally["any"][1 - k] += 1
         knn_s = f"{abs(knn.error or 0):.3f}" if knn is not None else "-"
-        other_s = f"{best_other.method.split(':', 1)[1]} {abs(best_other.error or 0):.3f}" if best_other else "-"
+        other_s = (
+            f"{best_other.method.split(':', 1)[1]} {abs(best_other.error or 0):.3f}" if best_other else "-"
+        )
         peer_s = f"{best_peer.method} {abs(best_peer.error or 0):.3f}" if best_peer else "(no peer applies)"
         print(f"{task:<8}{case:<20}{q:<18}{knn_s:>12}  {other_s:<24}{peer_s:<30}{v_knn:<16}{v_any}")
     for key, (w, t, lo) in tally.items():
         print(f"# {key + ' vs best peer:':<22} ibhooks better in {w}, tie in {t}, peer better in {lo}")
-    print("# kde / noisy_channel rows are scored against the truth of the noisy quantity I(T+N; .) they measure; "
-          "on the tanh task they see the 2^k noiseless\n# layer outputs and add the known noise themselves (the "
-          "information-plane setting), while kNN, binning and the peers see noisy draws")
+    print(
+        "# kde / noisy_channel rows are scored against the truth of the noisy quantity I(T+N; .) they "
+        "measure; on the tanh task they see the 2^k noiseless\n# layer outputs and add the known noise "
+        "themselves (the "
+        "information-plane setting), while kNN, binning and the peers see noisy draws"
+    )
 
-    like = [("ibhooks:ksg", ("npeet:mi", "infomeasure:ksg", "sklearn:mi_regression")),
-            ("ibhooks:ross", ("npeet:micd", "sklearn:mi_classif"))]
-    print("\n## like for like (same family of estimator): mean |error| and median time per call over the cases both ran")
+    like = [
+        ("ibhooks:ksg", ("npeet:mi", "infomeasure:ksg", "sklearn:mi_regression")),
+        ("ibhooks:ross", ("npeet:micd", "sklearn:mi_classif")),
+    ]
+    print(
+        "\n## like for like (same family of estimator): mean |error| and median time per call "
+        "over the cases both ran"
+    )
     for ours, peers_ in like:
         for p in peers_:
             pairs = []
@@ -429,22 +706,31 @@ def print_summary(rows: List[Row]) -> None:
             eb = statistics.mean(abs(b.error or 0) for _, b in pairs)
             ta = statistics.median(a.seconds or 0 for a, _ in pairs)
             tb = statistics.median(b.seconds or 0 for _, b in pairs)
-            print(f"{ours:<14} vs {p:<22} {len(pairs):>2} cases: |error| {ea:.3f} vs {eb:.3f} bits, "
-                  f"time {_ms(ta)} vs {_ms(tb)} ms ({_speed(ta, tb)})")
+            print(
+                f"{ours:<14} vs {p:<22} {len(pairs):>2} cases: |error| {ea:.3f} vs {eb:.3f} bits, "
+                f"time {_ms(ta)} vs {_ms(tb)} ms ({_speed(ta, tb)})"
+            )
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few small cases")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
-    ap.add_argument("--no-peer", action="append", default=[], choices=["sklearn", "npeet", "infomeasure"],
-                    help="leave a peer out (as if it were not installed)")
+    ap.add_argument(
+        "--no-peer",
+        action="append",
+        default=[],
+        choices=["sklearn", "npeet", "infomeasure"],
+        help="leave a peer out (as if it were not installed)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     load_peers(args.no_peer)
-    print(f"# ibhooks accuracy benchmark  torch={torch.__version__}  threads={torch.get_num_threads()}  "
-          f"quick={args.quick}  load average={' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"# ibhooks accuracy benchmark  torch={torch.__version__}  threads={torch.get_num_threads()}  "
+        f"quick={args.quick}  load average={' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     for key, (mod, note) in PEERS.items():
         print(f"#   peer {key:<12} {'available ' + note if mod is not None else 'SKIPPED: ' + note}")
     # warm-up: lazy imports and first-call costs stay out of the timings
@@ -457,7 +743,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if peer("npeet") is not None:
         peer("npeet").mi(w.numpy(), w.numpy(), k=3)
     if peer("infomeasure") is not None:
-        peer("infomeasure").mi(w.numpy().astype(np.float64), w.numpy().astype(np.float64), approach="ksg", k=3)
+        peer("infomeasure").mi(
+            w.numpy().astype(np.float64), w.numpy().astype(np.float64), approach="ksg", k=3
+        )
     rows: List[Row] = []
     q, s = args.quick, args.seed
     mc = 20_000 if q else 200_000

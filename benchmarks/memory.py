@@ -24,19 +24,20 @@ Flatness: a passive-mode run with ``every_n`` measurements; RSS at step 1,000 ag
 Record per measurement, kept by design for the phase tests and ``state_dict``) does grow; its size
 is printed so that the RSS growth can be set against it.
 """
+
 from __future__ import annotations
 
 import argparse
 import ctypes
 import gc
-import pickle
 import os
+import pickle
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -126,12 +127,23 @@ def make_model(kind: str, quick: bool) -> Tuple[nn.Module, Tuple[int, ...], int]
     """(model, input shape, classes)."""
     if kind == "mlp":
         w = 64 if quick else 512
-        return nn.Sequential(nn.Linear(64, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10)), (64,), 10
+        return (
+            nn.Sequential(nn.Linear(64, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10)),
+            (64,),
+            10,
+        )
     c = 4 if quick else 16
     model = nn.Sequential(
-        nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(2 * c * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(3, c, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c, 2 * c, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * c * 8 * 8, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
     return model, (3, 32, 32), 10
 
@@ -144,8 +156,13 @@ class Loop:
         self.device = device
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         g = torch.Generator().manual_seed(seed)
-        self.batches = [(torch.randn(batch, *shape, generator=g).to(device),
-                         torch.randint(0, self.classes, (batch,), generator=g).to(device)) for _ in range(8)]
+        self.batches = [
+            (
+                torch.randn(batch, *shape, generator=g).to(device),
+                torch.randint(0, self.classes, (batch,), generator=g).to(device),
+            )
+            for _ in range(8)
+        ]
         self.shape = shape
         self.i = 0
 
@@ -160,15 +177,28 @@ class Loop:
 
     def probe(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(1)
-        return (torch.randn(n, *self.shape, generator=g).to(self.device),
-                torch.randint(0, self.classes, (n,), generator=g).to(self.device))
+        return (
+            torch.randn(n, *self.shape, generator=g).to(self.device),
+            torch.randint(0, self.classes, (n,), generator=g).to(self.device),
+        )
 
 
 # ---------------------------------------------------------------- peak against the budget
 
 
-def budget_case(kind: str, mode: str, quick: bool, device: str, rows: int, budget_mb: float, steps: int,
-                every: int, window: int, batch: int, logdir: str) -> Dict[str, object]:
+def budget_case(
+    kind: str,
+    mode: str,
+    quick: bool,
+    device: str,
+    rows: int,
+    budget_mb: float,
+    steps: int,
+    every: int,
+    window: int,
+    batch: int,
+    logdir: str,
+) -> Dict[str, object]:
     loop = Loop(kind, quick, device, batch)
     for _ in range(20):  # the plain loop's own high-water mark first
         loop.step()
@@ -178,9 +208,17 @@ def budget_case(kind: str, mode: str, quick: bool, device: str, rows: int, budge
     base = max(plain_peak.peak, trimmed_rss())
     probe = loop.probe(rows) if mode == "probe" else None
     with PeakRSS() as peak:
-        mon = ibhooks.IBMonitor(loop.model, probe=probe, schedule=ibhooks.every_n(every), log_dir=logdir,
-                                run_name=f"budget-{kind}-{mode}", verbose=False, max_samples=rows,
-                                memory_budget_mb=budget_mb, passive_window=window)
+        mon = ibhooks.IBMonitor(
+            loop.model,
+            probe=probe,
+            schedule=ibhooks.every_n(every),
+            log_dir=logdir,
+            run_name=f"budget-{kind}-{mode}",
+            verbose=False,
+            max_samples=rows,
+            memory_budget_mb=budget_mb,
+            passive_window=window,
+        )
         stored = watch_stored(mon)
         after_step = 0
         for _ in range(steps):
@@ -192,27 +230,45 @@ def budget_case(kind: str, mode: str, quick: bool, device: str, rows: int, budge
         mon.close()
     peak_stored = max(stored["bytes"], after_step)
     predicted = rows * sum(dims) * 4
-    return {"model": kind, "mode": mode, "rows": rows, "dims": sum(dims), "layers": len(dims),
-            "budget": budget_mb * MiB, "predicted": predicted, "stored": peak_stored,
-            "rss_extra": max(0, peak.peak - base), "measurements": n_meas,
-            "end_stored": stored_bytes(mon)}
+    return {
+        "model": kind,
+        "mode": mode,
+        "rows": rows,
+        "dims": sum(dims),
+        "layers": len(dims),
+        "budget": budget_mb * MiB,
+        "predicted": predicted,
+        "stored": peak_stored,
+        "rss_extra": max(0, peak.peak - base),
+        "measurements": n_meas,
+        "end_stored": stored_bytes(mon),
+    }
 
 
 def print_budget(rows: List[Dict[str, object]]) -> None:
     print("\n## peak extra memory against the configured budget (memory_budget_mb)")
-    head = (f"{'model':<6}{'mode':<9}{'rows':>6}{'layers':>7}{'sum d':>7}{'budget MiB':>12}{'predicted':>11}"
-            f"{'peak stored':>13}{'/predicted':>11}{'/budget':>9}{'peak RSS extra':>16}{'after close':>13}  verdict")
+    head = (
+        f"{'model':<6}{'mode':<9}{'rows':>6}{'layers':>7}{'sum d':>7}{'budget MiB':>12}{'predicted':>11}"
+        f"{'peak stored':>13}{'/predicted':>11}{'/budget':>9}{'peak RSS extra':>16}{'after close':>13}"
+        "  verdict"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         b, p, s, x = (float(r[k]) / MiB for k in ("budget", "predicted", "stored", "rss_extra"))  # type: ignore
         ok = "within budget" if s <= b else "OVER BUDGET"
-        print(f"{r['model']:<6}{r['mode']:<9}{r['rows']:>6}{r['layers']:>7}{r['dims']:>7}{b:>12.1f}{p:>11.2f}"
-              f"{s:>13.2f}{s / p:>11.3f}{s / b:>9.3f}{x:>16.1f}{float(r['end_stored']) / MiB:>13.1f}  {ok}")
-    print("# predicted = rows x sum of reduced widths x 4 bytes (the monitor's own budget formula); peak stored = "
-          "the most the capture slots + reservoir held at once (passive: the full reservoir plus the batch just\n# captured, i.e. max_samples + batch rows, before it is subsampled back);\n# peak RSS extra = process high-water mark "
-          "above the same loop without the monitor (probe forward, estimator temporaries, the reservoir's "
-          "concatenation copy); after close = bytes still held after close()")
+        print(
+            f"{r['model']:<6}{r['mode']:<9}{r['rows']:>6}{r['layers']:>7}{r['dims']:>7}{b:>12.1f}{p:>11.2f}"
+            f"{s:>13.2f}{s / p:>11.3f}{s / b:>9.3f}{x:>16.1f}{float(r['end_stored']) / MiB:>13.1f}  {ok}"
+        )
+    notes = [
+        "# predicted = rows x sum of reduced widths x 4 bytes (the monitor's own budget formula);",
+        "# peak stored = the most the capture slots + reservoir held at once (passive: the full reservoir",
+        "#   plus the batch just captured, i.e. max_samples + batch rows, before it is subsampled back);",
+        "# peak RSS extra = process high-water mark above the same loop without the monitor (probe forward,",
+        "#   estimator temporaries, the reservoir's concatenation copy); after close = bytes still held",
+    ]
+    print("\n".join(notes))
 
 
 # ---------------------------------------------------------------- flat over a long run
@@ -245,14 +301,31 @@ class once:  # noqa: N801 - a schedule, reads like every_n
         return f"once({self.step})"
 
 
-def flat_run(kind: str, quick: bool, device: str, total: int, checkpoints: List[int], schedule: object,
-             window: int, rows: int, batch: int, logdir: str) -> Dict[str, object]:
+def flat_run(
+    kind: str,
+    quick: bool,
+    device: str,
+    total: int,
+    checkpoints: List[int],
+    schedule: object,
+    window: int,
+    rows: int,
+    batch: int,
+    logdir: str,
+) -> Dict[str, object]:
     """One run of ``total`` steps: plain (schedule=None) or monitored in passive mode on ``schedule``."""
     loop = Loop(kind, quick, device, batch)
     mon = None
     if schedule is not None:
-        mon = ibhooks.IBMonitor(loop.model, schedule=schedule, log_dir=logdir, run_name=f"flat-{kind}-{schedule!r}",
-                                verbose=False, max_samples=rows, passive_window=window)
+        mon = ibhooks.IBMonitor(
+            loop.model,
+            schedule=schedule,
+            log_dir=logdir,
+            run_name=f"flat-{kind}-{schedule!r}",
+            verbose=False,
+            max_samples=rows,
+            passive_window=window,
+        )
     raw, trimmed, hist = {}, {}, {}
     t0 = time.perf_counter()
     for i in range(1, total + 1):
@@ -267,20 +340,36 @@ def flat_run(kind: str, quick: bool, device: str, total: int, checkpoints: List[
     leak_scale = 0
     if mon is not None:
         width = sum(s.dim or 0 for s in mon._capture.slots.values())
-        armed = sum(1 for i in range(checkpoints[0] + 1, total + 1)
-                    if any(mon.schedule(j) for j in range(i, i + window)))
+        armed = sum(
+            1
+            for i in range(checkpoints[0] + 1, total + 1)
+            if any(mon.schedule(j) for j in range(i, i + window))
+        )
         leak_scale = armed * batch * width * 4
         mon.close()
     name = "plain" if schedule is None else repr(schedule).replace(", start=0", "")
-    return {"name": name, "raw": raw, "trimmed": trimmed, "hist": hist, "seconds": seconds,
-            "leak_scale": leak_scale}
+    return {
+        "name": name,
+        "raw": raw,
+        "trimmed": trimmed,
+        "hist": hist,
+        "seconds": seconds,
+        "leak_scale": leak_scale,
+    }
 
 
-def print_flat(runs: List[Dict[str, object]], checkpoints: List[int], window: int, first: int, last: int) -> None:
-    print(f"\n## process RSS over passive runs (passive_window={window}), MiB; target: no growth from step "
-          f"{first:,} to step {last:,}")
-    head = f"{'run':<16}{'RSS':<9}" + "".join(f"{'@' + format(c, ','):>10}" for c in checkpoints) + \
-        f"{'growth':>10}  {'history: records, heap MiB':<30}"
+def print_flat(
+    runs: List[Dict[str, object]], checkpoints: List[int], window: int, first: int, last: int
+) -> None:
+    print(
+        f"\n## process RSS over passive runs (passive_window={window}), MiB; target: no growth from step "
+        f"{first:,} to step {last:,}"
+    )
+    head = (
+        f"{'run':<16}{'RSS':<9}"
+        + "".join(f"{'@' + format(c, ','):>10}" for c in checkpoints)
+        + f"{'growth':>10}  {'history: records, heap MiB':<30}"
+    )
     print(head)
     print("-" * len(head))
     for r in runs:
@@ -288,10 +377,16 @@ def print_flat(runs: List[Dict[str, object]], checkpoints: List[int], window: in
             vals: Dict[int, int] = r[kind]  # type: ignore[assignment]
             growth = (vals[last] - vals[first]) / MiB
             h = r["hist"]  # type: ignore[assignment]
-            hist = f"{h[first][0]} -> {h[last][0]}, {h[first][1] / MiB:.2f} -> {h[last][1] / MiB:.2f}" \
-                if kind == "raw" and r["name"] != "plain" else ""
-            print(f"{r['name']:<16}{kind:<9}" + "".join(f"{vals[c] / MiB:>10.1f}" for c in checkpoints)
-                  + f"{growth:>+10.2f}  {hist}")
+            hist = (
+                f"{h[first][0]} -> {h[last][0]}, {h[first][1] / MiB:.2f} -> {h[last][1] / MiB:.2f}"
+                if kind == "raw" and r["name"] != "plain"
+                else ""
+            )
+            print(
+                f"{r['name']:<16}{kind:<9}"
+                + "".join(f"{vals[c] / MiB:>10.1f}" for c in checkpoints)
+                + f"{growth:>+10.2f}  {hist}"
+            )
 
     def growth(r: Dict[str, object]) -> float:
         return (r["trimmed"][last] - r["trimmed"][first]) / MiB  # type: ignore[index]
@@ -305,16 +400,21 @@ def print_flat(runs: List[Dict[str, object]], checkpoints: List[int], window: in
     n_dense, heap_dense = added(dense)
     n_sparse, _ = added(sparse)
     per_record = (growth(dense) - growth(sparse)) / max(n_dense - n_sparse, 1)
-    print(f"# per step: {sparse['name']} (one measurement, before step {first:,}: hooks fire and step() runs, "
-          f"nothing is captured) minus plain = {per_step:+.2f} MiB over {last - first:,} steps: "
-          f"{'no per-step growth' if per_step <= 1.0 else 'GROWS per step'} (tolerance 1 MiB)\n# per armed "
-          f"step: keeping one captured batch per armed step of {dense['name']} would add "
-          f"{dense['leak_scale'] / MiB:.0f} MiB; what it grew is below")
-    print(f"# per measurement: {dense['name']} grew {growth(dense) - growth(plain):+.2f} MiB more than plain, "
-          f"{1024 * per_record:.0f} KiB of RSS per Record added ({n_dense} added; their Python objects alone: "
-          f"{1024 * heap_dense / max(n_dense, 1):.0f} KiB each). The history is kept by design (phase tests, "
-          "state_dict)\n# and grows with the number of measurements, not of steps; the RSS per Record "
-          "above its objects' own size is most likely\n# allocator / pymalloc-arena overhead of many small objects.")
+    print(
+        f"# per step: {sparse['name']} (one measurement, before step {first:,}: hooks fire and step() runs, "
+        f"nothing is captured) minus plain = {per_step:+.2f} MiB over {last - first:,} steps: "
+        f"{'no per-step growth' if per_step <= 1.0 else 'GROWS per step'} (tolerance 1 MiB)\n# per armed "
+        f"step: keeping one captured batch per armed step of {dense['name']} would add "
+        f"{dense['leak_scale'] / MiB:.0f} MiB; what it grew is below"
+    )
+    print(
+        f"# per measurement: {dense['name']} grew {growth(dense) - growth(plain):+.2f} MiB more than plain, "
+        f"{1024 * per_record:.0f} KiB of RSS per Record added ({n_dense} added; their Python objects alone: "
+        f"{1024 * heap_dense / max(n_dense, 1):.0f} KiB each). The history is kept by design (phase tests, "
+        "state_dict)\n# and grows with the number of measurements, not of steps; the RSS per Record "
+        "above its objects' own size is most likely\n# allocator / pymalloc-arena overhead of many small "
+        "objects."
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -322,7 +422,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--quick", action="store_true", help="small models, 1,000 steps")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
-    ap.add_argument("--steps", type=int, default=0, help="length of the flatness run (default 10,000; quick 1,000)")
+    ap.add_argument(
+        "--steps", type=int, default=0, help="length of the flatness run (default 10,000; quick 1,000)"
+    )
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but CUDA is not available")
@@ -330,31 +432,55 @@ def main(argv: Optional[List[str]] = None) -> None:
     total = args.steps or (1_000 if args.quick else 10_000)
     first = max(1, total // 10)
     checkpoints = sorted({first, total // 4, total // 2, 3 * total // 4, total})
-    print(f"# ibhooks capture-memory benchmark  device={args.device}  torch={torch.__version__}  "
-          f"threads={torch.get_num_threads()}  quick={args.quick}  load average="
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"# ibhooks capture-memory benchmark  device={args.device}  torch={torch.__version__}  "
+        f"threads={torch.get_num_threads()}  quick={args.quick}  load average="
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     q = args.quick
     with tempfile.TemporaryDirectory(prefix="ibhooks-memory-") as logdir:
         # passive: window x batch is twice the reservoir, so the subsampling cap is exercised
         cases = [
             # (model, mode, rows, budget MiB, steps, every, window, batch)
             ("mlp", "probe", 512 if q else 4096, 8 if q else 64, 30 if q else 200, 10 if q else 50, 1, 64),
-            ("mlp", "passive", 512 if q else 4096, 8 if q else 64, 40 if q else 200, 20 if q else 50,
-             16 if q else 32, 64 if q else 256),
+            (
+                "mlp",
+                "passive",
+                512 if q else 4096,
+                8 if q else 64,
+                40 if q else 200,
+                20 if q else 50,
+                16 if q else 32,
+                64 if q else 256,
+            ),
             ("cnn", "probe", 256 if q else 2048, 8 if q else 64, 10 if q else 40, 5 if q else 20, 1, 32),
-            ("cnn", "passive", 256 if q else 2048, 8 if q else 64, 20 if q else 60, 10 if q else 30,
-             8 if q else 16, 64 if q else 256),
+            (
+                "cnn",
+                "passive",
+                256 if q else 2048,
+                8 if q else 64,
+                20 if q else 60,
+                10 if q else 30,
+                8 if q else 16,
+                64 if q else 256,
+            ),
         ]
-        rows = [budget_case(m, mode, q, args.device, n, b, s, e, w, bs, logdir)
-                for (m, mode, n, b, s, e, w, bs) in cases]
+        rows = [
+            budget_case(m, mode, q, args.device, n, b, s, e, w, bs, logdir)
+            for (m, mode, n, b, s, e, w, bs) in cases
+        ]
         print_budget(rows)
         sys.stdout.flush()
         every = 20 if q else 100
-        flat = [flat_run("mlp", q, args.device, total, checkpoints, e, 4, 512 if q else 2048, 64, logdir)
-                for e in (None, once(first // 2), ibhooks.every_n(every))]
+        flat = [
+            flat_run("mlp", q, args.device, total, checkpoints, e, 4, 512 if q else 2048, 64, logdir)
+            for e in (None, once(first // 2), ibhooks.every_n(every))
+        ]
     print_flat(flat, checkpoints, 4, first, total)
-    print(f"# run times: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in flat) + "; "
-          f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        "# run times: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in flat) + "; "
+        f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     sys.stdout.flush()
 
 

@@ -28,6 +28,7 @@ Two targets (issue #9):
 Timings use time.perf_counter (with torch.cuda.synchronize on CUDA) and one torch.set_num_threads
 for the whole run. No numbers here are asserted anywhere: they depend on the machine and its load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,13 +85,17 @@ def resnet18(width: int = 64, classes: int = 10) -> nn.Sequential:
     def stage(cin: int, cout: int, stride: int) -> nn.Sequential:
         return nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
 
-    return nn.Sequential(OrderedDict(
-        stem=nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU()),
-        layer1=stage(w[0], w[0], 1), layer2=stage(w[0], w[1], 2), layer3=stage(w[1], w[2], 2),
-        layer4=stage(w[2], w[3], 2),
-        pool=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-        fc=nn.Linear(w[3], classes),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            stem=nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU()),
+            layer1=stage(w[0], w[0], 1),
+            layer2=stage(w[0], w[1], 2),
+            layer3=stage(w[1], w[2], 2),
+            layer4=stage(w[2], w[3], 2),
+            pool=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            fc=nn.Linear(w[3], classes),
+        )
+    )
 
 
 def mlp(sizes: Sequence[int], act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -104,9 +109,16 @@ def mlp(sizes: Sequence[int], act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequ
 
 def cnn(c1: int = 32, c2: int = 64, side: int = 32, hidden: int = 128, classes: int = 10) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, hidden), nn.ReLU(), nn.Linear(hidden, classes),
+        nn.Conv2d(3, c1, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * (side // 4) ** 2, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, classes),
     )
 
 
@@ -117,34 +129,118 @@ class Spec:
     in_shape: Tuple[int, ...]
     batch: int
     classes: int
-    steps: int            # N: timed steps per repetition of target (a)
-    direct_len: int       # L of the direct run of target (b); 0 = composed only
-    real_len: int         # L of the realistic run that the composed number is for
+    steps: int  # N: timed steps per repetition of target (a)
+    direct_len: int  # L of the direct run of target (b); 0 = composed only
+    real_len: int  # L of the realistic run that the composed number is for
     probe_n: int
     what: str = ""
     num_sched: int = 100  # log_spaced(num_sched, L)
-    warmup: int = 5       # untimed steps before each timed window, in both arms
+    warmup: int = 5  # untimed steps before each timed window, in both arms
 
 
 def specs(quick: bool) -> List[Spec]:
     if quick:  # everything shrunk: a smoke test of the machinery, not a measurement
         return [
-            Spec("mlp", lambda: mlp([64, 64, 32, 10]), (64,), 32, 10, 10, 100, 10_000, 128, "64-64-32-10 ReLU",
-                 10, 2),
-            Spec("cnn", lambda: cnn(4, 8, 16, 32), (3, 16, 16), 16, 10, 5, 0, 20_000, 64,
-                 "2 conv (4, 8 ch) + 2 fc, 16x16", 10, 2),
-            Spec("resnet18", lambda: resnet18(width=4), (3, 16, 16), 4, 10, 3, 0, 20_000, 16,
-                 "ResNet-18 at width 4, 16x16", 10, 1),
+            Spec(
+                "mlp",
+                lambda: mlp([64, 64, 32, 10]),
+                (64,),
+                32,
+                10,
+                10,
+                100,
+                10_000,
+                128,
+                "64-64-32-10 ReLU",
+                10,
+                2,
+            ),
+            Spec(
+                "cnn",
+                lambda: cnn(4, 8, 16, 32),
+                (3, 16, 16),
+                16,
+                10,
+                5,
+                0,
+                20_000,
+                64,
+                "2 conv (4, 8 ch) + 2 fc, 16x16",
+                10,
+                2,
+            ),
+            Spec(
+                "resnet18",
+                lambda: resnet18(width=4),
+                (3, 16, 16),
+                4,
+                10,
+                3,
+                0,
+                20_000,
+                16,
+                "ResNet-18 at width 4, 16x16",
+                10,
+                1,
+            ),
         ]
     return [
-        Spec("szt-mlp", lambda: mlp([12, 10, 7, 5, 4, 3, 2], nn.Tanh), (12,), 256, 2, 1000, 10_000, 10_000, 4096,
-             "12-10-7-5-4-3-2 tanh (Shwartz-Ziv & Tishby), the worst case", 100, 20),
-        Spec("mlp", lambda: mlp([784, 512, 256, 128, 10]), (784,), 128, 10, 200, 5_000, 20_000, 2048,
-             "784-512-256-128-10 ReLU", 100, 10),
-        Spec("cnn", lambda: cnn(32, 64, 32, 128), (3, 32, 32), 64, 10, 20, 0, 20_000, 1024,
-             "2 conv (32, 64 ch) + 2 fc, 32x32", 100, 3),
-        Spec("resnet18", lambda: resnet18(width=64), (3, 32, 32), 16, 10, 5, 0, 20_000, 512,
-             "ResNet-18 (11.2 M params), CIFAR stem, 32x32", 100, 2),
+        Spec(
+            "szt-mlp",
+            lambda: mlp([12, 10, 7, 5, 4, 3, 2], nn.Tanh),
+            (12,),
+            256,
+            2,
+            1000,
+            10_000,
+            10_000,
+            4096,
+            "12-10-7-5-4-3-2 tanh (Shwartz-Ziv & Tishby), the worst case",
+            100,
+            20,
+        ),
+        Spec(
+            "mlp",
+            lambda: mlp([784, 512, 256, 128, 10]),
+            (784,),
+            128,
+            10,
+            200,
+            5_000,
+            20_000,
+            2048,
+            "784-512-256-128-10 ReLU",
+            100,
+            10,
+        ),
+        Spec(
+            "cnn",
+            lambda: cnn(32, 64, 32, 128),
+            (3, 32, 32),
+            64,
+            10,
+            20,
+            0,
+            20_000,
+            1024,
+            "2 conv (32, 64 ch) + 2 fc, 32x32",
+            100,
+            3,
+        ),
+        Spec(
+            "resnet18",
+            lambda: resnet18(width=64),
+            (3, 32, 32),
+            16,
+            10,
+            5,
+            0,
+            20_000,
+            512,
+            "ResNet-18 (11.2 M params), CIFAR stem, 32x32",
+            100,
+            2,
+        ),
     ]
 
 
@@ -160,10 +256,17 @@ class Bench:
         self.model = spec.build().to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         g = torch.Generator().manual_seed(seed)
-        self.batches = [(torch.randn(spec.batch, *spec.in_shape, generator=g).to(device),
-                         torch.randint(0, spec.classes, (spec.batch,), generator=g).to(device)) for _ in range(4)]
-        self.probe = (torch.randn(spec.probe_n, *spec.in_shape, generator=g).to(device),
-                      torch.randint(0, spec.classes, (spec.probe_n,), generator=g).to(device))
+        self.batches = [
+            (
+                torch.randn(spec.batch, *spec.in_shape, generator=g).to(device),
+                torch.randint(0, spec.classes, (spec.batch,), generator=g).to(device),
+            )
+            for _ in range(4)
+        ]
+        self.probe = (
+            torch.randn(spec.probe_n, *spec.in_shape, generator=g).to(device),
+            torch.randint(0, spec.classes, (spec.probe_n,), generator=g).to(device),
+        )
         self.i = 0
         self.logdir = tempfile.TemporaryDirectory(prefix="ibhooks-overhead-")
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -181,12 +284,20 @@ class Bench:
         self.opt.step()
         return y
 
-    def monitor(self, mode: str, schedule: ibhooks.every_n | ibhooks.log_spaced, estimators=("binning",)
-                ) -> ibhooks.IBMonitor:
+    def monitor(
+        self, mode: str, schedule: ibhooks.every_n | ibhooks.log_spaced, estimators=("binning",)
+    ) -> ibhooks.IBMonitor:
         probe = self.probe if mode == "probe" else None
-        return ibhooks.IBMonitor(self.model, probe=probe, schedule=schedule, estimators=list(estimators),
-                                 log_dir=self.logdir.name, run_name=f"{self.spec.name}-{mode}-{time.time_ns()}",
-                                 verbose=False, max_samples=max(self.spec.probe_n, 1))
+        return ibhooks.IBMonitor(
+            self.model,
+            probe=probe,
+            schedule=schedule,
+            estimators=list(estimators),
+            log_dir=self.logdir.name,
+            run_name=f"{self.spec.name}-{mode}-{time.time_ns()}",
+            verbose=False,
+            max_samples=max(self.spec.probe_n, 1),
+        )
 
     def plain(self, n: int) -> float:
         self.sync()
@@ -224,7 +335,7 @@ class IdleRow:
     steps: int
     step_ms: float
     ratios: List[float]
-    min_ratio: float        # min over reps of B / min over reps of A: load only ever adds time
+    min_ratio: float  # min over reps of B / min over reps of A: load only ever adds time
     step_call_us: float
     hook_us: float
 
@@ -259,7 +370,7 @@ def per_hook_cost_us(device: str, reps: int = 200) -> float:
         best = {True: math.inf, False: math.inf}
         mon = None
         for r in range(reps):
-            for hooked in ((False, True) if r % 2 == 0 else (True, False)):
+            for hooked in (False, True) if r % 2 == 0 else (True, False):
                 if hooked and mon is None:
                     mon = ibhooks.IBMonitor(model, schedule=NEVER, log_dir=d, verbose=False)
                 if not hooked and mon is not None:
@@ -297,7 +408,7 @@ def idle_overhead(bench: Bench, mode: str, reps: int, hook_us: float) -> IdleRow
     hooks = 0
     for r in range(reps):
         times: Dict[str, float] = {}
-        for arm in (("A", "B") if r % 2 == 0 else ("B", "A")):  # interleaved, order alternating
+        for arm in ("A", "B") if r % 2 == 0 else ("B", "A"):  # interleaved, order alternating
             gc.collect()
             if arm == "A":
                 bench.plain(warmup)
@@ -314,8 +425,17 @@ def idle_overhead(bench: Bench, mode: str, reps: int, hook_us: float) -> IdleRow
         plain_times.append(times["A"])
         mon_times.append(times["B"])
     step_ms = statistics.median(plain_times) / n * 1e3
-    return IdleRow(bench.spec.name, mode, hooks, n, step_ms, ratios, min(mon_times) / min(plain_times),
-                   step_call_cost_us(bench, mode), hook_us)
+    return IdleRow(
+        bench.spec.name,
+        mode,
+        hooks,
+        n,
+        step_ms,
+        ratios,
+        min(mon_times) / min(plain_times),
+        step_call_cost_us(bench, mode),
+        hook_us,
+    )
 
 
 # ---------------------------------------------------------------- (b) amortised over a realistic run
@@ -327,22 +447,23 @@ class RunRow:
     length: int
     measurements: int
     step_ms: float
-    meas_ms: float          # mean cost of one measurement
-    construct_ms: float     # building the monitor (shape discovery + step-0 measurement)
-    direct: Optional[List[float]]   # per-rep ratios of the direct run (None: composed only)
-    composed: float         # composed overhead for `length`
-    idle_extra: float       # relative per-step extra used in the composition
+    meas_ms: float  # mean cost of one measurement
+    construct_ms: float  # building the monitor (shape discovery + step-0 measurement)
+    direct: Optional[List[float]]  # per-rep ratios of the direct run (None: composed only)
+    composed: float  # composed overhead for `length`
+    idle_extra: float  # relative per-step extra used in the composition
 
 
-def direct_run(bench: Bench, length: int, num: int, reps: int
-               ) -> Tuple[List[float], float, float, int, float]:
+def direct_run(
+    bench: Bench, length: int, num: int, reps: int
+) -> Tuple[List[float], float, float, int, float]:
     """Both arms run ``length`` steps; B builds the monitor inside the timed window and measures on
     log_spaced(num, length). Returns (ratios, mean measurement s, construction s, measurements, step s)."""
     ratios, meas, cons, plain = [], [], [], []
     count, warmup = 0, bench.spec.warmup
     for r in range(reps):
         times: Dict[str, float] = {}
-        for arm in (("A", "B") if r % 2 == 0 else ("B", "A")):
+        for arm in ("A", "B") if r % 2 == 0 else ("B", "A"):
             gc.collect()
             if arm == "A":
                 bench.plain(warmup)
@@ -410,10 +531,14 @@ def _spread(r: Sequence[float]) -> str:
 
 
 def print_idle(rows: List[IdleRow], reps: int) -> None:
-    print(f"\n## (a) steps with no measurement due: {reps} interleaved repetitions (A B, B A, ...) of N steps "
-          "per arm, each arm warmed up first; ratio = monitored / plain; target <= 1.01")
-    head = (f"{'model':<10}{'mode':<9}{'hooks':>6}{'N':>6}{'step ms':>10}{'median':>8}{'[min, max]':>18}"
-            f"{'min/min':>9}{'step() us':>11}{'hook us':>9}{'component':>11}  target")
+    print(
+        f"\n## (a) steps with no measurement due: {reps} interleaved repetitions (A B, B A, ...) of N steps "
+        "per arm, each arm warmed up first; ratio = monitored / plain; target <= 1.01"
+    )
+    head = (
+        f"{'model':<10}{'mode':<9}{'hooks':>6}{'N':>6}{'step ms':>10}{'median':>8}{'[min, max]':>18}"
+        f"{'min/min':>9}{'step() us':>11}{'hook us':>9}{'component':>11}  target"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -423,19 +548,27 @@ def print_idle(rows: List[IdleRow], reps: int) -> None:
             ok = "met"
         else:
             ok = "noise?"  # the timed ratio says no, the monitor's own work says yes
-        print(f"{r.model:<10}{r.mode:<9}{r.hooks:>6}{r.steps:>6}{r.step_ms:>10.3f}{r.median:>8.3f}"
-              f"{_spread(r.ratios):>18}{r.min_ratio:>9.3f}{r.step_call_us:>11.2f}{r.hook_us:>9.2f}"
-              f"{100 * r.component:>10.2f}%  {ok}")
-    print("# median = median over repetitions of B_i / A_i, [min, max] its spread; min/min = fastest monitored "
-          "window / fastest plain window;\n# component = (step() us + hooks x hook us) / plain step ms: the "
-          "monitor's own per-step work, free of machine noise ('noise?': timed median > 1.01, component <= 1 %)")
+        print(
+            f"{r.model:<10}{r.mode:<9}{r.hooks:>6}{r.steps:>6}{r.step_ms:>10.3f}{r.median:>8.3f}"
+            f"{_spread(r.ratios):>18}{r.min_ratio:>9.3f}{r.step_call_us:>11.2f}{r.hook_us:>9.2f}"
+            f"{100 * r.component:>10.2f}%  {ok}"
+        )
+    print(
+        "# median = median over repetitions of B_i / A_i, [min, max] its spread; min/min = fastest monitored "
+        "window / fastest plain window;\n# component = (step() us + hooks x hook us) / plain step ms: the "
+        "monitor's own per-step work, free of machine noise ('noise?': timed median > 1.01, component <= 1 %)"
+    )
 
 
 def print_runs(rows: List[RunRow]) -> None:
-    print("\n## (b) amortised overhead of a run with binning on log_spaced(num, L), probe mode, measurement "
-          "cost included; target <= 5 %")
-    head = (f"{'model':<10}{'L':>7}{'M':>5}{'step ms':>10}{'meas ms':>10}{'build ms':>10}"
-            f"{'direct':>9}{'[min, max]':>18}{'composed':>10}  target")
+    print(
+        "\n## (b) amortised overhead of a run with binning on log_spaced(num, L), probe mode, measurement "
+        "cost included; target <= 5 %"
+    )
+    head = (
+        f"{'model':<10}{'L':>7}{'M':>5}{'step ms':>10}{'meas ms':>10}{'build ms':>10}"
+        f"{'direct':>9}{'[min, max]':>18}{'composed':>10}  target"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -446,10 +579,14 @@ def print_runs(rows: List[RunRow]) -> None:
         else:
             d, sp, verdict = "-", "", r.composed
         ok = "met" if verdict <= 0.05 else "MISSED"
-        print(f"{r.model:<10}{r.length:>7}{r.measurements:>5}{r.step_ms:>10.3f}{r.meas_ms:>10.1f}{r.construct_ms:>10.1f}"
-              f"{d:>9}{sp:>18}{100 * r.composed:>9.2f}%  {ok}")
-    print("# direct = median over interleaved repetitions of (monitored run incl. construction and every "
-          "measurement) / (plain run) - 1; composed = (L x idle extra + build + (M-1) x meas) / (L x step)")
+        print(
+            f"{r.model:<10}{r.length:>7}{r.measurements:>5}{r.step_ms:>10.3f}{r.meas_ms:>10.1f}{r.construct_ms:>10.1f}"
+            f"{d:>9}{sp:>18}{100 * r.composed:>9.2f}%  {ok}"
+        )
+    print(
+        "# direct = median over interleaved repetitions of (monitored run incl. construction and every "
+        "measurement) / (plain run) - 1; composed = (L x idle extra + build + (M-1) x meas) / (L x step)"
+    )
 
 
 _SPECS: List[Spec] = []
@@ -459,10 +596,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny models and short runs (smoke test)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch.set_num_threads for the whole run (default 1: on a shared machine more threads "
-                         "than free cores make every step's timing a lottery)")
-    ap.add_argument("--reps", type=int, default=0, help="interleaved repetitions of (a) (default 5 quick, 7 full)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads for the whole run (default 1: on a shared machine more threads "
+        "than free cores make every step's timing a lottery)",
+    )
+    ap.add_argument(
+        "--reps", type=int, default=0, help="interleaved repetitions of (a) (default 5 quick, 7 full)"
+    )
     ap.add_argument("--models", default="", help="comma-separated subset of szt-mlp,mlp,cnn,resnet18")
     ap.add_argument("--no-passive", action="store_true", help="(a) in probe mode only")
     args = ap.parse_args(argv)
@@ -475,12 +618,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.models:
         wanted = set(args.models.split(","))
         _SPECS[:] = [s for s in _SPECS if s.name in wanted]
-    print(f"# ibhooks training-overhead benchmark  device={args.device}  torch={torch.__version__}  "
-          f"threads={torch.get_num_threads()}  quick={args.quick}  load average={_loadavg()}")
+    print(
+        f"# ibhooks training-overhead benchmark  device={args.device}  torch={torch.__version__}  "
+        f"threads={torch.get_num_threads()}  quick={args.quick}  load average={_loadavg()}"
+    )
     for s in _SPECS:
         b = s.build()
-        print(f"#   {s.name:<9} {s.what}: {sum(p.numel() for p in b.parameters()):,} params, batch {s.batch}, "
-              f"input {'x'.join(map(str, s.in_shape))}, probe {s.probe_n} rows")
+        print(
+            f"#   {s.name:<9} {s.what}: {sum(p.numel() for p in b.parameters()):,} params, batch {s.batch}, "
+            f"input {'x'.join(map(str, s.in_shape))}, probe {s.probe_n} rows"
+        )
     sys.stdout.flush()
     hook_us = per_hook_cost_us(args.device, reps=50 if args.quick else 300)
     idle: List[IdleRow] = []
@@ -494,22 +641,46 @@ def main(argv: Optional[List[str]] = None) -> None:
             extra = probe_row.component  # the noise-free per-step extra of probe mode
             if s.direct_len:
                 ratios, meas_s, cons_s, m, step_s = direct_run(bench, s.direct_len, s.num_sched, run_reps)
-                runs.append(RunRow(s.name, s.direct_len, m, step_s * 1e3, meas_s * 1e3, cons_s * 1e3, ratios,
-                                   composed(s.direct_len, m, step_s, extra, cons_s, meas_s), extra))
+                runs.append(
+                    RunRow(
+                        s.name,
+                        s.direct_len,
+                        m,
+                        step_s * 1e3,
+                        meas_s * 1e3,
+                        cons_s * 1e3,
+                        ratios,
+                        composed(s.direct_len, m, step_s, extra, cons_s, meas_s),
+                        extra,
+                    )
+                )
             else:
                 cons_s, meas_s, _ = sampled_measurements(bench, 1 if args.quick else 3)
                 step_s = probe_row.step_ms / 1e3
             if s.real_len != s.direct_len:
                 m_real = len(ibhooks.log_spaced(s.num_sched, s.real_len).steps)
-                runs.append(RunRow(s.name, s.real_len, m_real, step_s * 1e3, meas_s * 1e3, cons_s * 1e3, None,
-                                   composed(s.real_len, m_real, step_s, extra, cons_s, meas_s), extra))
+                runs.append(
+                    RunRow(
+                        s.name,
+                        s.real_len,
+                        m_real,
+                        step_s * 1e3,
+                        meas_s * 1e3,
+                        cons_s * 1e3,
+                        None,
+                        composed(s.real_len, m_real, step_s, extra, cons_s, meas_s),
+                        extra,
+                    )
+                )
         finally:
             bench.close()
         print(f"# done {s.name}", file=sys.stderr)
     print_idle(idle, reps)
     print_runs(runs)
     if args.quick:
-        print("# --quick: models, runs and probes are shrunk; the verdicts above are not the targets' verdicts")
+        print(
+            "# --quick: models, runs and probes are shrunk; the verdicts above are not the targets' verdicts"
+        )
     print(f"# load average at the end: {_loadavg()}")
     sys.stdout.flush()
 

@@ -4,6 +4,7 @@ No timing or accuracy is asserted (shared machines are noisy; the numbers live i
 benchmarks/RESULTS.md). The four scripts start together as subprocesses, single-threaded, so the
 whole module costs about the slowest of them rather than their sum.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,16 +24,34 @@ TIMEOUT_S = 300
 SCRIPTS: Dict[str, Tuple[List[str], List[str]]] = {
     # The estimator benchmark's --quick grid takes minutes on a loaded 2-core box; the smoke run keeps
     # its sizes <= 1024, one timed call per case and no large blocked-KDE check.
-    "estimators.py": (["--quick", "--threads", "1", "--max-n", "1024", "--repeats", "1", "--kde-large-n", "0"],
-                      ["estimator", "ref/ours", "binning", "ksg", "infonce"]),
-    "overhead.py": (["--quick"],
-                    ["## (a) steps with no measurement due", "## (b) amortised overhead", "resnet18", "component"]),
-    "memory.py": (["--quick"],
-                  ["## peak extra memory against the configured budget", "## process RSS over passive runs",
-                   "per step:", "per measurement:"]),
-    "accuracy.py": (["--quick"],
-                    ["## where ibhooks is better and where it is not", "## like for like", "gauss", "mixture",
-                     "tanh", "ibhooks:ksg"]),
+    "estimators.py": (
+        ["--quick", "--threads", "1", "--max-n", "1024", "--repeats", "1", "--kde-large-n", "0"],
+        ["estimator", "ref/ours", "binning", "ksg", "infonce"],
+    ),
+    "overhead.py": (
+        ["--quick"],
+        ["## (a) steps with no measurement due", "## (b) amortised overhead", "resnet18", "component"],
+    ),
+    "memory.py": (
+        ["--quick"],
+        [
+            "## peak extra memory against the configured budget",
+            "## process RSS over passive runs",
+            "per step:",
+            "per measurement:",
+        ],
+    ),
+    "accuracy.py": (
+        ["--quick"],
+        [
+            "## where ibhooks is better and where it is not",
+            "## like for like",
+            "gauss",
+            "mixture",
+            "tanh",
+            "ibhooks:ksg",
+        ],
+    ),
 }
 
 
@@ -40,13 +59,22 @@ SCRIPTS: Dict[str, Tuple[List[str], List[str]]] = {
 def runs() -> Dict[str, subprocess.Popen]:
     env = dict(os.environ)
     # one thread per process for numpy/scipy/torch alike: four processes share a 2-core box
-    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        NUMBA_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
     procs = {}
     for script, (args, _) in SCRIPTS.items():
         procs[script] = subprocess.Popen(
-            [sys.executable, str(BENCH / script), *args], cwd=str(ROOT), env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, str(BENCH / script), *args],
+            cwd=str(ROOT),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     yield procs
     for p in procs.values():  # a test that failed early must not leave its siblings running
@@ -84,8 +112,13 @@ def test_accuracy_skips_a_missing_peer_cleanly() -> None:
     finally:
         sys.path.remove(str(BENCH))
     accuracy.PEERS.clear()
-    accuracy.PEERS.update({"npeet": (None, "not importable (ModuleNotFoundError: test)"),
-                           "sklearn": (None, "not importable"), "infomeasure": (None, "not importable")})
+    accuracy.PEERS.update(
+        {
+            "npeet": (None, "not importable (ModuleNotFoundError: test)"),
+            "sklearn": (None, "not importable"),
+            "infomeasure": (None, "not importable"),
+        }
+    )
     rows: List = []
     accuracy.task_gauss(rows, 1, 1.0, 128, 0, fast=True)
     peers = [r for r in rows if r.lib != "ibhooks"]
