@@ -190,14 +190,6 @@ def test_demo_smoke(tmp_path):
     check_pngs(tmp_path / "figures", figure_names(["binning", "kde"]))
 
 
-def test_demo_binning_only_smoke(tmp_path):
-    log_path = example_main("demo")(["--epochs", "3", "--measurements", "5", "--no-tensorboard",
-                                     "--no-kde", "--out", str(tmp_path)])
-    run = check_run(log_path)
-    assert run.layers == ["1", "3", "5", "7", "9", "11"]
-    check_pngs(tmp_path / "figures", figure_names(["binning"]))
-
-
 def test_szt_tanh_smoke(tmp_path):
     summary = example_main("szt_tanh")(["--smoke", "--out", str(tmp_path)])
     assert len(summary["run_logs"]) == 2
