@@ -287,7 +287,7 @@ def _dpi_note(estimator: str, kinds: Sequence[str] = ()) -> str:
             "propagated through the network, so binned layers need not obey the DPI (Saxe et al. 2018, "
             "App. C). The estimate, not the network, is inconsistent."
         )
-    elif "kde" in name or "noisy" in name:
+    elif name.startswith("kde") or name.startswith("noisy_channel"):
         note = (
             "The fixed-sigma noise of this estimator is added to each layer for analysis only; it is not "
             "propagated through the network, so the estimates need not obey the DPI (Saxe et al. 2018, "

@@ -19,6 +19,11 @@ _PASS_THROUGH = (
     nn.Identity, nn.Flatten, nn.Unflatten,
 )
 
+_POOLING = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d,
+)
+
 _ACTIVATIONS = {
     nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Hardtanh: "hardtanh", nn.Softsign: "softsign",
     nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.ReLU6: "relu6", nn.ELU: "elu", nn.GELU: "gelu",
@@ -33,7 +38,8 @@ def activation_of(module: nn.Module) -> Optional[str]:
         if isinstance(module, cls):
             return name
     leaves = [m for m in module.modules() if not list(m.children())]
-    leaves = [m for m in leaves if not isinstance(m, _PASS_THROUGH)]
+    # pooling and pass-through modules do not change which nonlinearity produced the values
+    leaves = [m for m in leaves if not isinstance(m, _PASS_THROUGH + _POOLING)]
     if leaves and leaves[-1] is not module:
         return activation_of(leaves[-1])
     return None

@@ -648,8 +648,8 @@ def _plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Seq
     ybottom = _bottom([layer_series(records, lyr, estimator, "I_TY") for lyr in layers], ytop, 0.08)
     qx = quantity_label(records, estimator, "I_XT")
     qy = quantity_label(records, estimator, "I_TY")
-    xlabel = "I(X;T) [bits]" + (f"\nmeasured: {qx}" if qx else "")
-    ylabel = "I(T;Y) [bits]" + (f"\nmeasured: {qy}" if qy else "")
+    xlabel = "I(X;T) [bits]" + (f"\nmeasured: {_wrap(qx, 70)}" if qx else "")
+    ylabel = "I(T;Y) [bits]" + (f"\nmeasured: {_wrap(qy, 55)}" if qy else "")
     return _PlaneFrame(
         layers=layers,
         estimator=estimator,
@@ -904,6 +904,13 @@ def plot_information_plane(
 # --------------------------------------------------------------------------------------------------
 
 
+def _wrap(text: str, width: int) -> str:
+    """Break a long measured-quantity label over lines so it stays inside the figure."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False)) or text
+
+
 def _log_x(ax: Any, steps: Sequence[float]) -> None:
     if any(s > 0 for s in steps):
         if any(s <= 0 for s in steps):
@@ -986,7 +993,7 @@ def plot_layer_curves(
             top = top * 1.1 or 1.0
             ax.set_ylim(_bottom([layer_series(recs, lyr, estimator, q) for lyr in layers], top, 0.1), top)
             label = quantity_label(recs, estimator, q)
-            ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]" + (f"\n{label}" if label else ""))
+            ax.set_ylabel(f"{GENERIC_LABELS[q]} [bits]" + (f"\n{_wrap(label, 40)}" if label else ""))
         _log_x(ax_x, steps)
         ax_x.tick_params(labelbottom=False)
         ax_x.legend(
@@ -1220,8 +1227,15 @@ def plot_dpi(
                         sub = "not checked (no DPI checks in the records)"
                     else:
                         sub = f"DPI violated at {n_bad} of {n_checked} checked steps"
+                        n_unknown = sum(
+                            1 for vs in hits
+                            if vs and not any(v.get("significant") for v in vs)
+                            and all(v.get("significant") is None for v in vs)
+                        )
                         if n_bad:
                             sub += f", {n_sig} significant"
+                            if n_unknown:
+                                sub += f", {n_unknown} not assessed (no uncertainty)"
                     ax.set_title(f"{GENERIC_LABELS[q]} along chain '{_short(cname, 24)}'\n{sub}", fontsize=9)
                 else:
                     ax.set_title(GENERIC_LABELS[q], fontsize=9)
@@ -1385,5 +1399,5 @@ def save_all_figures(
             paths[name if k == 0 else f"{name}.{fmt}"] = p
         close_figure(fig)
     if animation and len(recs) >= 2:
-        paths["information_plane_animation"] = animate_plane(recs, out / "information_plane.gif", header=hdr)
+        paths["information_plane_animation"] = animate_plane(recs, out / "information_plane.gif", header=hdr, dpi=80)
     return paths
