@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import math
 import os
 import statistics
@@ -51,7 +52,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import ibhooks  # noqa: E402
 
-NEVER = ibhooks.every_n(10**9, start=10**9)  # a schedule that is not due inside any timed window
+NEVER = ibhooks.every_n(10**9, start=10**9)
+DEFAULT_PROBE_BS = (
+    inspect.signature(ibhooks.IBMonitor).parameters["probe_batch_size"].default
+)  # a schedule that is not due inside any timed window
 
 
 # ---------------------------------------------------------------- models
@@ -285,9 +289,14 @@ class Bench:
         return y
 
     def monitor(
-        self, mode: str, schedule: ibhooks.every_n | ibhooks.log_spaced, estimators=("binning",)
+        self,
+        mode: str,
+        schedule: ibhooks.every_n | ibhooks.log_spaced,
+        estimators=("binning",),
+        probe_batch_size: Optional[int] = None,
     ) -> ibhooks.IBMonitor:
         probe = self.probe if mode == "probe" else None
+        extra = {} if probe_batch_size is None else {"probe_batch_size": probe_batch_size}
         return ibhooks.IBMonitor(
             self.model,
             probe=probe,
@@ -297,6 +306,7 @@ class Bench:
             run_name=f"{self.spec.name}-{mode}-{time.time_ns()}",
             verbose=False,
             max_samples=max(self.spec.probe_n, 1),
+            **extra,
         )
 
     def plain(self, n: int) -> float:
@@ -452,6 +462,7 @@ class RunRow:
     direct: Optional[List[float]]  # per-rep ratios of the direct run (None: composed only)
     composed: float  # composed overhead for `length`
     idle_extra: float  # relative per-step extra used in the composition
+    probe_bs: int = DEFAULT_PROBE_BS  # rows per chunk of the probe forward
 
 
 def direct_run(
@@ -493,13 +504,15 @@ def direct_run(
     return ratios, statistics.mean(meas), statistics.median(cons), count, statistics.median(plain)
 
 
-def sampled_measurements(bench: Bench, k: int) -> Tuple[float, float, int]:
+def sampled_measurements(
+    bench: Bench, k: int, probe_batch_size: Optional[int] = None
+) -> Tuple[float, float, int]:
     """(construction s, mean measurement s, scheduled steps) without running the whole loop: build the
     monitor on log_spaced(num, L) (its step-0 measurement) and call ``measure()`` k more times."""
     sched = ibhooks.log_spaced(bench.spec.num_sched, bench.spec.real_len)
     bench.sync()
     t0 = time.perf_counter()
-    mon = bench.monitor("probe", sched)
+    mon = bench.monitor("probe", sched, probe_batch_size=probe_batch_size)
     bench.sync()
     t_cons = time.perf_counter() - t0
     costs = []
@@ -566,7 +579,7 @@ def print_runs(rows: List[RunRow]) -> None:
         "cost included; target <= 5 %"
     )
     head = (
-        f"{'model':<10}{'L':>7}{'M':>5}{'step ms':>10}{'meas ms':>10}{'build ms':>10}"
+        f"{'model':<10}{'L':>7}{'M':>5}{'probe bs':>9}{'step ms':>10}{'meas ms':>10}{'build ms':>10}"
         f"{'direct':>9}{'[min, max]':>18}{'composed':>10}  target"
     )
     print(head)
@@ -580,12 +593,15 @@ def print_runs(rows: List[RunRow]) -> None:
             d, sp, verdict = "-", "", r.composed
         ok = "met" if verdict <= 0.05 else "MISSED"
         print(
-            f"{r.model:<10}{r.length:>7}{r.measurements:>5}{r.step_ms:>10.3f}{r.meas_ms:>10.1f}{r.construct_ms:>10.1f}"
+            f"{r.model:<10}{r.length:>7}{r.measurements:>5}{r.probe_bs:>9}{r.step_ms:>10.3f}{r.meas_ms:>10.1f}"
+            f"{r.construct_ms:>10.1f}"
             f"{d:>9}{sp:>18}{100 * r.composed:>9.2f}%  {ok}"
         )
     print(
         "# direct = median over interleaved repetitions of (monitored run incl. construction and every "
-        "measurement) / (plain run) - 1; composed = (L x idle extra + build + (M-1) x meas) / (L x step)"
+        "measurement) / (plain run) - 1; composed = (L x idle extra + build + (M-1) x meas) / (L x step);\n"
+        f"# probe bs = rows per chunk of the probe forward (the monitor's default probe_batch_size is "
+        f"{DEFAULT_PROBE_BS}; the last row of each model uses the training batch size instead)"
     )
 
 
@@ -652,6 +668,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                         ratios,
                         composed(s.direct_len, m, step_s, extra, cons_s, meas_s),
                         extra,
+                        min(DEFAULT_PROBE_BS, s.probe_n),
                     )
                 )
             else:
@@ -670,8 +687,26 @@ def main(argv: Optional[List[str]] = None) -> None:
                         None,
                         composed(s.real_len, m_real, step_s, extra, cons_s, meas_s),
                         extra,
+                        min(DEFAULT_PROBE_BS, s.probe_n),
                     )
                 )
+            # the same realistic run with the probe forward chunked like a training batch
+            m_real = len(ibhooks.log_spaced(s.num_sched, s.real_len).steps)
+            cons_b, meas_b, _ = sampled_measurements(bench, 1 if args.quick else 3, probe_batch_size=s.batch)
+            runs.append(
+                RunRow(
+                    s.name,
+                    s.real_len,
+                    m_real,
+                    step_s * 1e3,
+                    meas_b * 1e3,
+                    cons_b * 1e3,
+                    None,
+                    composed(s.real_len, m_real, step_s, extra, cons_b, meas_b),
+                    extra,
+                    min(s.batch, s.probe_n),
+                )
+            )
         finally:
             bench.close()
         print(f"# done {s.name}", file=sys.stderr)
