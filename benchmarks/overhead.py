@@ -3,7 +3,7 @@ same process, for an MLP, a CNN and a ResNet-18-sized network (and the tiny SZT 
 worst case: its step is so cheap that fixed per-step costs show most).
 
     python benchmarks/overhead.py --quick           # tiny models, a few seconds
-    python benchmarks/overhead.py                   # the real sizes, ~10 minutes on a 2-core CPU
+    python benchmarks/overhead.py                   # the real sizes, 10-15 minutes on a 2-core CPU
     python benchmarks/overhead.py --device cuda
 
 Two targets (issue #9):
@@ -24,6 +24,8 @@ Two targets (issue #9):
     numbers where both exist): (L * (t_step + extra per step) + construction + M(L) * c_meas) /
     (L * t_step) - 1, with c_meas the mean cost of one measurement (probe forward + estimator +
     checks + phase tests + run-log write) measured here and M(L) the number of scheduled steps.
+    Each model's last row repeats the composed number with ``probe_batch_size`` = the training batch
+    size instead of the monitor's default, since on a CPU the probe's chunk size decides much of c_meas.
 
 Timings use time.perf_counter (with torch.cuda.synchronize on CUDA) and one torch.set_num_threads
 for the whole run. No numbers here are asserted anywhere: they depend on the machine and its load.
