@@ -3,7 +3,8 @@
 An estimator is a class with a registry ``name`` that turns tensors into :class:`~ibhooks.Estimate`s.
 It never sees modules or hooks. Implement :meth:`Estimator.layer_information` (X uniform over the
 rows of ``t``, so I(X;T) is a property of ``t`` alone) and, where it makes sense,
-:meth:`Estimator.mutual_information` for a general pair. Then add one line to ``registry.py``.
+:meth:`Estimator.mutual_information` for a general pair; declare ``traits``. Then add one line to
+``registry.py``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 
-from ..estimate import Estimate
+from ..schema.estimate import Estimate, EstimatorTraits
 
 LayerInformation = Tuple[Estimate, Optional[Estimate]]
 
@@ -26,6 +27,9 @@ class Estimator(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: What this estimator is (discretises, adds noise, exact, its cap ...). Every Estimate it makes
+    #: carries these traits; checks and warnings read them instead of the estimator's name.
+    traits: ClassVar[EstimatorTraits] = EstimatorTraits()
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
