@@ -1,0 +1,120 @@
+"""Taking a Snapshot on the training thread: the probe pass (hooks attached only around it) or the
+passive reservoir's contents."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from ..pipeline.console import Console
+from .hooks import Capture
+from .probe import Probe
+from .reservoir import PassiveReservoir
+from .snapshot import Snapshot
+
+PASSIVE_NOTE = "passive: activations of training batches; X and the network change within the window"
+
+
+class SnapshotTaker:
+    """Builds :class:`Snapshot`s from the capture: ``take(step, epoch)`` runs the probe (probe mode)
+    or empties the reservoir (passive mode); ``collect_passive(y, step)`` moves one training step's
+    captured batch into the reservoir."""
+
+    def __init__(self, model: nn.Module, capture: Capture, probe: Optional[Probe],
+                 reservoir: Optional[PassiveReservoir], console: Console, *, probe_batch_size: int,
+                 probe_forward: Optional[Callable[[nn.Module, Any], Any]] = None) -> None:
+        self.model = model
+        self.capture = capture
+        self.probe = probe
+        self.reservoir = reservoir
+        self.console = console
+        self.probe_batch_size = probe_batch_size
+        self.probe_forward = probe_forward
+
+    @property
+    def mode(self) -> str:
+        return "probe" if self.probe is not None else "passive"
+
+    def discover_shapes(self) -> None:
+        """Run two probe rows once to learn every monitored layer's output shape and reduced size.
+
+        Raises the probe's forward error (it says it was the probe) or a ``ValueError`` when no
+        monitored layer produced a tensor."""
+        assert self.probe is not None
+        with self.capture.recording():
+            try:
+                with _eager():
+                    self.probe.run(self.model, batch_size=2, limit=2, begin_pass=self.capture.begin_pass,
+                                   forward=self.probe_forward)
+            finally:
+                self.capture.clear()
+        slots = self.capture.slots
+        for name, slot in slots.items():
+            if slot.shape is None and slot.error is None:
+                slot.error = "never fired during a forward pass of the probe (unused module?)"
+        if all(s.dim is None for s in slots.values()):
+            errors = {n: s.error for n, s in slots.items()}
+            raise ValueError(f"no monitored layer produced a tensor on the probe: {errors}")
+
+    def take(self, step: int, epoch: Optional[int]) -> Snapshot:
+        """The Snapshot of this measurement. A capture failure is recorded in it, never raised."""
+        t0 = time.perf_counter()
+        snap = Snapshot(step=step, mode=self.mode, epoch=epoch)
+        try:
+            if self.probe is not None:
+                with self.capture.recording():
+                    with _eager():
+                        self.probe.run(self.model, batch_size=self.probe_batch_size,
+                                       begin_pass=self.capture.begin_pass, forward=self.probe_forward)
+                    snap.activations = self.capture.take()
+                snap.labels = self.probe.y
+            else:
+                assert self.reservoir is not None
+                incomplete = self.reservoir.labels_incomplete
+                snap.activations, snap.labels, steps = self.reservoir.take()
+                snap.info.update(passive_steps=steps, note=PASSIVE_NOTE)
+                if incomplete:
+                    snap.info["labels_missing"] = "labels were passed on some steps of the window only"
+                    self.console.warn_once(("labels_partial",), (
+                        f"step {step}: monitor.step(y=...) got labels on some steps of the capture window only; "
+                        "I(T;Y) is not measured (pass y at every step, or at none)"))
+        except Exception as exc:  # noqa: BLE001 - the monitor never crashes training
+            snap.errors.append(f"capture failed: {exc}")
+            self.console.warn_once(("capture", type(exc).__name__), f"capture failed at step {step}: {exc}")
+            self.capture.clear()
+        for name, slot in self.capture.slots.items():
+            if name not in snap.activations and slot.error:
+                snap.layer_errors[name] = slot.error
+        if not snap.activations and not snap.errors:
+            why = ("no training batch was forwarded through the monitored layers in the capture window "
+                   "(were the hooks added after torch.compile ran the model? create the monitor first)"
+                   if self.probe is None else "the probe forward reached no monitored layer")
+            snap.errors.append(f"nothing captured: {why}")
+            self.console.warn_once(("empty",), f"step {step}: nothing captured: {why}")
+        if snap.labels is not None and snap.activations:
+            snap.labels = snap.labels.to(next(iter(snap.activations.values())).device)
+        snap.seconds = time.perf_counter() - t0
+        return snap
+
+    def collect_passive(self, y: Optional[torch.Tensor], step: int) -> Dict[str, torch.Tensor]:
+        """Move this step's captured batch (and its labels) into the reservoir; returns the batch."""
+        assert self.reservoir is not None
+        batch = self.capture.take()
+        if not batch:
+            return batch
+        try:
+            self.reservoir.add(batch, y, step)
+        except ValueError as exc:
+            if "row counts" not in str(exc):
+                raise  # bad labels: the user's error, named
+            self.console.warn_once(("passive_rows",), f"{exc}; batch skipped")
+        return batch
+
+
+def _eager() -> Any:
+    """Run compiled callables eagerly inside (the probe must not compile an eval/no_grad graph)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()

@@ -1,0 +1,62 @@
+"""Estimation stage: every estimator on every captured layer of a Snapshot. Estimators see tensors
+only; a failure or a non-finite value is recorded for that (layer, estimator) and the rest goes on."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from ..capture.snapshot import Snapshot
+from ..estimators._common import discrete_entropy
+from ..estimators.base import Estimator
+from ..schema import LayerResult, RecordError
+from .console import Console
+
+Layers = Dict[str, Dict[str, LayerResult]]
+
+
+def label_entropy(y: Optional[torch.Tensor]) -> Optional[float]:
+    """Plug-in H(Y) in bits of integer labels (the ceiling of I(T;Y)), or ``None``."""
+    if y is None:
+        return None
+    return discrete_entropy(torch.unique(y, return_inverse=True)[1])
+
+
+def run_estimators(
+    snapshot: Snapshot, estimators: Mapping[str, Estimator], layer_order: Sequence[str], console: Console
+) -> Tuple[Layers, List[RecordError]]:
+    """``layers[layer][estimator_key]`` for every captured layer, in network order, and the errors."""
+    layers: Layers = {}
+    errors: List[RecordError] = []
+    y = snapshot.labels
+    for layer in layer_order:
+        t = snapshot.activations.get(layer)
+        if t is None:
+            if layer in snapshot.layer_errors:
+                errors.append(RecordError(snapshot.layer_errors[layer], layer=layer, stage="capture"))
+            continue
+        layers[layer] = {}
+        for key, est in estimators.items():
+            layers[layer][key] = _one(key, est, layer, t, y, snapshot.step, errors, console)
+    return layers, errors
+
+
+def _one(key: str, est: Estimator, layer: str, t: torch.Tensor, y: Optional[torch.Tensor], step: int,
+         errors: List[RecordError], console: Console) -> LayerResult:
+    t0 = time.perf_counter()
+    try:
+        i_xt, i_ty = est.layer_information(t, y, layer=layer)
+        for e in (i_xt, i_ty):
+            if e is not None and not math.isfinite(e.value):
+                raise FloatingPointError(f"estimator returned a non-finite value ({e.value}) for {e.quantity}")
+    except Exception as exc:  # noqa: BLE001 - recorded, warned once, training goes on
+        msg = f"{type(exc).__name__}: {exc}"
+        errors.append(RecordError(msg, layer=layer, estimator=key, stage="estimate"))
+        console.warn_once(("estimator", key, type(exc).__name__),
+                          f"estimator {key!r} failed on layer {layer!r} at step {step}: {msg} "
+                          "(recorded in the run log; training continues)")
+        return LayerResult(error=msg)
+    seconds = time.perf_counter() - t0
+    return LayerResult(i_xt=i_xt.with_timing(seconds), i_ty=i_ty.with_timing(seconds) if i_ty else None)
