@@ -7,17 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .estimate import Estimate, LayerResult, Record
-from .checks import Chain
+from .chains import Chain
+from .config import CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig
 from .monitor import IBMonitor
 from .runlog import Run, load_run
 from .schedule import every_n, log_spaced
+from .schema import (Checks, Estimate, EstimatorTraits, IBWarning, LayerResult, PhaseDecision, PhaseStatus, Quantity,
+                     Record, WarningCode)
 
 __all__ = [
-    "IBMonitor", "Estimate", "LayerResult", "Record", "Chain", "Run", "load_run",
-    "every_n", "log_spaced", "mutual_information", "layer_information",
+    "IBMonitor", "CaptureConfig", "PassiveConfig", "RunLogConfig", "ExecutionConfig", "Estimate",
+    "EstimatorTraits", "LayerResult", "Record", "Checks", "IBWarning", "WarningCode", "PhaseDecision",
+    "PhaseStatus", "Quantity", "Chain", "Run", "load_run", "every_n", "log_spaced", "mutual_information",
+    "layer_information",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:  # functional API, resolved lazily (PEP 562)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import IBMonitor
+    from .capture.reservoir import PassiveReservoir
 
 
 def is_distributed() -> bool:
@@ -95,22 +95,20 @@ def all_gather_rows(
     return out, y_out, len(active)
 
 
-def gather_reservoir(monitor: "IBMonitor") -> None:
+def gather_reservoir(reservoir: "PassiveReservoir", layer_names: List[str]) -> None:
     """All-gather the passive reservoir of every rank into rank 0's (a collective on every rank).
 
-    Rank 0 keeps a uniform random subset of at most ``max_samples`` rows (the monitor's own
-    generator, same rows for every layer); other ranks empty their reservoir.
+    ``layer_names``: the monitored layers in network order, identical on every rank. Rank 0 keeps a
+    uniform random subset of at most ``max_rows`` rows (the reservoir's own generator, same rows for
+    every layer); other ranks empty their reservoir.
     """
-    if not is_distributed() or world_size() == 1:
+    if reservoir is None or not is_distributed() or world_size() == 1:
         return
-    acts, y, _ = all_gather_rows(monitor._reservoir, monitor._reservoir_y, list(monitor.layer_names))
+    acts, y = reservoir.contents()
+    steps = list(reservoir.steps)
+    acts, y, _ = all_gather_rows(acts, y, list(layer_names))
     if rank() != 0:
-        monitor._reservoir, monitor._reservoir_y, monitor._reservoir_steps = {}, None, []
+        reservoir.clear()
         return
-    if acts:
-        total = next(iter(acts.values())).shape[0]
-        if total > monitor.max_samples:
-            keep = torch.randperm(total, generator=monitor._gen)[: monitor.max_samples].sort().values
-            acts = {k: v[keep.to(v.device)] for k, v in acts.items()}
-            y = None if y is None else y[keep.to(y.device)]
-    monitor._reservoir, monitor._reservoir_y = acts, y
+    reservoir.replace(acts, y)
+    reservoir.steps = steps

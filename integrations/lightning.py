@@ -20,9 +20,11 @@ What it does:
   TensorBoard (:class:`~ibhooks.integrations.tensorboard.TensorBoardSink` on the logger's
   ``SummaryWriter``), W&B (:class:`~ibhooks.integrations.wandb.WandbSink` on its ``wandb.Run``) and,
   for any other logger, the scalars through ``log_metrics``;
-* saves the monitor's state (history, step, estimator state, run-log path) in the checkpoint's
-  callback state, so ``trainer.fit(..., ckpt_path=...)`` appends to the same run log with the same
-  history, hence the same phase decisions as an uninterrupted run.
+* saves the monitor's state (step, phase-test state, estimator state, run-log path) in the
+  checkpoint's callback state, so ``trainer.fit(..., ckpt_path=...)`` appends to the same run log
+  and reaches the same phase decisions as an uninterrupted run;
+* with ``background=True`` (passed through to :class:`~ibhooks.IBMonitor`), everything after the
+  snapshot runs on the monitor's worker thread; ``teardown`` and checkpoints wait for it.
 
 Works with ``lightning.pytorch`` and the ``pytorch_lightning`` mirror; this module imports whichever is
 already imported (both, if both are), else whichever is installed.
@@ -38,7 +40,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 
 from ibhooks.monitor import IBMonitor
-from ibhooks.probe import default_batch_to_xy
+from ibhooks.capture.probe import default_batch_to_xy
 from ibhooks.sinks.base import Sink
 
 __all__ = ["IBCallback"]
@@ -125,7 +127,7 @@ class IBCallback(_Base):
         measure_initial: In probe mode, measure at step 0 (before the first optimizer step) on a fresh run.
         **monitor_kwargs: Further :class:`~ibhooks.IBMonitor` arguments (``reduction``, ``selectors``,
             ``chains``, ``probe_forward``, ``passive_window``, ``memory_budget_mb``, ``seed``,
-            ``verbose`` ...).
+            ``verbose``, ``background`` ...).
 
     Raises:
         ValueError: Bad arguments (checked here), or ``probe="val"`` without a validation loader
@@ -311,7 +313,7 @@ class IBCallback(_Base):
                        or "probe_forward" in self.monitor_kwargs)
         if loader is not None and has_forward:
             with torch.random.fork_rng(devices=[]):  # the user's val_dataloader() may draw from the RNG
-                from ibhooks.probe import Probe
+                from ibhooks.capture.probe import Probe
 
                 return Probe.from_any(loader, max_samples=self.probe_samples, batch_to_xy=self.batch_to_xy)
         why = ("no validation dataloader" if loader is None

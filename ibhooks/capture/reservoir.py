@@ -55,6 +55,10 @@ class PassiveReservoir:
         elif y is not None:
             self._y = y if self._y is None else torch.cat([self._y, y])
         self.steps.append(int(step))
+        self._subsample()
+
+    def _subsample(self) -> None:
+        """Keep a uniform random subset of ``max_rows`` rows (the same rows for every layer)."""
         total = self.rows
         if total > self.max_rows:
             keep = torch.randperm(total, generator=self._gen)[: self.max_rows].sort().values
@@ -62,6 +66,15 @@ class PassiveReservoir:
                 self._acts[name] = self._acts[name][keep.to(self._acts[name].device)]
             if self._y is not None:
                 self._y = self._y[keep.to(self._y.device)]
+
+    def contents(self) -> "tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]":
+        """The activations and labels held now (not emptied)."""
+        return self._acts, self._y
+
+    def replace(self, acts: Dict[str, torch.Tensor], y: Optional[torch.Tensor]) -> None:
+        """Hold ``acts``/``y`` instead (e.g. the rows of every rank), subsampled to ``max_rows``."""
+        self._acts, self._y = dict(acts), y
+        self._subsample()
 
     @property
     def labels_incomplete(self) -> bool:
