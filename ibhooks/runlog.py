@@ -1,4 +1,4 @@
-"""Reading a JSONL run log back: :func:`load_run`."""
+"""Reading a JSONL run log back: :func:`load_run` (format versions 1 and 2)."""
 from __future__ import annotations
 
 import json
@@ -7,14 +7,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-from .estimate import Record
+from .schema import PhaseDecision, Record
+from .schema.phases import SeriesKey, fold_phase_changes
 from .sinks.jsonl import FORMAT, FORMAT_VERSION
 
 
 @dataclass
 class Run:
-    """A run log read back: the header (config, coverage, chains, versions), the Records in order,
-    free-text lines, and whether the last line was cut off (a killed run)."""
+    """A run log read back.
+
+    Attributes:
+        path: The file read.
+        header: The header (config, coverage, chains, versions), with later ``header_update`` lines applied.
+        records: The typed Records in step order (records re-measured after a resume replace the old ones).
+        texts, resumes: Free-text lines and resume markers.
+        truncated: The last line was cut off (a killed run) and skipped.
+        format_version: The run-log format version of the header (1: ibhooks before the typed schema).
+        phases: The latest :class:`~ibhooks.schema.PhaseDecision` of every (layer, estimator, phase)
+            series: the fold of the records' ``phase_changes`` in order.
+    """
 
     path: Path
     header: Dict[str, Any]
@@ -22,6 +33,8 @@ class Run:
     texts: List[Dict[str, Any]] = field(default_factory=list)
     resumes: List[Dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
+    format_version: int = FORMAT_VERSION
+    phases: Dict[SeriesKey, PhaseDecision] = field(default_factory=dict)
 
     @property
     def layers(self) -> List[str]:
@@ -38,7 +51,7 @@ class Run:
 
 
 def load_run(path: Union[str, os.PathLike]) -> Run:
-    """Read a run log written by :class:`ibhooks.IBMonitor`.
+    """Read a run log written by :class:`ibhooks.IBMonitor` (format version 1 or 2).
 
     A last line cut off mid-write (a killed run) is skipped and ``Run.truncated`` is set; a bad
     line anywhere else is an error.
@@ -69,17 +82,18 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
     header = parsed[0]
     if header.get("type") != "header" or header.get("format") != FORMAT:
         raise ValueError(f"{p} is not an ibhooks run log (first line is not an '{FORMAT}' header)")
-    if int(header.get("version", 0)) > FORMAT_VERSION:
+    version = int(header.get("version", 0))
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{p} has run-log format version {header['version']}, newer than this ibhooks reads "
             f"({FORMAT_VERSION}); upgrade ibhooks"
         )
-    run = Run(path=p, header=dict(header), truncated=truncated)
+    run = Run(path=p, header=dict(header), truncated=truncated, format_version=version)
     after_resume = False
     for obj in parsed[1:]:
         kind = obj.get("type")
         if kind == "record":
-            rec = Record.from_dict(obj)
+            rec = Record.from_dict(obj)  # reads the version-1 and version-2 layouts
             if after_resume:
                 # A resumed run re-measures the steps between its checkpoint and the crash: the
                 # records written after the resume supersede the earlier ones from that step on.
@@ -93,4 +107,6 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
         elif kind == "resume":
             run.resumes.append(obj)
             after_resume = True
+    for rec in run.records:
+        fold_phase_changes(rec.phase_changes, into=run.phases)
     return run

@@ -1,4 +1,5 @@
-"""The JSONL run log: survives kill -9, clear errors for bad files."""
+"""The JSONL run log: format version 2 round-trips, version 1 still loads, survives kill -9, clear
+errors for bad files."""
 import json
 import os
 import signal
@@ -6,10 +7,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 import ibhooks
+from ibhooks.schema import Checks, IBWarning, PhaseDecision, PhaseStatus, Record, WarningCode
+from ibhooks.sinks.jsonl import FORMAT_VERSION, JsonlSink
+
+V1_LOG = Path(__file__).parent / "fixtures" / "run_v1.jsonl"
 
 SCRIPT = textwrap.dedent(
     """
@@ -51,7 +58,7 @@ def test_log_of_a_killed_run_loads(tmp_path):
 
 def test_truncated_last_line_is_dropped(tmp_path):
     path = tmp_path / "t.jsonl"
-    header = {"type": "header", "format": "ibhooks-run", "version": 1, "config": {}}
+    header = {"type": "header", "format": "ibhooks-run", "version": FORMAT_VERSION, "config": {}}
     rec = ibhooks.Record(step=3, mode="probe", n_samples=10).to_dict()
     path.write_text(json.dumps(header) + "\n" + json.dumps(rec) + "\n" + json.dumps(rec)[:25])
     run = ibhooks.load_run(path)
@@ -78,10 +85,109 @@ def test_bad_logs_raise_clear_errors(tmp_path, content, match):
 
 def test_records_re_measured_after_a_resume_supersede_the_old_ones(tmp_path):
     path = tmp_path / "r.jsonl"
-    header = {"type": "header", "format": "ibhooks-run", "version": 1, "config": {}}
+    header = {"type": "header", "format": "ibhooks-run", "version": FORMAT_VERSION, "config": {}}
     rec = lambda step, n: json.dumps(ibhooks.Record(step=step, mode="probe", n_samples=n).to_dict())  # noqa: E731
     lines = [json.dumps(header), rec(0, 1), rec(10, 1), rec(20, 1), rec(30, 1),  # crashed after 30
              json.dumps({"type": "resume"}), rec(20, 2), rec(30, 2), rec(40, 2)]  # resumed from step 10
     path.write_text("\n".join(lines) + "\n")
     run = ibhooks.load_run(path)
     assert [(r.step, r.n_samples) for r in run.records] == [(0, 1), (10, 1), (20, 2), (30, 2), (40, 2)]
+
+
+def _v1_lines():
+    return [json.loads(line) for line in V1_LOG.read_text().splitlines()]
+
+
+def test_version_1_log_loads_with_typed_findings():
+    raw = _v1_lines()
+    run = ibhooks.load_run(V1_LOG)
+    assert run.format_version == 1 and raw[0]["version"] == 1
+    assert [r.step for r in run.records] == [obj["step"] for obj in raw[1:]]
+    assert run.layers == ["1", "3", "5"] and run.records[-1].estimators == ["binning", "kde"]
+    last, last_raw = run.records[-1], raw[-1]
+    assert isinstance(last.checks, Checks)
+    assert last.checks.bounds_checked == last_raw["checks"]["bounds"]["checked"]
+    assert len(last.checks.dpi_violations) == len(last_raw["checks"]["dpi"]["violations"]) > 0
+    # v1 violations without an interval are "not assessed" in the typed tally
+    tally = last.checks.dpi_total()
+    assert tally.not_assessed == sum(v["significant"] is None for v in last_raw["checks"]["dpi"]["violations"])
+    assert all(isinstance(w, IBWarning) for w in last.warnings)
+    assert [w.code for w in last.warnings] == [WarningCode(w["code"]) for w in last_raw["warnings"]]
+    assert WarningCode.SATURATING_UNITS in {w.code for r in run.records for w in r.warnings}
+    est = last.estimate("1", "I_XT", "binning")
+    assert est.value == last_raw["layers"]["1"]["binning"]["I_XT"]["value"] and est.traits.discretises
+    assert last.estimate("1", "I_XT", "kde").traits.adds_noise
+
+
+def test_version_1_phases_are_the_decisions_of_the_last_record():
+    raw_last = _v1_lines()[-1]["phases"]["layers"]
+    run = ibhooks.load_run(V1_LOG)
+    expected = {(layer, est, phase): dec for layer, per_est in raw_last.items()
+                for est, per_phase in per_est.items() for phase, dec in per_phase.items()}
+    assert set(run.phases) == set(expected) and len(expected) == 3 * 2 * 2
+    for key, dec in run.phases.items():
+        assert isinstance(dec, PhaseDecision) and dec.status is PhaseStatus(expected[key]["status"])
+        assert (dec.start_step, dec.end_step) == (expected[key]["start_step"], expected[key]["end_step"])
+    statuses = {d.status for d in run.phases.values()}
+    assert PhaseStatus.DETECTED in statuses and PhaseStatus.INSUFFICIENT_DATA in statuses
+
+
+def _changes_only(records):
+    """The v1 fixture's records as the v2 monitor writes them: only the decisions that changed."""
+    latest = {}
+    out = []
+    for rec in records:
+        changed = [d for d in rec.phase_changes if not d.same_outcome(latest.get(d.key))]
+        for d in changed:
+            latest[d.key] = d
+        out.append(replace(rec, phase_changes=changed))
+    return out
+
+
+def _write(path, header, records, **kwargs):
+    sink = JsonlSink(path, fsync=False, **kwargs)
+    sink.start(header)
+    for rec in records:
+        sink.write(rec)
+    sink.close()
+
+
+def test_version_2_log_round_trips_exactly(tmp_path):
+    v1 = ibhooks.load_run(V1_LOG)
+    records = _changes_only(v1.records)
+    assert sum(len(r.phase_changes) for r in records) < sum(len(r.phase_changes) for r in v1.records)
+    header = {k: v for k, v in v1.header.items() if k not in ("type", "format", "version")}
+    path = tmp_path / "v2.jsonl"
+    _write(path, header, records)
+    first = json.loads(path.read_text().splitlines()[0])
+    assert (first["type"], first["format"], first["version"]) == ("header", "ibhooks-run", FORMAT_VERSION)
+    assert FORMAT_VERSION == 2
+    run = ibhooks.load_run(path)
+    assert run.format_version == 2 and not run.truncated
+    assert [r.to_dict() for r in run.records] == [r.to_dict() for r in records]
+    assert run.header["coverage"] == v1.header["coverage"] and run.header["chains"] == v1.header["chains"]
+    # the fold of the changes gives the same latest outcome per series as v1's full copies
+    assert set(run.phases) == set(v1.phases)
+    for key, dec in run.phases.items():
+        assert dec.same_outcome(v1.phases[key]) and dec.step <= v1.phases[key].step
+
+
+def test_phases_fold_in_step_order_and_follow_a_resume(tmp_path):
+    def dec(step, status, start=None):
+        return PhaseDecision(layer="fc1", estimator="binning", phase="compression", step=step,
+                             status=PhaseStatus(status), start_step=start)
+
+    recs = [Record(step=0, mode="probe", n_samples=4, phase_changes=[dec(0, "insufficient_data")]),
+            Record(step=10, mode="probe", n_samples=4, phase_changes=[dec(10, "candidate", 5)]),
+            Record(step=20, mode="probe", n_samples=4, phase_changes=[dec(20, "detected", 5)])]
+    path = tmp_path / "r.jsonl"
+    _write(path, {"config": {}}, recs)
+    assert ibhooks.load_run(path).phases[("fc1", "binning", "compression")].status is PhaseStatus.DETECTED
+    # resumed from the checkpoint at step 10: the re-measured step 20 says "not detected"
+    _write(path, {"created": "x", "step": 10}, [Record(step=20, mode="probe", n_samples=4,
+                                                       phase_changes=[dec(20, "not_detected")])], resume=True)
+    lines = [json.loads(ln) for ln in path.read_text().splitlines()]
+    assert lines[4]["type"] == "resume" and lines[4]["version"] == FORMAT_VERSION
+    run = ibhooks.load_run(path)
+    assert [r.step for r in run.records] == [0, 10, 20] and len(run.resumes) == 1
+    assert run.phases[("fc1", "binning", "compression")].status is PhaseStatus.NOT_DETECTED

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from ..estimate import Record
+from ..schema import Record
 
 
 class Sink:

@@ -1,6 +1,11 @@
 """The JSON-lines run log, always written: a versioned header line, one line per measurement,
 flushed (and fsync'd) per line so that a run killed mid-way stays readable minus at most the
-line being written. ``ibhooks.load_run`` reads it back."""
+line being written. ``ibhooks.load_run`` reads it back.
+
+Format version 2 (this writer): each record line is ``Record.to_dict()`` (typed checks, warnings and
+the phase decisions that changed at that measurement). Version 1 (ibhooks before the typed schema)
+stored checks and warnings as free dicts and every phase decision in every record; the reader still
+loads it."""
 from __future__ import annotations
 
 import json
@@ -8,11 +13,12 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from ..estimate import Record, _jsonable
+from ..schema import Record, jsonable
 from .base import Sink
 
 FORMAT = "ibhooks-run"
-FORMAT_VERSION = 1
+#: Run-log layout written here; record lines are ``Record.to_dict()`` of layout ``RECORD_VERSION``.
+FORMAT_VERSION = 2
 
 
 class JsonlSink(Sink):
@@ -30,14 +36,14 @@ class JsonlSink(Sink):
     def _emit(self, obj: Dict[str, Any]) -> None:
         if self._fh is None:
             return
-        self._fh.write(json.dumps(_jsonable(obj), allow_nan=False) + "\n")
+        self._fh.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
         self._fh.flush()
         if self._fsync:
             os.fsync(self._fh.fileno())
 
     def start(self, header: Dict[str, Any]) -> None:
         if self.resume:
-            self._emit({"type": "resume", **{k: header[k] for k in ("created", "step") if k in header}})
+            self._emit({"type": "resume", "version": FORMAT_VERSION, **{k: header[k] for k in ("created", "step") if k in header}})
         else:
             self._emit({"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **header})
 
