@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional, TextIO
 
-from .estimate import Record
+from .schema import Record
 
 __all__ = ["measurement_progress", "format_measurement_line", "NullProgress"]
 
@@ -78,28 +78,30 @@ def measurement_progress(
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def format_measurement_line(record: Record) -> str:
     """One line about a finished measurement: step (and epoch), layers x estimators, wall time, and
-    counts of warnings, DPI violations and errors when there are any.
+    when there are any: artefact warnings, DPI violations (significant / not assessed for lack of an
+    interval; violations within their uncertainty are left out), bound violations that are bugs, errors.
 
-    Example: ``ibhooks: step 1200 (epoch 3): 5 layers x 1 estimator in 0.84 s; 2 warnings``
+    Example: ``ibhooks: step 1200 (epoch 3): 5 layers x 1 estimator in 0.84 s; 2 warnings,
+    DPI 1 significant / 2 not assessed``
     """
-    n_layers = len(record.layers)
-    n_est = len(record.estimators)
     where = f"step {record.step}" + (f" (epoch {record.epoch})" if record.epoch is not None else "")
-    est = f"{n_est} estimator" + ("" if n_est == 1 else "s")
-    line = (
-        f"ibhooks: {where}: {n_layers} layer{'' if n_layers == 1 else 's'} x {est} in {record.seconds:.2f} s"
-    )
+    line = (f"ibhooks: {where}: {_plural(len(record.layers), 'layer')} x "
+            f"{_plural(len(record.estimators), 'estimator')} in {record.seconds:.2f} s")
     extras = []
-    n_warn = len(record.warnings or [])
-    if n_warn:
-        extras.append(f"{n_warn} warning{'' if n_warn == 1 else 's'}")
-    dpi = (record.checks or {}).get("dpi") if isinstance(record.checks, dict) else None
-    n_dpi = len(dpi.get("violations") or []) if isinstance(dpi, dict) else 0
-    if n_dpi:
-        extras.append(f"{n_dpi} DPI violation{'' if n_dpi == 1 else 's'}")
-    n_err = len(record.errors or [])
-    if n_err:
-        extras.append(f"{n_err} error{'' if n_err == 1 else 's'}")
+    if record.warnings:
+        extras.append(_plural(len(record.warnings), "warning"))
+    if record.checks is not None:
+        dpi = record.checks.dpi_total()
+        if dpi.significant or dpi.not_assessed:
+            extras.append(f"DPI {dpi.significant} significant / {dpi.not_assessed} not assessed")
+        if record.checks.bugs:
+            extras.append(_plural(record.checks.bugs, "bound violation") + " (bug)")
+    if record.errors:
+        extras.append(_plural(len(record.errors), "error"))
     return line + ("; " + ", ".join(extras) if extras else "")

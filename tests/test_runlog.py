@@ -191,3 +191,24 @@ def test_phases_fold_in_step_order_and_follow_a_resume(tmp_path):
     run = ibhooks.load_run(path)
     assert [r.step for r in run.records] == [0, 10, 20] and len(run.resumes) == 1
     assert run.phases[("fc1", "binning", "compression")].status is PhaseStatus.NOT_DETECTED
+
+
+def test_measurement_line_counts_typed_findings():
+    from ibhooks.progress import format_measurement_line
+    from ibhooks.schema import BoundViolation, RecordError
+
+    run = ibhooks.load_run(V1_LOG)
+    first, last = run.records[0], run.records[-1]
+    assert format_measurement_line(first) == (
+        f"ibhooks: step 0: 3 layers x 2 estimators in {first.seconds:.2f} s; {len(first.warnings)} warnings")
+    bug = BoundViolation(layer="3", estimator="binning", bound="I_TY <= H_Y", lhs_bits=1.2, rhs_bits=1.0,
+                         size_bits=0.2, uncertainty_bits=0.0, significant=True, is_bug=True, message="")
+    rec = replace(last, epoch=7, errors=[RecordError("boom", layer="5", estimator="kde")],
+                  checks=replace(last.checks, bound_violations=(bug,)))
+    line = format_measurement_line(rec)
+    tally = last.checks.dpi_total()
+    assert tally.not_assessed == 2 and tally.significant == 0
+    assert line.startswith("ibhooks: step 1500 (epoch 7): 3 layers x 2 estimators in ")
+    assert line.endswith(f"; {len(last.warnings)} warnings, DPI 0 significant / 2 not assessed, "
+                         "1 bound violation (bug), 1 error")
+    assert format_measurement_line(replace(rec, warnings=[], checks=None, errors=[])).endswith(" s")
