@@ -1,12 +1,72 @@
-"""Small tensor utilities shared by the estimators: input checks, units, discrete entropies."""
+"""Small utilities shared by the estimators: input and parameter checks, units, discrete entropies,
+and :class:`Provenance` (what a kernel stamps on each Estimate it makes)."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
+from ..schema.estimate import Estimate, EstimatorTraits, make_estimate
+
 LN2 = math.log(2.0)
+
+#: Seeds must fit every generator the estimators use (``torch.Generator.manual_seed`` takes 64 bits;
+#: some kernels derive further seeds from it).
+MAX_SEED = 2 ** 32
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who made an Estimate: the registry name, the settings and the traits a kernel stamps on it.
+
+    Kernels build a default one from their own arguments; an :class:`~ibhooks.estimators.base.Estimator`
+    passes its own (``Estimator.provenance()``), so a subclass registered under another name or with
+    other traits is recorded as what it is.
+    """
+
+    estimator: str
+    traits: EstimatorTraits
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def estimate(self, value: float, quantity: str, *, traits: Optional[EstimatorTraits] = None,
+                 **kwargs: Any) -> Estimate:
+        """:func:`~ibhooks.schema.estimate.make_estimate` with this name, settings and traits
+        (``traits`` overrides them for a per-call variant)."""
+        return make_estimate(value, quantity, estimator=self.estimator, params=dict(self.params),
+                             traits=self.traits if traits is None else traits, **kwargs)
+
+
+def require_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int, or one ValueError naming the parameter and what it must be."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_number(name: str, value: Any, minimum: float = 0.0, *, strict: bool = True) -> float:
+    """``value`` as a finite float above ``minimum`` (``>=`` when not ``strict``), or one ValueError."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > minimum if strict else value >= minimum)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def require_seed(seed: Any) -> int:
+    """A seed for the estimator's own ``torch.Generator``: an integer in [0, 2**32)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` seeded with ``seed``: estimators never use the global RNG."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
 
 
 def nats_to_bits(x: float) -> float:

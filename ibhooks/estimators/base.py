@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 import torch
 
 from ..schema.estimate import Estimate, EstimatorTraits
+from ._common import Provenance
 
 LayerInformation = Tuple[Estimate, Optional[Estimate]]
 
@@ -47,6 +48,10 @@ class Estimator(ABC):
     def params(self) -> Dict[str, Any]:
         """The settings that define this estimator, for the record."""
         return {}
+
+    def provenance(self) -> Provenance:
+        """Name, settings and traits that this estimator's kernels stamp on every Estimate."""
+        return Provenance(self.name, self.traits, self.params())
 
     def state_dict(self) -> Dict[str, Any]:
         return {}

@@ -14,6 +14,9 @@ Both lie in [0, log n] (the j = i term) and I_low <= I_up. For labels Y the Saxe
 a *difference of two upper bounds*, hence neither a bound nor guaranteed >= 0; it is <= H(Y).
 The work is O(n^2 d) in row blocks in float64, memory O(block * n). The log-sum-exps need no
 max shift: all exponents are <= 0 and the self term contributes exactly 1.
+
+Kernels (plain functions of tensors): :func:`kde_log_sums`, :func:`kde_bounds`,
+:func:`kde_layer_information`, :func:`kde_mutual_information`; :class:`KDE` holds the settings.
 """
 from __future__ import annotations
 
@@ -22,10 +25,23 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..estimate import Estimate, make_estimate
-from ._common import check_labels, check_samples, discrete_entropy, nats_to_bits
+from ..schema.estimate import Estimate, EstimatorTraits
+from ._common import Provenance, check_labels, check_samples, discrete_entropy, nats_to_bits, require_number
 from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, centred64, sq_dists
 from .base import Estimator, LayerInformation
+
+#: Noise is added at analysis time; the bounds work from pairwise distances; I(X;T) <= log2 n.
+KDE_TRAITS = EstimatorTraits(adds_noise=True, pairwise=True, cap="log2_n")
+
+
+def kde_params(noise_var: float = 0.1, bound: str = "upper", block_size: Optional[int] = None,
+               max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> Dict[str, Any]:
+    """Validate KDE settings (one ValueError naming the fix) and return them as recorded in ``params``."""
+    noise_var = require_number("noise_var", noise_var)
+    if bound not in ("upper", "lower"):
+        raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
+    block_rows(1, max_bytes=max_block_bytes, block_size=block_size)  # validates both
+    return {"noise_var": noise_var, "bound": bound, "block_size": block_size, "max_block_bytes": int(max_block_bytes)}
 
 
 def kde_log_sums(
@@ -60,8 +76,70 @@ def kde_log_sums(
     return out
 
 
+def _ty(s: Dict[str, torch.Tensor], y_codes: torch.Tensor, n: int, d: int, noise: str,
+        prov: Provenance) -> Estimate:
+    h_y = discrete_entropy(y_codes)
+    up = h_y + nats_to_bits(float((s["up_y"] - s["up"]).mean()))
+    low = h_y + nats_to_bits(float((s["low_y"] - s["low"]).mean()))
+    return prov.estimate(
+        up, f"H_KLup(T+{noise}) - sum_y p(y) H_KLup(T+{noise}|Y=y) "
+            "(difference of upper bounds, not a bound, on I(T+N;Y))",
+        kind="estimate", n=n, dim=d, diagnostics={"H_Y": h_y, "bhattacharyya_difference": low, "negative": up < 0},
+    )
+
+
+def kde_bounds(t: torch.Tensor, *, noise_var: float = 0.1, block_size: Optional[int] = None,
+               max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> Tuple[float, float]:
+    """``(lower, upper)`` bounds on I(X; T+N(0, sigma^2 I)) in bits, X uniform over the rows of ``t``."""
+    t = check_samples(t)
+    s = kde_log_sums(t, None, noise_var, block_size=block_size, max_block_bytes=max_block_bytes)
+    log_n = math.log(t.shape[0])
+    return nats_to_bits(log_n - float(s["low"].mean())), nats_to_bits(log_n - float(s["up"].mean()))
+
+
+def kde_layer_information(
+    t: torch.Tensor, y: Optional[torch.Tensor] = None, *, noise_var: float = 0.1, bound: str = "upper",
+    block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    provenance: Optional[Provenance] = None,
+) -> LayerInformation:
+    """Pairwise ``bound`` on I(X; T+N(0, noise_var I)) (the other bound in diagnostics) and the Saxe
+    I(T;Y) difference of upper bounds (None without labels), in bits."""
+    prov = provenance or Provenance("kde", KDE_TRAITS, kde_params(noise_var, bound, block_size, max_block_bytes))
+    t = check_samples(t)
+    n, d = t.shape
+    y_codes = check_labels(y, n) if y is not None else None
+    s = kde_log_sums(t, y_codes, noise_var, block_size=block_size, max_block_bytes=max_block_bytes)
+    log_n = math.log(n)
+    upper = nats_to_bits(log_n - float(s["up"].mean()))
+    lower = nats_to_bits(log_n - float(s["low"].mean()))
+    noise = f"N(0,{noise_var:g})"
+    value = upper if bound == "upper" else lower
+    i_xt = prov.estimate(
+        value, f"I(X; T+{noise}) {bound} bound (pairwise "
+               f"{'KL' if bound == 'upper' else 'Bhattacharyya'}), X uniform over rows",
+        kind=f"{bound}_bound", cap=math.log2(n), n=n, dim=d, diagnostics={"lower_bound": lower, "upper_bound": upper},
+    )
+    if y_codes is None:
+        return i_xt, None
+    return i_xt, _ty(s, y_codes, n, d, noise, prov)
+
+
+def kde_mutual_information(
+    a: torch.Tensor, b: torch.Tensor, *, noise_var: float = 0.1, block_size: Optional[int] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """The Saxe I(A+N; B) difference of upper bounds for class labels ``b`` (n,), in bits."""
+    prov = provenance or Provenance("kde", KDE_TRAITS,
+                                    kde_params(noise_var, "upper", block_size, max_block_bytes))
+    a = check_samples(a, name="a")
+    b_codes = check_labels(b, a.shape[0], name="b")
+    s = kde_log_sums(a, b_codes, noise_var, block_size=block_size, max_block_bytes=max_block_bytes)
+    return _ty(s, b_codes, a.shape[0], a.shape[1], f"N(0,{noise_var:g})", prov)
+
+
 class KDE(Estimator):
-    """Pairwise-distance bounds on I(X; T+N(0, sigma^2 I)) and the Saxe I(T;Y) counterpart.
+    """Pairwise-distance bounds on I(X; T+N(0, sigma^2 I)) and the Saxe I(T;Y) counterpart (a thin
+    wrapper of :func:`kde_layer_information` holding the settings).
 
     Args:
         noise_var: sigma^2 of the added Gaussian noise (Saxe: 0.1; the IBnet notebook: 1e-3).
@@ -72,67 +150,29 @@ class KDE(Estimator):
     """
 
     name = "kde"
+    traits = KDE_TRAITS
 
     def __init__(self, noise_var: float = 0.1, bound: str = "upper", block_size: Optional[int] = None,
                  max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> None:
-        if not (isinstance(noise_var, (int, float)) and math.isfinite(noise_var) and noise_var > 0):
-            raise ValueError(f"noise_var must be a finite number > 0, got {noise_var!r}")
-        if bound not in ("upper", "lower"):
-            raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
-        block_rows(1, max_bytes=max_block_bytes, block_size=block_size)  # validates both
-        self.noise_var = float(noise_var)
-        self.bound = bound
-        self.block_size = block_size
-        self.max_block_bytes = int(max_block_bytes)
+        p = kde_params(noise_var, bound, block_size, max_block_bytes)
+        self.noise_var, self.bound = p["noise_var"], p["bound"]
+        self.block_size, self.max_block_bytes = block_size, p["max_block_bytes"]
 
     def params(self) -> Dict[str, Any]:
-        return {"noise_var": self.noise_var, "bound": self.bound, "block_size": self.block_size,
-                "max_block_bytes": self.max_block_bytes}
+        return kde_params(self.noise_var, self.bound, self.block_size, self.max_block_bytes)
 
-    def _sums(self, t: torch.Tensor, y: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return kde_log_sums(t, y, self.noise_var, block_size=self.block_size,
-                            max_block_bytes=self.max_block_bytes)
-
-    def _ty(self, s: Dict[str, torch.Tensor], y_codes: torch.Tensor, n: int, d: int,
-            noise: str) -> Estimate:
-        h_y = discrete_entropy(y_codes)
-        up = h_y + nats_to_bits(float((s["up_y"] - s["up"]).mean()))
-        low = h_y + nats_to_bits(float((s["low_y"] - s["low"]).mean()))
-        return make_estimate(
-            up, f"H_KLup(T+{noise}) - sum_y p(y) H_KLup(T+{noise}|Y=y) "
-                "(difference of upper bounds, not a bound, on I(T+N;Y))",
-            kind="estimate", estimator=self.name, n=n, dim=d, params=self.params(),
-            diagnostics={"H_Y": h_y, "bhattacharyya_difference": low, "negative": up < 0},
-        )
+    def _blocking(self) -> Dict[str, Any]:
+        return {"block_size": self.block_size, "max_block_bytes": self.max_block_bytes}
 
     def bounds(self, t: torch.Tensor) -> Tuple[float, float]:
         """``(lower, upper)`` bounds on I(X; T+N(0, sigma^2 I)) in bits, X uniform over rows."""
-        t = check_samples(t)
-        s = self._sums(t, None)
-        log_n = math.log(t.shape[0])
-        return nats_to_bits(log_n - float(s["low"].mean())), nats_to_bits(log_n - float(s["up"].mean()))
+        return kde_bounds(t, noise_var=self.noise_var, **self._blocking())
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
     ) -> LayerInformation:
-        t = check_samples(t)
-        n, d = t.shape
-        y_codes = check_labels(y, n) if y is not None else None
-        s = self._sums(t, y_codes)
-        log_n = math.log(n)
-        upper = nats_to_bits(log_n - float(s["up"].mean()))
-        lower = nats_to_bits(log_n - float(s["low"].mean()))
-        noise = f"N(0,{self.noise_var:g})"
-        value = upper if self.bound == "upper" else lower
-        i_xt = make_estimate(
-            value, f"I(X; T+{noise}) {self.bound} bound (pairwise "
-                   f"{'KL' if self.bound == 'upper' else 'Bhattacharyya'}), X uniform over rows",
-            kind=f"{self.bound}_bound", estimator=self.name, cap=math.log2(n), n=n, dim=d,
-            params=self.params(), diagnostics={"lower_bound": lower, "upper_bound": upper},
-        )
-        if y_codes is None:
-            return i_xt, None
-        return i_xt, self._ty(s, y_codes, n, d, noise)
+        return kde_layer_information(t, y, noise_var=self.noise_var, bound=self.bound, **self._blocking(),
+                                     provenance=self.provenance())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
         """I(A+N; B) for class labels B (the Saxe difference of upper bounds); continuous B unsupported."""
@@ -141,7 +181,5 @@ class KDE(Estimator):
                 "kde estimates I(A+N;B) only for class labels B (discrete_b=True); "
                 "for two continuous variables use estimator='ksg'"
             )
-        a = check_samples(a, name="a")
-        b_codes = check_labels(b, a.shape[0], name="b")
-        s = self._sums(a, b_codes)
-        return self._ty(s, b_codes, a.shape[0], a.shape[1], f"N(0,{self.noise_var:g})")
+        return kde_mutual_information(a, b, noise_var=self.noise_var, **self._blocking(),
+                                      provenance=self.provenance())

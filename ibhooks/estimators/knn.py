@@ -26,19 +26,39 @@ distinct rows, so kNN cannot estimate it. The first element returned is the KL *
 entropy h(T) in bits (Saxe et al. 2018, Fig. 12: "I(X;T) up to a constant" under small homoscedastic
 noise); its quantity says so, it is not a mutual information, has no cap and may be negative
 (``diagnostics["not_mutual_information"] = True``). The second element, I(T;Y), is the proper Ross
-estimate.
+estimate. That first Estimate carries ``traits.xt_is_entropy = True``: no MI bound or DPI applies to it.
+
+Kernels (plain functions of tensors): :func:`kl_entropy`, :func:`ksg_mi`, :func:`ross_mi`,
+:func:`knn_layer_information`; :class:`KSG` and :class:`Ross` hold the settings.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..estimate import Estimate, make_estimate
-from ._common import LN2, check_labels, check_samples, discrete_entropy
+from ..schema.estimate import Estimate, EstimatorTraits
+from ._common import (LN2, Provenance, check_labels, check_samples, discrete_entropy, generator, require_int,
+                      require_number, require_seed)
 from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, max_dists
 from .base import Estimator, LayerInformation
+
+#: kNN estimates are neither exact nor capped in general; per call, the h(T) slot of
+#: ``layer_information`` adds ``xt_is_entropy=True`` and KSG's I(A;B) the sample-size cap ``"log2_n"``.
+KNN_TRAITS = EstimatorTraits()
+
+
+def knn_params(k: int = 3, algorithm: int = 1, standardize: bool = True, jitter: float = 1e-10, seed: int = 0,
+               block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> Dict[str, Any]:
+    """Validate kNN settings (one ValueError naming the fix) and return them as recorded in ``params``."""
+    if algorithm not in (1, 2) or isinstance(algorithm, bool):
+        raise ValueError(f"algorithm must be 1 or 2 (KSG's two estimators), got {algorithm!r}")
+    block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
+    return {"k": require_int("k", k, 1), "algorithm": int(algorithm), "standardize": bool(standardize),
+            "jitter": require_number("jitter", jitter, strict=False), "seed": require_seed(seed),
+            "block_size": block_size, "max_block_bytes": int(max_block_bytes)}
 
 
 def _prepare(t: torch.Tensor, jitter: float, generator: Optional[torch.Generator],
@@ -110,8 +130,126 @@ def _ross_terms(x: torch.Tensor, y: torch.Tensor, k: int, rows: int) -> Dict[str
     return {"k": k_i, "N": counts, "m": m, "keep": counts > 1}
 
 
+def _check(t: torch.Tensor, name: str, k: int) -> torch.Tensor:
+    t = check_samples(t, name=name, min_rows=2)
+    if t.shape[0] <= k:
+        raise ValueError(f"{name} has {t.shape[0]} samples but k={k} needs at least k+1; "
+                         "use more samples or a smaller k")
+    return t
+
+
+def _rows(n: int, copies: int, block_size: Optional[int], max_block_bytes: int) -> int:
+    return block_rows(n, max_bytes=max_block_bytes, copies=copies, block_size=block_size)
+
+
+def kl_entropy(
+    t: torch.Tensor, k: int = 3, *, jitter: float = 1e-10, seed: int = 0, block_size: Optional[int] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """Kozachenko-Leonenko differential entropy h(T) of the rows of ``t`` in bits (max-norm, no
+    standardisation). Not a mutual information: its traits say ``xt_is_entropy``."""
+    prov = provenance or Provenance("ksg", KNN_TRAITS, knn_params(k, 1, True, jitter, seed, block_size,
+                                                                   max_block_bytes))
+    t = _check(t, "t", k)
+    n, d = t.shape
+    x, diag = _prepare(t, jitter, generator(seed, t.device), standardize=False)
+    r = _kth_distance(x, k, _rows(n, 3, block_size, max_block_bytes))
+    terms = d * torch.log(r)
+    nats = float(torch.digamma(torch.tensor(float(n))) - torch.digamma(torch.tensor(float(k)))) \
+        + d * math.log(2.0) + float(terms.mean())
+    se = float(terms.std()) / math.sqrt(n) / LN2
+    v = nats / LN2
+    diag.update(not_mutual_information=True, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+    return prov.estimate(
+        v, f"h_KL(T) differential entropy, bits (Kozachenko-Leonenko, k={k}, max-norm); "
+           "not I(X;T): equals it only up to a constant under small homoscedastic noise",
+        kind="estimate", ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d, diagnostics=diag,
+        traits=replace(prov.traits, xt_is_entropy=True),
+    )
+
+
+def ross_mi(
+    t: torch.Tensor, y: torch.Tensor, *, k: int = 3, standardize: bool = True, jitter: float = 1e-10, seed: int = 0,
+    block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, quantity: Optional[str] = None,
+    provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """Ross (2014) kNN estimate of I(T;Y) in bits for continuous ``t`` (n, d) and class labels ``y`` (n,)."""
+    prov = provenance or Provenance("ross", KNN_TRAITS, knn_params(k, 1, standardize, jitter, seed, block_size,
+                                                                    max_block_bytes))
+    t = _check(t, "a", k)
+    n, d = t.shape
+    y_codes = check_labels(y, n, name="b")
+    x, diag = _prepare(t, jitter, generator(seed, t.device), standardize)
+    r = _ross_terms(x, y_codes, k, _rows(n, 4, block_size, max_block_bytes))
+    keep = r["keep"]
+    n_kept = int(keep.sum())
+    if n_kept <= 1:
+        raise ValueError("Ross needs at least one class with 2 or more samples")
+    dg = torch.digamma
+    terms = dg(r["k"][keep].double()) - dg(r["N"][keep].double()) - dg(r["m"][keep].double())
+    nats = float(dg(torch.tensor(float(n_kept), dtype=torch.float64))) + float(terms.mean())
+    v, se = nats / LN2, float(terms.std()) / math.sqrt(n_kept) / LN2
+    diag.update(H_Y=discrete_entropy(y_codes), rows_dropped_singleton_class=n - n_kept,
+                negative=v < 0, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+    return prov.estimate(
+        v, quantity or f"I(A;B) Ross kNN (k={k}, max-norm), B discrete", kind="estimate",
+        ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d, diagnostics=diag,
+    )
+
+
+def ksg_mi(
+    a: torch.Tensor, b: torch.Tensor, *, k: int = 3, algorithm: int = 1, standardize: bool = True,
+    jitter: float = 1e-10, seed: int = 0, block_size: Optional[int] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """KSG estimate (algorithm 1 or 2, max-norm) of I(A;B) in bits for paired continuous rows."""
+    prov = provenance or Provenance("ksg", KNN_TRAITS, knn_params(k, algorithm, standardize, jitter, seed,
+                                                                   block_size, max_block_bytes))
+    a, b = _check(a, "a", k), _check(b, "b", k)
+    n = a.shape[0]
+    if b.shape[0] != n:
+        raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
+    g = generator(seed, a.device)
+    x, diag = _prepare(a, jitter, g, standardize)
+    y, diag_b = _prepare(b.to(a.device), jitter, g, standardize)
+    terms = _ksg_terms(x, y, k, algorithm, _rows(n, 6, block_size, max_block_bytes))
+    dg = lambda v: float(torch.digamma(torch.tensor(float(v), dtype=torch.float64)))  # noqa: E731
+    const = dg(k) + dg(n) - (1.0 / k if algorithm == 2 else 0.0)
+    v = (const - float(terms.mean())) / LN2
+    se = float(terms.std()) / math.sqrt(n) / LN2
+    cap = (dg(n) - dg(k + 1)) / LN2 if algorithm == 1 else (dg(n) - dg(k) - 1 / k) / LN2
+    diag = {"fraction_duplicate_rows_a": diag["fraction_duplicate_rows"],
+            "fraction_duplicate_rows_b": diag_b["fraction_duplicate_rows"], "negative": v < 0,
+            "ci_method": "value +- 1.96 sd/sqrt(n) of per-row terms"}
+    return prov.estimate(
+        v, f"I(A;B) KSG-{algorithm} (k={k}, max-norm)", kind="estimate", ci=(v - 1.96 * se, v + 1.96 * se),
+        cap=cap, n=n, dim=a.shape[1] + b.shape[1], diagnostics=diag, traits=replace(prov.traits, cap="log2_n"),
+    )
+
+
+def knn_layer_information(
+    t: torch.Tensor, y: Optional[torch.Tensor] = None, *, k: int = 3, standardize: bool = True,
+    jitter: float = 1e-10, seed: int = 0, block_size: Optional[int] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+) -> LayerInformation:
+    """``(h_KL(T), I_Ross(T;Y))`` in bits: the differential entropy in the I(X;T) slot (traits
+    ``xt_is_entropy``; a kNN estimator cannot reach I(X;T) = H(T) of a deterministic layer) and the
+    Ross estimate of I(T;Y) (None without labels)."""
+    prov = provenance or Provenance("ksg", KNN_TRAITS, knn_params(k, 1, standardize, jitter, seed, block_size,
+                                                                   max_block_bytes))
+    t = _check(t, "t", k)
+    y_codes = check_labels(y, t.shape[0]) if y is not None else None
+    blocking = {"jitter": jitter, "seed": seed, "block_size": block_size, "max_block_bytes": max_block_bytes}
+    h = kl_entropy(t, k, **blocking, provenance=prov)
+    if y_codes is None:
+        return h, None
+    return h, ross_mi(t, y_codes, k=k, standardize=standardize, **blocking, provenance=prov,
+                      quantity=f"I(T;Y) Ross kNN (k={k}, max-norm)")
+
+
 class KSG(Estimator):
-    """KSG mutual information (max-norm) for continuous pairs; Ross for discrete ``b`` / labels.
+    """KSG mutual information (max-norm) for continuous pairs; Ross for discrete ``b`` / labels. A thin
+    wrapper of :func:`ksg_mi`, :func:`ross_mi` and :func:`knn_layer_information` holding the settings.
 
     Args:
         k: Number of neighbours (KSG suggest 2-4; scikit-learn uses 3).
@@ -124,117 +262,39 @@ class KSG(Estimator):
     """
 
     name = "ksg"
+    traits = KNN_TRAITS
 
     def __init__(self, k: int = 3, algorithm: int = 1, standardize: bool = True, jitter: float = 1e-10,
                  seed: int = 0, block_size: Optional[int] = None,
                  max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> None:
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        if algorithm not in (1, 2):
-            raise ValueError(f"algorithm must be 1 or 2, got {algorithm!r}")
-        if not (jitter >= 0 and math.isfinite(jitter)):
-            raise ValueError(f"jitter must be a finite number >= 0, got {jitter!r}")
-        block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
-        self.k, self.algorithm, self.standardize = k, algorithm, bool(standardize)
-        self.jitter, self.seed = float(jitter), int(seed)
-        self.block_size, self.max_block_bytes = block_size, int(max_block_bytes)
+        p = knn_params(k, algorithm, standardize, jitter, seed, block_size, max_block_bytes)
+        self.k, self.algorithm, self.standardize = p["k"], p["algorithm"], p["standardize"]
+        self.jitter, self.seed = p["jitter"], p["seed"]
+        self.block_size, self.max_block_bytes = block_size, p["max_block_bytes"]
 
     def params(self) -> Dict[str, Any]:
-        return {"k": self.k, "algorithm": self.algorithm, "standardize": self.standardize, "jitter": self.jitter,
-                "seed": self.seed, "block_size": self.block_size, "max_block_bytes": self.max_block_bytes}
+        return knn_params(self.k, self.algorithm, self.standardize, self.jitter, self.seed, self.block_size,
+                          self.max_block_bytes)
 
-    def _gen(self, device: torch.device) -> torch.Generator:
-        g = torch.Generator(device=device)
-        g.manual_seed(self.seed)
-        return g
-
-    def _rows(self, n: int, copies: int) -> int:
-        return block_rows(n, max_bytes=self.max_block_bytes, copies=copies, block_size=self.block_size)
-
-    def _check(self, t: torch.Tensor, name: str) -> torch.Tensor:
-        t = check_samples(t, name=name, min_rows=2)
-        if t.shape[0] <= self.k:
-            raise ValueError(f"{name} has {t.shape[0]} samples but k={self.k} needs at least k+1; "
-                             "use more samples or a smaller k")
-        return t
+    def _common(self) -> Dict[str, Any]:
+        return {"k": self.k, "jitter": self.jitter, "seed": self.seed, "block_size": self.block_size,
+                "max_block_bytes": self.max_block_bytes, "provenance": self.provenance()}
 
     def entropy(self, t: torch.Tensor) -> Estimate:
         """Kozachenko-Leonenko differential entropy h(T) in bits (max-norm, no standardisation)."""
-        t = self._check(t, "t")
-        n, d = t.shape
-        x, diag = _prepare(t, self.jitter, self._gen(t.device), standardize=False)
-        r = _kth_distance(x, self.k, self._rows(n, 3))
-        terms = d * torch.log(r)
-        nats = float(torch.digamma(torch.tensor(float(n))) - torch.digamma(torch.tensor(float(self.k)))) \
-            + d * math.log(2.0) + float(terms.mean())
-        se = float(terms.std()) / math.sqrt(n) / LN2
-        v = nats / LN2
-        diag.update(not_mutual_information=True, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
-        return make_estimate(
-            v, f"h_KL(T) differential entropy, bits (Kozachenko-Leonenko, k={self.k}, max-norm); "
-               "not I(X;T): equals it only up to a constant under small homoscedastic noise",
-            kind="estimate", estimator=self.name, ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d,
-            params=self.params(), diagnostics=diag,
-        )
-
-    def _ross(self, a: torch.Tensor, y_codes: torch.Tensor, quantity: str) -> Estimate:
-        n, d = a.shape
-        x, diag = _prepare(a, self.jitter, self._gen(a.device), self.standardize)
-        r = _ross_terms(x, y_codes, self.k, self._rows(n, 4))
-        keep = r["keep"]
-        n_kept = int(keep.sum())
-        if n_kept <= 1:
-            raise ValueError("Ross needs at least one class with 2 or more samples")
-        dg = torch.digamma
-        terms = dg(r["k"][keep].double()) - dg(r["N"][keep].double()) - dg(r["m"][keep].double())
-        nats = float(dg(torch.tensor(float(n_kept), dtype=torch.float64))) + float(terms.mean())
-        v, se = nats / LN2, float(terms.std()) / math.sqrt(n_kept) / LN2
-        diag.update(H_Y=discrete_entropy(y_codes), rows_dropped_singleton_class=n - n_kept,
-                    negative=v < 0, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
-        return make_estimate(
-            v, quantity, kind="estimate", estimator=self.name, ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d,
-            params=self.params(), diagnostics=diag,
-        )
-
-    def _ksg(self, a: torch.Tensor, b: torch.Tensor) -> Estimate:
-        n = a.shape[0]
-        if b.shape[0] != n:
-            raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
-        g = self._gen(a.device)
-        x, diag = _prepare(a, self.jitter, g, self.standardize)
-        y, diag_b = _prepare(b.to(a.device), self.jitter, g, self.standardize)
-        terms = _ksg_terms(x, y, self.k, self.algorithm, self._rows(n, 6))
-        dg = lambda v: float(torch.digamma(torch.tensor(float(v), dtype=torch.float64)))  # noqa: E731
-        const = dg(self.k) + dg(n) - (1.0 / self.k if self.algorithm == 2 else 0.0)
-        v = (const - float(terms.mean())) / LN2
-        se = float(terms.std()) / math.sqrt(n) / LN2
-        cap = (dg(n) - dg(self.k + 1)) / LN2 if self.algorithm == 1 else (dg(n) - dg(self.k) - 1 / self.k) / LN2
-        diag = {"fraction_duplicate_rows_a": diag["fraction_duplicate_rows"],
-                "fraction_duplicate_rows_b": diag_b["fraction_duplicate_rows"], "negative": v < 0,
-                "ci_method": "value +- 1.96 sd/sqrt(n) of per-row terms"}
-        return make_estimate(
-            v, f"I(A;B) KSG-{self.algorithm} (k={self.k}, max-norm)", kind="estimate", estimator=self.name,
-            ci=(v - 1.96 * se, v + 1.96 * se), cap=cap, n=n, dim=a.shape[1] + b.shape[1], params=self.params(),
-            diagnostics=diag,
-        )
+        c = self._common()
+        return kl_entropy(t, c.pop("k"), **c)
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
         """KSG for continuous ``b``; with ``discrete_b=True`` (class labels) the Ross estimator."""
-        a = self._check(a, "a")
         if discrete_b:
-            return self._ross(a, check_labels(b, a.shape[0], name="b"),
-                              f"I(A;B) Ross kNN (k={self.k}, max-norm), B discrete")
-        return self._ksg(a, self._check(b, "b"))
+            return ross_mi(a, b, standardize=self.standardize, **self._common())
+        return ksg_mi(a, b, algorithm=self.algorithm, standardize=self.standardize, **self._common())
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
     ) -> LayerInformation:
-        t = self._check(t, "t")
-        y_codes = check_labels(y, t.shape[0]) if y is not None else None
-        h = self.entropy(t)
-        if y_codes is None:
-            return h, None
-        return h, self._ross(t, y_codes, f"I(T;Y) Ross kNN (k={self.k}, max-norm)")
+        return knn_layer_information(t, y, standardize=self.standardize, **self._common())
 
 
 class Ross(KSG):
@@ -248,8 +308,3 @@ class Ross(KSG):
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = True) -> Estimate:
         return super().mutual_information(a, b, discrete_b=True)
-
-
-def kl_entropy(t: torch.Tensor, k: int = 3, **params: Any) -> Estimate:
-    """Kozachenko-Leonenko differential entropy of the rows of ``t`` in bits (see :meth:`KSG.entropy`)."""
-    return KSG(k=k, **params).entropy(t)

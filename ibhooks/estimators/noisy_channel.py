@@ -13,18 +13,51 @@ comparable). The Monte-Carlo standard error (stratified) gives ``ci`` = value +-
 With labels, I(T+N; Y) = E[ log sum_{j: y_j = y_i} K(z, t_j) - log n_{y_i} - log sum_j K(z, t_j) + log n ],
 each term <= log(n / n_{y_i}), so the estimate is <= H(Y). These are the values the KDE bounds
 bracket (``kde``: lower <= this <= upper, up to Monte-Carlo error).
+
+``noise_in_network=True`` says the noise is part of the network (a noisy layer whose noise-free
+output ``t`` is given, Goldfeld et al.'s sample propagation): the same numbers then describe the
+network itself, and the Estimates carry ``noise_in_network=True, adds_noise=False``, so the DPI is
+expected to hold along a chain.
+
+Kernels (plain functions of tensors): :func:`noisy_channel_log_ratios`,
+:func:`noisy_channel_layer_information`, :func:`noisy_channel_mutual_information`;
+:class:`NoisyChannel` holds the settings.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from dataclasses import replace
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..estimate import Estimate, make_estimate
-from ._common import check_labels, check_samples, discrete_entropy, nats_to_bits
+from ..schema.estimate import Estimate, EstimatorTraits
+from ._common import (Provenance, check_labels, check_samples, discrete_entropy, nats_to_bits, require_int,
+                      require_number, require_seed)
 from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, centred64, sq_dists
 from .base import Estimator, LayerInformation
+
+#: Noise added at analysis time (not propagated through the network); I(X;T) <= log2 n. With
+#: ``noise_in_network=True`` the Estimates carry ``noise_in_network=True, adds_noise=False`` instead.
+NOISY_CHANNEL_TRAITS = EstimatorTraits(adds_noise=True, cap="log2_n")
+
+
+def noisy_channel_params(noise_var: float = 0.1, mc_samples: int = 16384, samples_per_row: Optional[int] = None,
+                         seed: int = 0, block_size: Optional[int] = None,
+                         max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+                         noise_in_network: bool = False) -> Dict[str, Any]:
+    """Validate noisy-channel settings (one ValueError naming the fix); return them as recorded."""
+    if not isinstance(noise_in_network, bool):
+        raise ValueError(f"noise_in_network must be True or False, got {noise_in_network!r}")
+    block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
+    p: Dict[str, Any] = {
+        "noise_var": require_number("noise_var", noise_var), "mc_samples": require_int("mc_samples", mc_samples, 1),
+        "samples_per_row": None if samples_per_row is None else require_int("samples_per_row", samples_per_row, 1),
+        "seed": require_seed(seed), "block_size": block_size, "max_block_bytes": int(max_block_bytes),
+    }
+    if noise_in_network:  # recorded only when set, so default settings keep their old fingerprint
+        p["noise_in_network"] = True
+    return p
 
 
 #: Rows whose noise comes from one generator; the draws depend only on (seed, row), not on blocking.
@@ -43,8 +76,124 @@ def _noise(sl: slice, m: int, d: int, seed: int, device: torch.device) -> torch.
     return torch.cat(out)
 
 
+def noisy_channel_log_ratios(
+    t: torch.Tensor, y: Optional[torch.Tensor], *, noise_var: float, samples_per_row: int, seed: int = 0,
+    block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+) -> Dict[str, torch.Tensor]:
+    """Per-draw log-ratios (n, m) in nats: ``"x"`` for I(X;T+N), ``"y"`` for I(T+N;Y) with label codes ``y``.
+
+    ``t`` is a validated (n, d) sample matrix; the draws come from generators seeded by ``seed`` and the row.
+    """
+    c = centred64(t)
+    n, d = c.shape
+    m = samples_per_row
+    sigma = math.sqrt(noise_var)
+    c_sq = (c * c).sum(1)
+    log_n = math.log(n)
+    if y is not None:
+        log_ny = torch.log(torch.bincount(y).to(torch.float64))[y]
+    rx = torch.empty(n, m, dtype=torch.float64, device=c.device)
+    ry = torch.empty_like(rx) if y is not None else None
+    per_block = block_rows(n, max_bytes=max_block_bytes, copies=4, block_size=block_size) // m
+    centres_per_block = max(1, per_block // _NOISE_CHUNK) * _NOISE_CHUNK
+    for sl in blocks(n, centres_per_block):
+        b = sl.stop - sl.start
+        eps = _noise(sl, m, d, seed, c.device)
+        z = (c[sl].unsqueeze(1) + sigma * eps).reshape(b * m, d)
+        a = sq_dists(z, c, c_sq).mul_(-1.0 / (2.0 * noise_var))  # log K(z, t_j)
+        own = torch.arange(sl.start, sl.stop, device=c.device).repeat_interleave(m)
+        own_term = a.gather(1, own.unsqueeze(1)).squeeze(1)
+        lse = torch.logsumexp(a, dim=1)
+        rx[sl] = (log_n + own_term - lse).reshape(b, m)
+        if ry is not None:
+            other = y[own].unsqueeze(1) != y.unsqueeze(0)
+            lse_y = torch.logsumexp(a.masked_fill_(other, -math.inf), dim=1)
+            ry[sl] = (lse_y - log_ny[own] + log_n - lse).reshape(b, m)
+    out = {"x": rx}
+    if ry is not None:
+        out["y"] = ry
+    return out
+
+
+def _mean_se(r: torch.Tensor) -> Tuple[float, float]:
+    """Mean and stratified standard error (nats) of per-draw terms (n rows, m draws each)."""
+    n, m = r.shape
+    mean = float(r.mean())
+    if m >= 2:
+        se = math.sqrt(float(r.var(dim=1, unbiased=True).sum()) / m) / n
+    else:  # one draw per row: the i.i.d. formula, conservative for stratified draws
+        se = float(r.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
+    return mean, se
+
+
+def _estimate(prov: Provenance, traits: EstimatorTraits, r: torch.Tensor, quantity: str, cap: Optional[float],
+              n: int, d: int, diagnostics: Dict[str, Any]) -> Estimate:
+    mean, se = _mean_se(r)
+    v, s = nats_to_bits(mean), nats_to_bits(se)
+    diagnostics = dict(diagnostics, mc_stderr=s, samples_per_row=r.shape[1])
+    return prov.estimate(v, quantity, kind="estimate", ci=(v - 1.96 * s, v + 1.96 * s), cap=cap, n=n, dim=d,
+                         diagnostics=diagnostics, traits=traits)
+
+
+def _setup(t: torch.Tensor, noise_var: float, mc_samples: int, samples_per_row: Optional[int], seed: int,
+           block_size: Optional[int], max_block_bytes: int, noise_in_network: bool,
+           provenance: Optional[Provenance]) -> Tuple[Provenance, EstimatorTraits, Dict[str, Any], str]:
+    """Provenance, per-call traits, log-ratio settings and the noise's name for one kernel call."""
+    prov = provenance or Provenance("noisy_channel", NOISY_CHANNEL_TRAITS, noisy_channel_params(
+        noise_var, mc_samples, samples_per_row, seed, block_size, max_block_bytes, noise_in_network))
+    traits = replace(prov.traits, noise_in_network=True, adds_noise=False) if noise_in_network else prov.traits
+    m = samples_per_row or max(1, math.ceil(mc_samples / t.shape[0]))
+    settings = {"noise_var": noise_var, "samples_per_row": m, "seed": seed, "block_size": block_size,
+                "max_block_bytes": max_block_bytes}
+    where = ", noise in the network" if noise_in_network else ""
+    return prov, traits, settings, f"N(0,{noise_var:g}I){where}"
+
+
+def noisy_channel_layer_information(
+    t: torch.Tensor, y: Optional[torch.Tensor] = None, *, noise_var: float = 0.1, mc_samples: int = 16384,
+    samples_per_row: Optional[int] = None, seed: int = 0, noise_in_network: bool = False,
+    block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    provenance: Optional[Provenance] = None,
+) -> LayerInformation:
+    """Monte-Carlo I(X; T+N(0, noise_var I)) and I(T+N; Y) (None without labels), in bits.
+
+    Each row gets ``samples_per_row`` draws (default ``ceil(mc_samples / n)``) from generators seeded
+    by ``seed``. ``noise_in_network`` marks the noise as part of the network (see the module).
+    """
+    t = check_samples(t)
+    n, d = t.shape
+    y_codes = check_labels(y, n) if y is not None else None
+    prov, traits, settings, noise = _setup(t, noise_var, mc_samples, samples_per_row, seed, block_size,
+                                           max_block_bytes, noise_in_network, provenance)
+    r = noisy_channel_log_ratios(t, y_codes, **settings)
+    i_xt = _estimate(prov, traits, r["x"], f"I(X; T+{noise}), X uniform over rows (exact mixture, Monte Carlo)",
+                     math.log2(n), n, d, {})
+    if y_codes is None:
+        return i_xt, None
+    i_ty = _estimate(prov, traits, r["y"], f"I(T+{noise}; Y) (exact mixture, Monte Carlo)", None, n, d,
+                     {"H_Y": discrete_entropy(y_codes)})
+    return i_xt, i_ty
+
+
+def noisy_channel_mutual_information(
+    a: torch.Tensor, b: torch.Tensor, *, noise_var: float = 0.1, mc_samples: int = 16384,
+    samples_per_row: Optional[int] = None, seed: int = 0, noise_in_network: bool = False,
+    block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """Monte-Carlo I(A+N(0, noise_var I); B) in bits for class labels ``b`` (n,)."""
+    a = check_samples(a, name="a")
+    b_codes = check_labels(b, a.shape[0], name="b")
+    prov, traits, settings, noise = _setup(a, noise_var, mc_samples, samples_per_row, seed, block_size,
+                                           max_block_bytes, noise_in_network, provenance)
+    r = noisy_channel_log_ratios(a, b_codes, **settings)
+    return _estimate(prov, traits, r["y"], f"I(A+{noise}; B) (exact mixture, Monte Carlo)", None,
+                     a.shape[0], a.shape[1], {"H_B": discrete_entropy(b_codes)})
+
+
 class NoisyChannel(Estimator):
-    """Monte-Carlo value of I(X; T+N(0, sigma^2 I)) and I(T+N; Y) (exact mixture entropy).
+    """Monte-Carlo value of I(X; T+N(0, sigma^2 I)) and I(T+N; Y) (exact mixture entropy); a thin
+    wrapper of :func:`noisy_channel_layer_information` holding the settings.
 
     Args:
         noise_var: sigma^2 of the added noise (0.1 as in Saxe's KDE).
@@ -54,101 +203,45 @@ class NoisyChannel(Estimator):
         seed: Seed of the estimator's own generator (the global RNG is never touched).
         block_size: Draws per block (overrides ``max_block_bytes``); blocks hold a multiple of 16 rows.
         max_block_bytes: Memory budget of one block's temporaries (default 128 MiB).
+        noise_in_network: The noise is part of the network (``t`` is a noisy layer's noise-free
+            output): Estimates carry ``noise_in_network=True, adds_noise=False``.
     """
 
     name = "noisy_channel"
+    traits = NOISY_CHANNEL_TRAITS
 
     def __init__(self, noise_var: float = 0.1, mc_samples: int = 16384, samples_per_row: Optional[int] = None,
                  seed: int = 0, block_size: Optional[int] = None,
-                 max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> None:
-        if not (isinstance(noise_var, (int, float)) and math.isfinite(noise_var) and noise_var > 0):
-            raise ValueError(f"noise_var must be a finite number > 0, got {noise_var!r}")
-        if int(mc_samples) < 1:
-            raise ValueError(f"mc_samples must be >= 1, got {mc_samples}")
-        if samples_per_row is not None and int(samples_per_row) < 1:
-            raise ValueError(f"samples_per_row must be >= 1, got {samples_per_row}")
-        block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
-        self.noise_var = float(noise_var)
-        self.mc_samples = int(mc_samples)
-        self.samples_per_row = None if samples_per_row is None else int(samples_per_row)
-        self.seed = int(seed)
-        self.block_size = block_size
-        self.max_block_bytes = int(max_block_bytes)
+                 max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, noise_in_network: bool = False) -> None:
+        p = noisy_channel_params(noise_var, mc_samples, samples_per_row, seed, block_size, max_block_bytes,
+                                 noise_in_network)
+        self.noise_var, self.mc_samples, self.samples_per_row = p["noise_var"], p["mc_samples"], p["samples_per_row"]
+        self.seed, self.block_size, self.max_block_bytes = p["seed"], block_size, p["max_block_bytes"]
+        self.noise_in_network = noise_in_network
 
     def params(self) -> Dict[str, Any]:
-        return {"noise_var": self.noise_var, "mc_samples": self.mc_samples,
-                "samples_per_row": self.samples_per_row, "seed": self.seed,
-                "block_size": self.block_size, "max_block_bytes": self.max_block_bytes}
+        return noisy_channel_params(self.noise_var, self.mc_samples, self.samples_per_row, self.seed,
+                                    self.block_size, self.max_block_bytes, self.noise_in_network)
+
+    def _settings(self) -> Dict[str, Any]:
+        return {"noise_var": self.noise_var, "mc_samples": self.mc_samples, "samples_per_row": self.samples_per_row,
+                "seed": self.seed, "noise_in_network": self.noise_in_network, "block_size": self.block_size,
+                "max_block_bytes": self.max_block_bytes}
 
     def _per_row(self, n: int) -> int:
         return self.samples_per_row or max(1, math.ceil(self.mc_samples / n))
 
     def log_ratios(self, t: torch.Tensor, y: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Per-draw log-ratios (n, m) in nats: ``"x"`` for I(X;T+N), ``"y"`` for I(T+N;Y) with labels."""
-        c = centred64(t)
-        n, d = c.shape
-        m = self._per_row(n)
-        sigma = math.sqrt(self.noise_var)
-        c_sq = (c * c).sum(1)
-        log_n = math.log(n)
-        if y is not None:
-            log_ny = torch.log(torch.bincount(y).to(torch.float64))[y]
-        rx = torch.empty(n, m, dtype=torch.float64, device=c.device)
-        ry = torch.empty_like(rx) if y is not None else None
-        per_block = block_rows(n, max_bytes=self.max_block_bytes, copies=4, block_size=self.block_size) // m
-        centres_per_block = max(1, per_block // _NOISE_CHUNK) * _NOISE_CHUNK
-        for sl in blocks(n, centres_per_block):
-            b = sl.stop - sl.start
-            eps = _noise(sl, m, d, self.seed, c.device)
-            z = (c[sl].unsqueeze(1) + sigma * eps).reshape(b * m, d)
-            a = sq_dists(z, c, c_sq).mul_(-1.0 / (2.0 * self.noise_var))  # log K(z, t_j)
-            own = torch.arange(sl.start, sl.stop, device=c.device).repeat_interleave(m)
-            own_term = a.gather(1, own.unsqueeze(1)).squeeze(1)
-            lse = torch.logsumexp(a, dim=1)
-            rx[sl] = (log_n + own_term - lse).reshape(b, m)
-            if ry is not None:
-                other = y[own].unsqueeze(1) != y.unsqueeze(0)
-                lse_y = torch.logsumexp(a.masked_fill_(other, -math.inf), dim=1)
-                ry[sl] = (lse_y - log_ny[own] + log_n - lse).reshape(b, m)
-        out = {"x": rx}
-        if ry is not None:
-            out["y"] = ry
-        return out
-
-    @staticmethod
-    def _mean_se(r: torch.Tensor) -> tuple:
-        """Mean and stratified standard error (nats) of per-draw terms (n rows, m draws each)."""
-        n, m = r.shape
-        mean = float(r.mean())
-        if m >= 2:
-            se = math.sqrt(float(r.var(dim=1, unbiased=True).sum()) / m) / n
-        else:  # one draw per row: the i.i.d. formula, conservative for stratified draws
-            se = float(r.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
-        return mean, se
-
-    def _estimate(self, r: torch.Tensor, quantity: str, cap: Optional[float], n: int, d: int,
-                  diagnostics: Dict[str, Any]) -> Estimate:
-        mean, se = self._mean_se(r)
-        v, s = nats_to_bits(mean), nats_to_bits(se)
-        diagnostics = dict(diagnostics, mc_stderr=s, samples_per_row=r.shape[1])
-        return make_estimate(v, quantity, kind="estimate", estimator=self.name, ci=(v - 1.96 * s, v + 1.96 * s),
-                             cap=cap, n=n, dim=d, params=self.params(), diagnostics=diagnostics)
+        t = check_samples(t)
+        return noisy_channel_log_ratios(t, y, noise_var=self.noise_var, samples_per_row=self._per_row(t.shape[0]),
+                                        seed=self.seed, block_size=self.block_size,
+                                        max_block_bytes=self.max_block_bytes)
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
     ) -> LayerInformation:
-        t = check_samples(t)
-        n, d = t.shape
-        y_codes = check_labels(y, n) if y is not None else None
-        r = self.log_ratios(t, y_codes)
-        noise = f"N(0,{self.noise_var:g}I)"
-        i_xt = self._estimate(r["x"], f"I(X; T+{noise}), X uniform over rows (exact mixture, Monte Carlo)",
-                              math.log2(n), n, d, {})
-        if y_codes is None:
-            return i_xt, None
-        i_ty = self._estimate(r["y"], f"I(T+{noise}; Y) (exact mixture, Monte Carlo)", None, n, d,
-                              {"H_Y": discrete_entropy(y_codes)})
-        return i_xt, i_ty
+        return noisy_channel_layer_information(t, y, **self._settings(), provenance=self.provenance())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
         """I(A+N; B) for class labels B; continuous B is not supported (use 'ksg')."""
@@ -157,8 +250,4 @@ class NoisyChannel(Estimator):
                 "noisy_channel computes I(A+N;B) only for class labels B (discrete_b=True); "
                 "for two continuous variables use estimator='ksg'"
             )
-        a = check_samples(a, name="a")
-        b_codes = check_labels(b, a.shape[0], name="b")
-        r = self.log_ratios(a, b_codes)
-        return self._estimate(r["y"], f"I(A+N(0,{self.noise_var:g}I); B) (exact mixture, Monte Carlo)",
-                              None, a.shape[0], a.shape[1], {"H_B": discrete_entropy(b_codes)})
+        return noisy_channel_mutual_information(a, b, **self._settings(), provenance=self.provenance())
