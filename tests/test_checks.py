@@ -1,5 +1,5 @@
 """Checks of one Record: chains, within-layer bounds (bugs vs inconsistencies), the DPI along chains
-with size and significance, and each artefact warning."""
+with size and significance, and each artefact warning, as typed findings."""
 from __future__ import annotations
 
 import json
@@ -16,14 +16,32 @@ from ibhooks.checks import (
     check_record,
     validate_chains,
 )
-from ibhooks.estimate import Estimate, LayerResult, Record, make_estimate
 from ibhooks.estimators.binning import Binning
+from ibhooks.schema import (
+    Checks,
+    DpiTally,
+    Estimate,
+    EstimatorTraits,
+    LayerResult,
+    Quantity,
+    Record,
+    Severity,
+    WarningCode,
+    make_estimate,
+)
+
+XT, TY = Quantity.I_XT, Quantity.I_TY
+BINNING = EstimatorTraits(discretises=True, exact=True, cap="log2_n")
+NOISY = EstimatorTraits(adds_noise=True, pairwise=True, cap="log2_n")
 
 
-def est(v, *, se=None, kind="estimate", name="kde", cap=None, n=1000, dim=3, diagnostics=None, params=None):
+def est(v, *, se=None, kind="estimate", name="kde", cap=None, n=1000, dim=3, diagnostics=None, params=None,
+        traits=None):
     ci = None if se is None else (v - 1.959964 * se, v + 1.959964 * se)
+    if traits is None:
+        traits = BINNING if name == "binning" else NOISY if name == "kde" else EstimatorTraits()
     return make_estimate(v, "q", kind=kind, estimator=name, ci=ci, cap=cap, n=n, dim=dim,
-                         diagnostics=diagnostics, params=params)
+                         diagnostics=diagnostics, params=params, traits=traits)
 
 
 def record(layers, h_y=1.0, step=7):
@@ -33,7 +51,17 @@ def record(layers, h_y=1.0, step=7):
 
 
 def codes(warnings, layer=None):
-    return [w["code"] for w in warnings if layer is None or w["layer"] == layer]
+    return [w.code for w in warnings if layer is None or w.layer == layer]
+
+
+def tally(checks: Checks, estimator, quantity) -> DpiTally:
+    t = checks.tally(estimator, quantity)
+    assert t is not None, (estimator, quantity, checks.dpi)
+    return t
+
+
+def counts(t: DpiTally):
+    return (t.pairs_checked, t.violated, t.significant, t.skipped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,7 +90,7 @@ def test_chain_validation_and_declarations():
     assert as_chains([["a", "b"], {"name": "g", "layers": ["b", "c"]}, c])[0] == Chain("chain0", ("a", "b"))
     assert as_chains([Chain("x", ("a",)), Chain("x", ("b",)), Chain("x", ("a",))]) == (
         Chain("x", ("a",)), Chain("x#2", ("b",)))  # duplicates dropped, clashing names made unique
-    with pytest.raises(ValueError, match="list of layer names"):
+    with pytest.raises(ValueError, match="list of layer-name lists"):
         as_chains(["a", "b"])
     assert validate_chains([["a", "b"]], ["a", "b"]) == (Chain("chain0", ("a", "b")),)
     with pytest.raises(ValueError, match="unknown layer"):
@@ -70,7 +98,7 @@ def test_chain_validation_and_declarations():
 
 
 def test_capture_chain_objects_are_accepted():
-    """The monitor passes its own chain type (name, layers, source): duck-typed."""
+    """Other chain types (name, layers, source) are duck-typed."""
     from dataclasses import dataclass
 
     @dataclass
@@ -82,17 +110,21 @@ def test_capture_chain_objects_are_accepted():
     rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
                   "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))}})
     checks, _ = check_record(rec, [OtherChain("net", ("a", "b"))])
-    assert checks["dpi"]["chains"] == [{"name": "net", "layers": ["a", "b"], "source": "sequential", "missing": []}]
-    assert checks["dpi"]["totals"]["violated"] == 1
+    assert [c.to_dict() for c in checks.chains] == [
+        {"name": "net", "layers": ["a", "b"], "source": "sequential", "missing": []}]
+    assert checks.dpi_total().violated == 1
 
 
-def test_check_record_rejects_unknown_chain_layers_unless_not_strict():
+def test_check_record_rejects_unknown_chain_layers_when_strict():
     rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))}})
     with pytest.raises(ValueError, match="unknown layer"):
-        check_record(rec, [Chain("c", ("a", "ghost"))])
-    checks, _ = check_record(rec, [Chain("c", ("a", "ghost"))], strict=False)
-    assert checks["dpi"]["chains"][0]["missing"] == ["ghost"]
-    assert checks["dpi"]["totals"]["skipped"] == 2 and checks["dpi"]["totals"]["pairs_checked"] == 0
+        check_record(rec, [Chain("c", ("a", "ghost"))], strict=True)
+    checks, _ = check_record(rec, [Chain("c", ("a", "ghost"))])
+    assert checks.chains[0].missing == ("ghost",)
+    total = checks.dpi_total()
+    assert total.skipped == 2 and total.pairs_checked == 0
+    with pytest.raises(TypeError, match="Record.from_dict"):
+        check_record(rec.to_dict(), [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,56 +143,61 @@ def test_dpi_violation_reported_with_size_and_significance():
         "side": {"kde": (est(1.0, se=0.1), est(0.1, se=0.02))},
     })
     checks, warnings = check_record(rec, [Chain("body", ("l1", "l2", "l3"))])
-    dpi = checks["dpi"]
-    v = {(x["estimator"], x["quantity"], x["upstream"]): x for x in dpi["violations"]}
-    assert set(v) == {("kde", "I_XT", "l1"), ("kde", "I_TY", "l1"), ("binning", "I_XT", "l1")}
-    big = v[("kde", "I_XT", "l1")]
-    assert big["size_bits"] == pytest.approx(0.6)
-    assert big["uncertainty_bits"] == pytest.approx(math.sqrt(2) * 0.1, rel=1e-4)
-    assert big["significant"] is True and big["kind"] == "estimator_inconsistency"
-    assert "'l2'" in big["message"] and "'l1'" in big["message"] and "Saxe" in big["message"]
-    small = v[("kde", "I_TY", "l1")]  # +0.02 against a combined stderr of 0.028: not significant
-    assert small["size_bits"] == pytest.approx(0.02) and small["significant"] is False
-    exact = v[("binning", "I_XT", "l1")]  # exact: any violation beyond float tolerance is real
-    assert exact["size_bits"] == pytest.approx(0.01) and exact["significant"] is True
-    assert exact["uncertainty_bits"] == 0.0 and "not propagated" in exact["message"]
-    assert dpi["summary"]["kde"]["I_XT"] == {"pairs_checked": 2, "violated": 1, "significant": 1, "skipped": 0}
-    assert dpi["summary"]["kde"]["I_TY"] == {"pairs_checked": 2, "violated": 1, "significant": 0, "skipped": 0}
-    assert dpi["summary"]["binning"]["I_XT"]["significant"] == 1
-    assert dpi["totals"] == {"pairs_checked": 8, "violated": 3, "significant": 2, "skipped": 0}
-    assert dpi["not_checked"] == ["side"]
-    dpi_w = [w for w in warnings if w["code"] == "dpi_violation"]
-    assert {w["estimator"] for w in dpi_w} == {"kde", "binning"}  # significant ones only, one per chain x estimator
-    assert all(w["layer"] and w["evidence"]["violations"] and w["remedy"] for w in dpi_w)
+    v = {(x.estimator, x.quantity, x.upstream): x for x in checks.dpi_violations}
+    assert set(v) == {("kde", XT, "l1"), ("kde", TY, "l1"), ("binning", XT, "l1")}
+    big = v[("kde", XT, "l1")]
+    assert big.size_bits == pytest.approx(0.6)
+    assert big.uncertainty_bits == pytest.approx(math.sqrt(2) * 0.1, rel=1e-4)
+    assert big.significant is True
+    assert "'l2'" in big.message and "'l1'" in big.message and "Saxe" in big.message
+    assert "noise of this estimator is added" in big.message  # adds_noise: the noise wording
+    small = v[("kde", TY, "l1")]  # +0.02 against a combined stderr of 0.028: not significant
+    assert small.size_bits == pytest.approx(0.02) and small.significant is False
+    exact = v[("binning", XT, "l1")]  # exact: any violation beyond float tolerance is real
+    assert exact.size_bits == pytest.approx(0.01) and exact.significant is True
+    assert exact.uncertainty_bits == 0.0 and "not propagated" in exact.message and "Binning" in exact.message
+    assert counts(tally(checks, "kde", XT)) == (2, 1, 1, 0)
+    assert counts(tally(checks, "kde", TY)) == (2, 1, 0, 0)
+    assert tally(checks, "binning", XT).significant == 1
+    total = checks.dpi_total()
+    assert counts(total) == (8, 3, 2, 0) and total.not_assessed == 0
+    assert checks.not_on_chain == ("side",)
+    dpi_w = [w for w in warnings if w.code is WarningCode.DPI_VIOLATION]
+    assert {w.estimator for w in dpi_w} == {"kde", "binning"}  # significant ones only, one per chain x estimator
+    assert all(w.layer and w.evidence["violations"] and w.remedy for w in dpi_w)
     # "all" pairs also compares l1 with l3
     checks_all, _ = check_record(rec, [Chain("body", ("l1", "l2", "l3"))], config=CheckConfig(dpi_pairs="all"))
-    assert checks_all["dpi"]["summary"]["kde"]["I_XT"]["pairs_checked"] == 3
-    assert checks_all["dpi"]["summary"]["kde"]["I_XT"]["violated"] == 2
+    assert tally(checks_all, "kde", XT).pairs_checked == 3
+    assert tally(checks_all, "kde", XT).violated == 2
 
 
 def test_consistent_estimates_report_no_violation():
     rec = record({f"l{i}": {"kde": (est(6.0 - i, se=0.1), est(0.9 - 0.1 * i, se=0.02))} for i in range(5)})
     checks, warnings = check_record(rec, [Chain("body", tuple(f"l{i}" for i in range(5)))])
-    assert checks["dpi"]["violations"] == [] and checks["dpi"]["totals"]["violated"] == 0
-    assert checks["dpi"]["totals"]["pairs_checked"] == 8
-    assert checks["bounds"]["violated"] == 0 and checks["bounds"]["checked"] == 5 * 4  # no caps: 4 rules a layer
-    assert "dpi_violation" not in codes(warnings) and "bound_violation" not in codes(warnings)
-    assert checks["dpi"]["not_checked"] == []
-    json.dumps(checks), json.dumps(warnings)
+    assert checks.dpi_violations == () and checks.dpi_total().violated == 0
+    assert checks.dpi_total().pairs_checked == 8
+    assert checks.bound_violations == () and checks.bounds_checked == 5 * 4  # no caps: 4 rules a layer
+    assert WarningCode.DPI_VIOLATION not in codes(warnings) and WarningCode.BOUND_VIOLATION not in codes(warnings)
+    assert checks.not_on_chain == ()
+    json.dumps(checks.to_dict()), json.dumps([w.to_dict() for w in warnings])
 
 
 def test_dpi_unknown_uncertainty_and_bound_kinds():
     rec = record({
-        "a": {"knn": (est(3.0), est(0.5)), "nce": (est(4.0, kind="lower_bound", se=0.01), None)},
-        "b": {"knn": (est(3.5), est(0.5)), "nce": (est(4.5, kind="lower_bound", se=0.01), None)},
+        "a": {"knn": (est(3.0, name="knn"), est(0.5, name="knn")),
+              "nce": (est(4.0, kind="lower_bound", se=0.01, name="nce"), None)},
+        "b": {"knn": (est(3.5, name="knn"), est(0.5, name="knn")),
+              "nce": (est(4.5, kind="lower_bound", se=0.01, name="nce"), None)},
     })
     checks, _ = check_record(rec, [["a", "b"]])
-    v = {x["estimator"]: x for x in checks["dpi"]["violations"]}
-    assert v["knn"]["significant"] is None and v["knn"]["uncertainty_bits"] is None
-    assert "uncertainty unknown" in v["knn"]["message"]
-    assert v["nce"]["kind"] == "estimator_inconsistency" and v["nce"]["estimate_kinds"] == ["lower_bound"] * 2
-    assert "does not by itself contradict" in v["nce"]["message"]
-    assert checks["dpi"]["summary"]["nce"]["I_TY"]["skipped"] == 1
+    v = {x.estimator: x for x in checks.dpi_violations}
+    assert v["knn"].significant is None and v["knn"].uncertainty_bits is None
+    assert "uncertainty unknown" in v["knn"].message
+    assert tally(checks, "knn", XT).not_assessed == 1 and checks.dpi_total().not_assessed == 1
+    assert v["nce"].estimate_kinds == ("lower_bound",) * 2
+    assert "does not by itself contradict" in v["nce"].message
+    assert "non-increasing along a chain" in v["nce"].message  # no traits: the generic wording
+    assert tally(checks, "nce", TY).skipped == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,25 +210,25 @@ def test_bound_violations_are_bugs_for_exact_and_inconsistencies_otherwise():
         "x": {"binning": (est(2.0, kind="exact", name="binning", cap=8.0),
                           est(2.5, kind="exact", name="binning", diagnostics={"H_Y": 1.0}))},
         "y": {"kde": (est(2.0, se=0.1, cap=10.0), est(2.05, se=0.1)),
-              "ksg": (est(1.0, se=0.01), est(-0.2, se=0.01)),
-              "nce": (est(8.2, se=0.1, cap=8.0), None)},
+              "ksg": (est(1.0, se=0.01, name="ksg"), est(-0.2, se=0.01, name="ksg")),
+              "nce": (est(8.2, se=0.1, cap=8.0, name="nce"), None)},
     })
     checks, warnings = check_record(rec, [])
-    b = {(v["layer"], v["estimator"], v["bound"]): v for v in checks["bounds"]["violations"]}
-    assert b[("x", "binning", "I_TY <= I_XT")]["kind"] == "bug"
-    assert b[("x", "binning", "I_TY <= I_XT")]["size_bits"] == pytest.approx(0.5)
-    assert b[("x", "binning", "I_TY <= H_Y")]["kind"] == "bug"
-    assert "BUG" in b[("x", "binning", "I_TY <= H_Y")]["message"]
+    b = {(v.layer, v.estimator, v.bound): v for v in checks.bound_violations}
+    assert b[("x", "binning", "I_TY <= I_XT")].is_bug
+    assert b[("x", "binning", "I_TY <= I_XT")].size_bits == pytest.approx(0.5)
+    assert b[("x", "binning", "I_TY <= H_Y")].is_bug
+    assert "BUG" in b[("x", "binning", "I_TY <= H_Y")].message
     kde = b[("y", "kde", "I_TY <= I_XT")]
-    assert kde["kind"] == "estimator_inconsistency" and kde["significant"] is False  # 0.05 < 1.96*0.14
-    assert b[("y", "kde", "I_TY <= H_Y")]["significant"] is True  # 2.05 > H(Y) = 1.0 by 1.05, se 0.1
+    assert not kde.is_bug and kde.significant is False  # 0.05 < 1.96*0.14
+    assert b[("y", "kde", "I_TY <= H_Y")].significant is True  # 2.05 > H(Y) = 1.0 by 1.05, se 0.1
     neg = b[("y", "ksg", "I_TY >= 0")]
-    assert neg["kind"] == "estimator_inconsistency" and neg["size_bits"] == pytest.approx(0.2) and neg["significant"]
-    assert b[("y", "nce", "I_XT <= cap")]["kind"] == "bug"  # above its own cap: always a bug
-    assert checks["bounds"]["bugs"] == 3
-    bw = [w for w in warnings if w["code"] == "bound_violation"]
-    assert {w["severity"] for w in bw} == {"error", "warning"}
-    assert all(w["layer"] in w["message"] for w in bw)
+    assert not neg.is_bug and neg.size_bits == pytest.approx(0.2) and neg.significant
+    assert b[("y", "nce", "I_XT <= cap")].is_bug  # above its own cap: always a bug
+    assert checks.bugs == 3
+    bw = [w for w in warnings if w.code is WarningCode.BOUND_VIOLATION]
+    assert {w.severity for w in bw} == {Severity.ERROR, Severity.WARNING}
+    assert all(w.layer in w.message for w in bw)
 
 
 def test_bounds_hold_exactly_for_binning_property():
@@ -220,11 +257,10 @@ def test_bounds_hold_exactly_for_binning_property():
         h_y = layers["layer0"]["binning"].i_ty.diagnostics["H_Y"]
         rec = Record(step=case, mode="probe", n_samples=n, layers=layers, h_y=h_y)
         checks, warnings = check_record(rec, [Chain("all", tuple(layers))])
-        assert checks["bounds"]["violated"] == 0, checks["bounds"]["violations"]
-        assert checks["bounds"]["checked"] == 5 * len(settings)
-        assert all(v["kind"] == "estimator_inconsistency" for v in checks["dpi"]["violations"])
-        assert "bound_violation" not in codes(warnings)
-        json.dumps(checks), json.dumps(warnings)
+        assert checks.bound_violations == (), checks.bound_violations
+        assert checks.bounds_checked == 5 * len(settings)
+        assert WarningCode.BOUND_VIOLATION not in codes(warnings)
+        json.dumps(checks.to_dict()), json.dumps([w.to_dict() for w in warnings])
         n_cases += 1
     assert n_cases == 80
 
@@ -239,11 +275,11 @@ def _binned(t, y, bins=30, rng=(-1.0, 1.0)):
 
 
 def _only(warnings, code, layer):
-    ws = [w for w in warnings if w["code"] == code and w["layer"] == layer]
+    ws = [w for w in warnings if w.code is code and w.layer == layer]
     assert len(ws) == 1, (code, layer, codes(warnings))
     w = ws[0]
-    assert w["code"] in WARNING_CODES
-    assert repr(layer) in w["message"] and w["remedy"] and w["evidence"] and w["estimator"]
+    assert w.code.value in WARNING_CODES
+    assert repr(layer) in w.message and w.remedy and w.evidence and w.estimator
     return w
 
 
@@ -252,15 +288,37 @@ def test_saturating_units_warning():
     y = torch.randint(0, 2, (512,), generator=g)
     sat = torch.tanh(8 * torch.randn(512, 4, generator=g))  # mostly at +-1
     mild = torch.tanh(0.3 * torch.randn(512, 4, generator=g))
+    relu = torch.relu(torch.randn(512, 4, generator=g)) * 0.1
     rec = Record(step=1, mode="probe", n_samples=512,
                  layers={"sat": {"binning": _binned(sat, y)}, "mild": {"binning": _binned(mild, y)},
-                         "relu": {"binning": _binned(torch.relu(torch.randn(512, 4, generator=g)) * 0.1, y)}})
+                         "relu": {"binning": _binned(relu, y)}, "relu_unknown": {"binning": _binned(relu, y)}})
     _, warnings = check_record(rec, [], layer_info={"sat": {"activation": "tanh"}, "relu": {"activation": "ReLU"}})
-    w = _only(warnings, "saturating_units", "sat")
-    assert w["evidence"]["fraction_in_extreme_bins"] > 0.8 and w["evidence"]["activation"] == "tanh"
-    assert "Saxe" in w["message"] and "tanh" in w["message"]
-    assert "saturating_units" not in codes(warnings, "mild")
-    assert "saturating_units" not in codes(warnings, "relu")  # ReLU's zeros in the lowest bin are no artefact
+    w = _only(warnings, WarningCode.SATURATING_UNITS, "sat")
+    assert w.evidence["fraction_in_extreme_bins"] > 0.8 and w.evidence["activation"] == "tanh"
+    assert "Saxe" in w.message and "tanh" in w.message
+    assert WarningCode.SATURATING_UNITS not in codes(warnings, "mild")
+    assert WarningCode.SATURATING_UNITS not in codes(warnings, "relu")  # ReLU's zeros in the lowest bin: no artefact
+    assert WarningCode.SATURATING_UNITS not in codes(warnings, "relu_unknown")  # unknown, values at one end only
+
+
+def test_saturating_units_for_an_unknown_activation_needs_both_ends():
+    def binned(frac, low, high):
+        diag = {"fraction_in_extreme_bins": frac, "range_used": [-1.0, 1.0]}
+        if low is not None:
+            diag.update(fraction_in_lowest_bin=low, fraction_in_highest_bin=high)
+        return {"binning": LayerResult(est(5.0, kind="exact", name="binning", diagnostics=diag,
+                                           params={"n_bins": 30}), None)}
+
+    rec = Record(step=1, mode="probe", n_samples=1000, layers={
+        "both": binned(0.6, 0.3, 0.3), "low_only": binned(0.6, 0.6, 0.0), "no_ends": binned(0.6, None, None),
+        "sigmoid_low": binned(0.6, 0.6, 0.0), "gelu_both": binned(0.6, 0.3, 0.3)})
+    _, warnings = check_record(rec, [], layer_info={"sigmoid_low": {"activation": "Sigmoid"},
+                                                    "gelu_both": {"activation": "GELU"}})
+    w = _only(warnings, WarningCode.SATURATING_UNITS, "both")
+    assert "activation unknown" in w.message and w.evidence["fraction_in_lowest_bin"] == 0.3
+    _only(warnings, WarningCode.SATURATING_UNITS, "sigmoid_low")  # a known saturating activation
+    for layer in ("low_only", "no_ends", "gelu_both"):
+        assert WarningCode.SATURATING_UNITS not in codes(warnings, layer), layer
 
 
 def test_outside_range_warning():
@@ -270,24 +328,24 @@ def test_outside_range_warning():
     rec = Record(step=1, mode="probe", n_samples=256,
                  layers={"fixed": {"binning": _binned(t, y)}, "own": {"binning": _binned(t, y, rng="layer")}})
     _, warnings = check_record(rec, [], layer_info={"fixed": {"activation": "relu"}})
-    w = _only(warnings, "outside_range", "fixed")
-    assert w["evidence"]["fraction_outside_range"] > 0.2 and w["evidence"]["range_used"] == [-1.0, 1.0]
-    assert 'range="layer"' in w["remedy"] and "IDNNs#12" in w["message"]
-    assert "outside_range" not in codes(warnings, "own")
+    w = _only(warnings, WarningCode.OUTSIDE_RANGE, "fixed")
+    assert w.evidence["fraction_outside_range"] > 0.2 and list(w.evidence["range_used"]) == [-1.0, 1.0]
+    assert 'range="layer"' in w.remedy and "IDNNs#12" in w.message
+    assert WarningCode.OUTSIDE_RANGE not in codes(warnings, "own")
 
 
 def test_at_cap_warning():
     t = torch.arange(64, dtype=torch.float32).unsqueeze(1)  # 64 distinct rows -> H = log2 64 = cap
     y = (torch.arange(64) % 2)
-    nce = est(7.99, se=0.05, cap=8.0, name="infonce", n=4096)
+    nce = est(7.99, se=0.05, cap=8.0, name="infonce", n=4096, traits=EstimatorTraits(cap="log2_k"))
     rec = Record(step=1, mode="probe", n_samples=64,
-                 layers={"l1": {"binning": _binned(t, y, bins=64, rng="layer")}, "l2": {"infonce": (LayerResult(nce))}})
+                 layers={"l1": {"binning": _binned(t, y, bins=64, rng="layer")}, "l2": {"infonce": LayerResult(nce)}})
     _, warnings = check_record(rec, [])
-    w = _only(warnings, "at_cap", "l1")
-    assert w["evidence"]["value"] == pytest.approx(6.0) and w["evidence"]["cap"] == pytest.approx(6.0)
-    assert "more probe samples" in w["remedy"] and "may be higher" in w["message"]
-    w2 = _only(warnings, "at_cap", "l2")
-    assert "larger K" in w2["remedy"] and w2["severity"] == "warning"
+    w = _only(warnings, WarningCode.AT_CAP, "l1")
+    assert w.evidence["value"] == pytest.approx(6.0) and w.evidence["cap"] == pytest.approx(6.0)
+    assert "more probe samples" in w.remedy and "may be higher" in w.message and w.severity is Severity.INFO
+    w2 = _only(warnings, WarningCode.AT_CAP, "l2")
+    assert "larger K" in w2.remedy and w2.severity is Severity.WARNING
 
 
 def test_too_few_samples_warning():
@@ -295,11 +353,11 @@ def test_too_few_samples_warning():
                   "ok": {"kde": (est(5.0, se=0.1, n=2000, dim=20), est(0.5, se=0.1, n=2000, dim=20))},
                   "binned": {"binning": (est(5.0, kind="exact", name="binning", n=150, dim=20), None)}})
     _, warnings = check_record(rec, [])
-    w = _only(warnings, "too_few_samples", "wide")
-    assert w["evidence"] == {"n": 150, "dim": 20, "required": 1024,
-                             "rule": "n >= max(10*d, 2**min(d, 10))"}
-    assert "1024" in w["remedy"]
-    assert "too_few_samples" not in codes(warnings, "ok") and "too_few_samples" not in codes(warnings, "binned")
+    w = _only(warnings, WarningCode.TOO_FEW_SAMPLES, "wide")
+    assert w.evidence == {"n": 150, "dim": 20, "required": 1024, "rule": "n >= max(10*d, 2**min(d, 10))"}
+    assert "1024" in w.remedy
+    assert WarningCode.TOO_FEW_SAMPLES not in codes(warnings, "ok")
+    assert WarningCode.TOO_FEW_SAMPLES not in codes(warnings, "binned")
     assert CheckConfig().required_samples(3) == 30 and CheckConfig().required_samples(200) == 2000
 
 
@@ -311,22 +369,23 @@ def test_duplicate_rows_warning():
     rec = Record(step=1, mode="probe", n_samples=300,
                  layers={"coarse": {"binning": _binned(t, y, bins=3, rng="layer")},
                          "fine": {"binning": _binned(t, y, bins=100, rng="layer")},
-                         "knn": {"ksg": LayerResult(est(3.0, se=0.1, n=300, dim=2, diagnostics=knn_diag), None)}})
+                         "knn": {"ksg": LayerResult(est(3.0, se=0.1, n=300, dim=2, diagnostics=knn_diag,
+                                                        name="ksg"), None)}})
     _, warnings = check_record(rec, [])
-    w = _only(warnings, "duplicate_rows", "coarse")
-    assert w["evidence"]["fraction_duplicate_rows"] > 0.9 and w["severity"] == "info"
-    assert "clustering" in w["message"]
-    assert "duplicate_rows" not in codes(warnings, "fine")
-    wk = _only(warnings, "duplicate_rows", "knn")
-    assert "jitter" in wk["remedy"] and wk["severity"] == "warning"
+    w = _only(warnings, WarningCode.DUPLICATE_ROWS, "coarse")
+    assert w.evidence["fraction_duplicate_rows"] > 0.9 and w.severity is Severity.INFO
+    assert "clustering" in w.message and "binning" in w.message
+    assert WarningCode.DUPLICATE_ROWS not in codes(warnings, "fine")
+    wk = _only(warnings, WarningCode.DUPLICATE_ROWS, "knn")
+    assert "jitter" in wk.remedy and wk.severity is Severity.WARNING
 
 
 def test_errored_layers_are_skipped():
     rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))}})
     rec.layers["b"] = {"kde": LayerResult(error="RuntimeError: boom")}
     checks, warnings = check_record(rec, [Chain("c", ("a", "b"))])
-    assert checks["bounds"]["checked"] == 4  # layer a only
-    assert checks["dpi"]["totals"] == {"pairs_checked": 0, "violated": 0, "significant": 0, "skipped": 2}
+    assert checks.bounds_checked == 4  # layer a only
+    assert counts(checks.dpi_total()) == (0, 0, 0, 2)
     assert warnings == []
 
 
@@ -334,6 +393,7 @@ def test_record_roundtrip_keeps_checks():
     rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
                   "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))}})
     rec.checks, rec.warnings = check_record(rec, [Chain("c", ("a", "b"))])
+    assert rec.warnings  # the significant DPI violation
     back = Record.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert back.checks == rec.checks and back.warnings == rec.warnings
     assert isinstance(Estimate.from_dict(rec.layers["a"]["kde"].i_xt.to_dict()), Estimate)
@@ -342,18 +402,25 @@ def test_record_roundtrip_keeps_checks():
 def test_quantities_that_are_not_mutual_information_are_not_checked():
     """kNN reports the differential entropy h_KL(T) in the I(X;T) slot (it can be negative and below
     I(T;Y)); bounds and the DPI must not treat it as I(X;T)."""
-    import torch
-
     from ibhooks.estimators.knn import KSG
 
     torch.manual_seed(0)
     t = torch.randn(300, 2) * 1e-3  # tiny scale: h_KL(T) is very negative
     y = (t[:, 0] > 0).long()
     i_xt, i_ty = KSG().layer_information(t, y, layer="a")
-    assert i_xt.value < 0 and i_xt.diagnostics.get("not_mutual_information")
+    assert i_xt.value < 0 and i_xt.traits.xt_is_entropy
     rec = Record(step=1, mode="probe", n_samples=300, h_y=1.0,
                  layers={"a": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)},
                          "b": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)}})
     checks, warnings = check_record(rec, [Chain("c", ("a", "b"))])
-    assert not [v for v in checks["bounds"]["violations"] if v["bound"].startswith("I_XT") or "<= I_XT" in v["bound"]]
-    assert checks["dpi"]["summary"]["ksg"]["I_XT"]["pairs_checked"] == 0
+    assert not [v for v in checks.bound_violations if v.bound.startswith("I_XT") or "<= I_XT" in v.bound]
+    assert tally(checks, "ksg", XT).pairs_checked == 0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="dpi_pairs"):
+        CheckConfig(dpi_pairs="some")
+    with pytest.raises(ValueError, match="tol_bits and z"):
+        CheckConfig(z=-1)
+    with pytest.raises(ValueError, match="fraction"):
+        CheckConfig(extreme_bins_threshold=2.0)
