@@ -1,0 +1,187 @@
+"""The information plane: x = I(X;T), y = I(T;Y), one trajectory per layer, coloured by step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..schema import Quantity, Record
+from .queries import RunLike, as_records, caps, default_estimator, layer_names, layer_series, quantity_label
+from .style import (
+    cap_line,
+    errorbars,
+    figure_title,
+    layer_style,
+    new_figure,
+    short,
+    step_cmap,
+    step_norm,
+    style,
+    value_limits,
+    wrap,
+)
+
+SATURATED_COLOR = "#B22222"
+NO_PLANE_NOTE = ("No layer has both I(X;T) and I(T;Y)\n(no labels were given?): nothing to place "
+                 "on the plane.\nSee the layer curves for I(X;T).")
+
+
+@dataclass
+class Trajectory:
+    """One layer's points on the plane: the steps where both quantities were measured, in order."""
+
+    layer: str
+    color: str
+    marker: str
+    steps: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    xerr: Optional[np.ndarray]  # (2, n) whisker lengths, or None
+    yerr: Optional[np.ndarray]
+    saturated: np.ndarray  # I(X;T) at its cap
+
+
+@dataclass
+class PlaneFrame:
+    """Everything a plane needs, computed once: shared by the static figure and every GIF frame."""
+
+    estimator: str
+    trajectories: List[Trajectory]
+    norm: Any
+    xcap: Optional[float]
+    hy: Optional[float]
+    xlim: Tuple[float, float]
+    ylim: Tuple[float, float]
+    xlabel: str
+    ylabel: str
+
+
+def _trajectory(records: Sequence[Record], layer: str, estimator: str, i: int) -> Trajectory:
+    sx = layer_series(records, layer, estimator, Quantity.I_XT)
+    sy = layer_series(records, layer, estimator, Quantity.I_TY)
+    common = np.intersect1d(sx.steps, sy.steps)
+    # with duplicate steps (resumes) searchsorted picks the first; fine for drawing
+    ix, iy = np.searchsorted(sx.steps, common), np.searchsorted(sy.steps, common)
+    x, y = sx.value[ix], sy.value[iy]
+    color, marker = layer_style(i)
+    return Trajectory(layer, color, marker, common, x, y, errorbars(x, sx.lo[ix], sx.hi[ix]),
+                      errorbars(y, sy.lo[iy], sy.hi[iy]), sx.saturated[ix])
+
+
+def plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Sequence[str]] = None
+                ) -> PlaneFrame:
+    """Trajectories, caps, axis limits and labels of the plane of ``estimator``."""
+    layers = list(layers) if layers else layer_names(records)
+    xcap, hy = caps(records, estimator)
+    sx = [layer_series(records, lyr, estimator, Quantity.I_XT) for lyr in layers]
+    sy = [layer_series(records, lyr, estimator, Quantity.I_TY) for lyr in layers]
+    qx = quantity_label(records, estimator, Quantity.I_XT)
+    qy = quantity_label(records, estimator, Quantity.I_TY)
+    return PlaneFrame(
+        estimator=estimator,
+        trajectories=[_trajectory(records, lyr, estimator, i) for i, lyr in enumerate(layers)],
+        norm=step_norm([r.step for r in records]),
+        xcap=xcap,
+        hy=hy,
+        xlim=value_limits(sx, xcap, 0.06),
+        ylim=value_limits(sy, hy, 0.08),
+        xlabel=f"{Quantity.I_XT.label} [bits]" + (f"\nmeasured: {wrap(qx, 70)}" if qx else ""),
+        ylabel=f"{Quantity.I_TY.label} [bits]" + (f"\nmeasured: {wrap(qy, 55)}" if qy else ""),
+    )
+
+
+def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, highlight_last: bool = False,
+               legend: str = "outside") -> Any:
+    """Draw the trajectories (points up to step ``upto``, all by default) on ``ax``; returns the scatter
+    mappable for a colorbar (None when no layer has a point). ``legend``: ``"outside"`` (a row above the
+    axes, never over data), ``"inside"`` (best spot) or ``"none"``."""
+    from matplotlib.lines import Line2D
+
+    mappable, handles, any_sat = None, [], False
+    cmap = step_cmap()
+    for tr in frame.trajectories:
+        keep = slice(None) if upto is None else tr.steps <= upto
+        steps, x, y, sat = tr.steps[keep], tr.x[keep], tr.y[keep], tr.saturated[keep]
+        if not len(steps):
+            continue
+        ax.plot(x, y, "-", color=tr.color, lw=1.0, alpha=0.55, zorder=2, label=None, gid=f"traj:{tr.layer}")
+        xerr = None if tr.xerr is None else tr.xerr[:, keep]
+        yerr = None if tr.yerr is None else tr.yerr[:, keep]
+        if xerr is not None or yerr is not None:
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=tr.color, elinewidth=0.6, alpha=0.45,
+                        capsize=0, zorder=1.5)
+        mappable = ax.scatter(x, y, c=np.maximum(steps, frame.norm.vmin), cmap=cmap, norm=frame.norm,
+                              marker=tr.marker, s=26, edgecolors=tr.color, linewidths=0.7, zorder=3)
+        if sat.any():
+            any_sat = True
+            ax.scatter(x[sat], y[sat], marker="o", s=64, facecolors="none", edgecolors=SATURATED_COLOR,
+                       linewidths=0.8, zorder=2.8)
+        if highlight_last:
+            last = cmap(frame.norm(max(steps[-1], frame.norm.vmin)))
+            ax.scatter(x[-1:], y[-1:], marker=tr.marker, s=90, c=[last], edgecolors="black", linewidths=1.2,
+                       zorder=5)
+        handles.append(Line2D([], [], color=tr.color, marker=tr.marker, markerfacecolor="white",
+                              markeredgecolor=tr.color, lw=1.0, label=short(tr.layer)))
+    cap_line(ax, Quantity.I_XT, frame.xcap, vertical=True)
+    cap_line(ax, Quantity.I_TY, frame.hy, label_left=True)
+    ax.set_xlim(*frame.xlim)
+    ax.set_ylim(*frame.ylim)
+    ax.set_xlabel(frame.xlabel)
+    ax.set_ylabel(frame.ylabel)
+    if legend != "none" and handles:
+        if any_sat:
+            handles.append(Line2D([], [], ls="none", marker="o", markersize=8, markerfacecolor="none",
+                                  markeredgecolor=SATURATED_COLOR, label="I(X;T) at cap"))
+        if legend == "outside":
+            ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.1), mode="expand",
+                      ncols=min(len(handles), 4), frameon=False, borderaxespad=0.0, handlelength=1.8,
+                      title="layer", title_fontsize=8, alignment="left")
+        else:
+            ax.legend(handles=handles, loc="best", frameon=True, framealpha=0.85, edgecolor="0.8",
+                      borderpad=0.4, handlelength=1.8)
+    return mappable
+
+
+def plot_information_plane(
+    records: RunLike,
+    *,
+    estimator: Optional[str] = None,
+    layers: Optional[Sequence[str]] = None,
+    ax: Any = None,
+    header: Optional[Mapping[str, Any]] = None,
+    title: Optional[str] = None,
+) -> Any:
+    """The information plane: x = I(X;T), y = I(T;Y), one trajectory per layer, points coloured by
+    training step (log scale, colorbar), CI whiskers where the estimates have intervals, the
+    estimator's cap on I(X;T) (log2 n) as a dashed vertical line and H(Y) as a dotted horizontal
+    line; points at the cap are ringed. Axis labels name the quantity actually measured.
+
+    Args:
+        records: Records, a :class:`~ibhooks.runlog.Run` or a run-log path.
+        estimator: Which estimator key to draw (default: the first one in the records).
+        layers: Subset and order of layers (default: all, in network order).
+        ax: Draw into this Axes instead of a new figure (the legend then goes inside).
+        header: Run header (updates a Run's).
+        title: Replaces the default title.
+
+    Returns:
+        The :class:`matplotlib.figure.Figure`.
+    """
+    recs, _ = as_records(records, header)
+    estimator = default_estimator(recs, estimator)
+    text = title if title is not None else figure_title(recs, estimator, "Information plane")
+    with style():
+        own = ax is None
+        fig = new_figure((6.0, 5.0)) if own else ax.figure
+        ax = fig.add_subplot() if own else ax
+        mappable = draw_plane(ax, plane_frame(recs, estimator, layers), legend="outside" if own else "inside")
+        if mappable is not None:
+            fig.colorbar(mappable, ax=ax, pad=0.02, aspect=30).set_label("training step (log scale)")
+        else:
+            ax.text(0.5, 0.5, NO_PLANE_NOTE, transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                    color="0.35")
+        fig.suptitle(text) if own else ax.set_title(text)
+    return fig
+
