@@ -250,7 +250,14 @@ def glob_to_regex(pattern: str) -> "re.Pattern[str]":
 def _no_match(pattern: str, names: List[str]) -> ValueError:
     crossing = [x for x in names if fnmatch.fnmatchcase(x, pattern)]
     close = crossing[:3] or difflib.get_close_matches(pattern, names, n=3, cutoff=0.5)
-    hint = f" Close names: {', '.join(map(repr, close))}." if close else ""
+    # the same pattern over names of its depth: 'encoder.layer.*' -> 'encoder.layers.*'
+    segs = pattern.split(".")
+    shaped = {".".join(p if any(c in p for c in "*?[") else q for p, q in zip(segs, x.split(".")))
+              for x in names if x.count(".") == len(segs) - 1}
+    better = [q for q in difflib.get_close_matches(pattern, sorted(shaped), n=2, cutoff=0.6)
+              if any(glob_to_regex(q).match(x) for x in names)]
+    hint = f" Did you mean {' or '.join(map(repr, better))}?" if better and not crossing else ""
+    hint += f" Close names: {', '.join(map(repr, close))}." if close else ""
     if crossing:
         hint += f" (they match if '*' may cross dots: write {pattern.replace('*', '**')!r})."
     return ValueError(f"pattern {pattern!r} in layers= matches no module of the model.{hint} "
