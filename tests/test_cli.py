@@ -4,20 +4,24 @@ and the progress helpers."""
 import io
 import os
 import re
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
+from ibhooks import report as report_pkg
 from ibhooks.cli import main
 from ibhooks.progress import NullProgress, format_measurement_line, measurement_progress
 from ibhooks.runlog import load_run
+from ibhooks.schema import Checks, DpiTally, DpiViolation, Quantity, RecordError
 
-from _records import LAYERS, make_header, make_history, write_log
+from _records import LAYERS, make_header, make_history, steps_default, write_log
 
-STEPS = [0, 1, 5, 20, 100, 400, 1500, 5000]
+STEPS = steps_default()  # enough measurements for the real phase tests to detect compression
 
 
 def run_cli(*argv):
@@ -94,8 +98,8 @@ def test_report_is_self_contained_and_complete(report):
         assert f"<td>{layer}</td>" in text
     assert len(re.findall(r'src="data:image/png;base64,', text)) == 3  # plane, curves, DPI
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched from the network
-    for section in ("Coverage", "Warnings", "Phases", "Data-processing inequality", "Estimator settings"):
-        assert section in text
+    for section in ("summary", "figures", "phases", "dpi", "warnings", "errors", "coverage", "settings"):
+        assert f'<h2 id="{section}">' in text and f'href="#{section}"' in text
     assert "identity in eval mode" in text  # the skipped module and why
     assert "H(bin30[-1,1](T))" in text and "n_bins" in text  # quantity and estimator settings
     assert "at_cap" in text and "fc2 → fc3" in text  # warnings and DPI violations
@@ -159,6 +163,179 @@ def test_summary_table(log):
     assert "H(bin30[-1,1](T))" in out and "DPI" in out and "at_cap" in out
     assert "*" in next(ln for ln in lines if ln.strip().startswith("fc1 "))  # at the cap
     assert run_cli("summary", path, "--estimator", "nope")[0] == 2
+
+
+# -- one estimator of several ----------------------------------------------------------------------
+
+ESTIMATORS = ("binning", "kde")
+
+
+@pytest.fixture(scope="module")
+def log2(tmp_path_factory):
+    """A run with two estimators."""
+    path = tmp_path_factory.mktemp("run2") / "run2.jsonl"
+    history = make_history(STEPS, estimators=ESTIMATORS)
+    write_log(path, history, make_header(estimators=ESTIMATORS))
+    return path, history
+
+
+def _png_pixels(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def test_plot_estimator_draws_that_estimators_figures(log2, tmp_path):
+    pytest.importorskip("matplotlib")
+    from ibhooks import plotting
+
+    path, history = log2
+    code, out, err = run_cli("plot", path, "-o", tmp_path / "all", "--dpi", 40, "--no-animation")
+    assert code == 0, err
+    assert all(f"information_plane_{e}:" in out for e in ESTIMATORS)  # both, named apart
+    planes = {}
+    for est in ESTIMATORS:
+        target = tmp_path / est
+        code, out, err = run_cli("plot", path, "-o", target, "--dpi", 40, "--no-animation", "--estimator", est)
+        assert code == 0, err
+        other = next(e for e in ESTIMATORS if e != est)
+        assert f"information_plane: {target / 'information_plane.png'}" in out and other not in out
+        planes[est] = _png_pixels(target / "information_plane.png")
+        # the plane the CLI drew for `est` is the one the plotting API draws for `est` from the live Records
+        live = plotting.plot_information_plane(history, estimator=est, header=make_header(estimators=ESTIMATORS))
+        live.savefig(tmp_path / f"live_{est}.png", dpi=40, metadata={"Software": None})
+        plotting.close_figure(live)
+        assert np.array_equal(planes[est], _png_pixels(tmp_path / f"live_{est}.png")), est
+    assert planes["binning"].shape != planes["kde"].shape or not np.array_equal(planes["binning"], planes["kde"])
+
+
+def test_report_and_summary_estimator_show_only_that_estimator(log2, tmp_path):
+    path, history = log2
+    target = tmp_path / "kde.html"
+    code, _, err = run_cli("report", path, "-o", target, "--no-figures", "--estimator", "kde")
+    assert code == 0, err
+    text = target.read_text(encoding="utf-8")
+    assert "Estimator <code>kde</code>" in text and "Estimator <code>binning</code>" not in text
+    assert "<td>binning</td>" not in text  # no phase, DPI or warning row of the other estimator
+    full = run_cli("report", path, "-o", tmp_path / "all.html", "--no-figures")
+    assert full[0] == 0 and "<td>binning</td>" in (tmp_path / "all.html").read_text(encoding="utf-8")
+    code, out, err = run_cli("summary", path, "--estimator", "kde")
+    assert code == 0, err
+    assert "estimator kde" in out and "estimator binning" not in out
+    fc3 = next(ln for ln in out.splitlines() if ln.strip().startswith("fc3 "))
+    assert f"{history[-1].layers['fc3']['kde'].i_ty.value:.3f}" in fc3
+
+
+@pytest.mark.parametrize("command", ["plot", "report", "summary"])
+def test_unknown_estimator_is_a_one_line_error_listing_the_known_ones(log2, tmp_path, command):
+    path, _ = log2
+    extra = ["-o", tmp_path / "out"] if command != "summary" else []
+    code, out, err = run_cli(command, path, *extra, "--estimator", "nope")
+    assert code == 2 and out == ""
+    assert err.startswith(f"ibhooks {command}: error: estimator 'nope'") and "binning, kde" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+# -- the report reads typed records ----------------------------------------------------------------
+
+
+def test_report_escapes_names_from_the_run(tmp_path):
+    layers = ("fc1", "<script>alert(1)</script>", "a&b")
+    history = make_history([0, 10, 100, 1000], layers=layers)
+    history[-1].errors = [RecordError("<b>boom</b>", layer=layers[1], estimator="binning")]
+    path = tmp_path / "odd.jsonl"
+    write_log(path, history, make_header(layers=layers))
+    code, _, err = run_cli("report", path, "--no-figures")
+    assert code == 0, err
+    text = (tmp_path / "odd.html").read_text(encoding="utf-8")
+    assert "<script>" not in text and "<b>boom</b>" not in text and "a&b" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;b&gt;boom&lt;/b&gt;" in text
+    assert "<td>a&amp;b</td>" in text
+
+
+def test_errors_section_and_summary_line(tmp_path):
+    history = make_history([0, 10, 100, 1000])
+    history[1].errors = [RecordError("CUDA out of memory", layer="fc2", estimator="binning")]
+    history[2].errors = [RecordError("probe failed", stage="capture")]
+    path = tmp_path / "errs.jsonl"
+    write_log(path, history)
+    code, _, err = run_cli("report", path, "--no-figures")
+    assert code == 0, err
+    text = (tmp_path / "errs.html").read_text(encoding="utf-8")
+    section = text[text.index('<h2 id="errors">'):text.index('<h2 id="coverage">')]
+    assert "CUDA out of memory" in section and "probe failed" in section and "<td>capture</td>" in section
+    code, out, _ = run_cli("summary", path)
+    assert code == 0
+    assert "errors: 2 (first: step 10, estimate of fc2 under binning: CUDA out of memory)" in out
+
+
+def _with_unassessed_violation(rec):
+    """``rec`` plus an I(T;Y) DPI violation fc2 -> fc3 under kde whose uncertainty is unknown."""
+    v = DpiViolation(
+        chain="main", estimator="kde", quantity=Quantity.I_TY, upstream="fc2", downstream="fc3",
+        upstream_bits=0.90, downstream_bits=0.93, size_bits=0.03, uncertainty_bits=None, significant=None,
+        estimate_kinds=("upper_bound", "upper_bound"), message="DPI violated; no interval to assess it",
+    )
+    checks = rec.checks or Checks()
+    old = checks.tally("kde", Quantity.I_TY) or DpiTally("kde", Quantity.I_TY, pairs_checked=2)
+    tally = replace(old, violated=old.violated + 1, not_assessed=old.not_assessed + 1)
+    rec.checks = replace(checks, dpi=tuple(t for t in checks.dpi if t is not old) + (tally,),
+                         dpi_violations=checks.dpi_violations + (v,))
+    return rec
+
+
+def test_not_assessed_dpi_violations_are_worded_so(tmp_path):
+    """A violation without an interval is "not assessed" in the summary and the report, never "unknown"."""
+    history = make_history([0, 10, 100, 1000, 5000], estimators=("kde",), with_ci=False)
+    history[-2:] = [_with_unassessed_violation(rec) for rec in history[-2:]]
+    path = tmp_path / "noci.jsonl"
+    write_log(path, history, make_header(estimators=("kde",)))
+    total = sum(t.not_assessed for rec in history if rec.checks for t in rec.checks.dpi if t.quantity == Quantity.I_TY)
+    code, out, _ = run_cli("summary", path)
+    assert code == 0
+    (line,) = [ln for ln in out.splitlines() if ln.strip().startswith("kde I(T;Y): violated")]
+    assert line.endswith(f"{total} not assessed)") and "unknown" not in out.split("DPI along chains")[1]
+    code, _, err = run_cli("report", path, "--no-figures")
+    assert code == 0, err
+    text = (tmp_path / "noci.html").read_text(encoding="utf-8")
+    dpi = text[text.index('<h2 id="dpi">'):text.index('<h2 id="warnings">')]
+    assert "<th>not assessed</th>" in dpi and "<td>fc2 → fc3</td>" in dpi and "unknown" not in dpi
+
+
+def test_phase_table_is_the_fold_of_the_phase_changes(log):
+    path, history = log
+    run = load_run(path)
+    text = report_pkg.render_report(run, figures=False)
+    section = text[text.index('<h2 id="phases">'):text.index('<h2 id="dpi">')]
+    latest = {}
+    for rec in history:
+        for d in rec.phase_changes:
+            latest[d.key] = d
+    assert latest, "the synthetic history should decide phases"
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", section)
+    assert {(a, b, c): d for a, b, c, d in rows} == {k: str(d.status).replace("_", " ") for k, d in latest.items()}
+    # a run object without the reader's fold (``Run.phases``) gives the same table: the report folds itself
+    bare = types.SimpleNamespace(path=run.path, header=run.header, records=run.records, truncated=False)
+    again = report_pkg.render_report(bare, figures=False)
+    assert again[again.index('<h2 id="phases">'):again.index('<h2 id="dpi">')] == section
+
+
+def test_template_and_style_are_package_files(report):
+    from importlib import resources
+
+    _, text = report
+    files = resources.files("ibhooks.report")
+    css = files.joinpath("style.css").read_text(encoding="utf-8")
+    assert files.joinpath("template.html").is_file() and css.strip() in text
+
+
+def test_cli_holds_no_html():
+    import ibhooks.cli
+
+    source = open(ibhooks.cli.__file__, encoding="utf-8").read()
+    assert not re.search(r"<(table|tr|td|th|html|body|style|div|span|h[1-6]|p)[\s>]", source)
+    assert "import html" not in source and "base64" not in source
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -241,10 +418,13 @@ def test_progress_bar_and_measurement_line():
         off.update()
         off.set_postfix_str("fc1")
     rec = make_history([0, 100, 5000])[-1]
-    rec.errors = [{"layer": "fc2", "estimator": "binning", "error": "boom"}]
+    rec.errors = [RecordError("boom", layer="fc2", estimator="binning")]
     line = format_measurement_line(rec)
     assert line.startswith("ibhooks: step 5000 (epoch 50): 3 layers x 1 estimator in ")
-    assert "warning" in line and "1 DPI violation" in line and "1 error" in line and "\n" not in line
+    total = rec.checks.dpi_total()
+    assert total.significant > 0, "the synthetic history should end with a significant DPI violation"
+    assert f"{len(rec.warnings)} warning" in line and "1 error" in line and "\n" not in line
+    assert f"DPI {total.significant} significant / {total.not_assessed} not assessed" in line
 
 
 def test_progress_without_tqdm(monkeypatch):
