@@ -2,8 +2,8 @@
 
     I_NCE = E[ log( exp f(a_i, b_i) / ((1/K) sum_j exp f(a_i, b_j)) ) ] <= min(I(A;B), log K)
 
-with f(a, b) = exp(s) g(a)^T h(b), g and h two small MLPs and s a learnable log-scale. The critic is trained for a bounded number of
-Adam steps on minibatches of K pairs from a training split of the rows and evaluated on the
+with f(a, b) = exp(s) g(a)^T h(b), g and h two small MLPs and s a learnable log-scale. The critic is
+trained for a bounded number of Adam steps on minibatches of K pairs from a training split of the rows and evaluated on the
 held-out rows (a critic scored on its own training pairs overfits and overestimates). Everything
 random (split, minibatches, initialisation, noise) comes from the estimator's own seeded
 ``torch.Generator``; the global RNG is never touched. Training runs under ``torch.enable_grad()`` and
@@ -20,20 +20,50 @@ cannot reach (a critic on the row id saturates at log K). Instead it reports the
 I(X; T+N(0, sigma^2 I)) from a critic between T and a noisy copy T + N (fresh noise per step); for
 deterministic T = f(X) this equals I(T; T+N) exactly, the same quantity the ``kde`` bounds bracket and
 ``noisy_channel`` computes. I(T;Y) uses a critic between T and one-hot Y.
+
+Kernels (plain functions of tensors): :func:`infonce_fit`, :func:`infonce_mi`,
+:func:`infonce_layer_information` (which takes warm-start critics and returns the trained ones);
+:class:`InfoNCE` holds the settings and the per-layer critics.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..estimate import Estimate, make_estimate
-from ._common import LN2, check_labels, check_samples, discrete_entropy
+from ..schema.estimate import Estimate, EstimatorTraits
+from ._common import (LN2, Provenance, check_labels, check_samples, discrete_entropy, generator, require_int,
+                      require_number, require_seed)
 from .base import Estimator, LayerInformation
 
 Params = List[torch.Tensor]
+#: A separable critic: ``{"g": MLP params, "h": MLP params, "log_scale": [scalar]}``.
+Critic = Dict[str, Params]
+#: ``pair(idx, train)``: the B rows paired with the A rows ``idx`` (fresh noise at every call allowed).
+PairFn = Callable[[torch.Tensor, bool], torch.Tensor]
+
+#: A lower bound capped at log2 K (the contrastive batch size).
+INFONCE_TRAITS = EstimatorTraits(cap="log2_k")
+
+
+def infonce_params(batch_size: int = 256, steps: int = 300, lr: float = 3e-3, hidden: int = 64, embed: int = 32,
+                   noise_var: float = 0.1, eval_fraction: float = 0.25, warm_start: bool = True, seed: int = 0,
+                   saturation_tol: float = 0.1) -> Dict[str, Any]:
+    """Validate InfoNCE settings (one ValueError naming the fix) and return them as recorded in ``params``
+    (``saturation_tol`` is validated but not recorded, as before)."""
+    eval_fraction = require_number("eval_fraction", eval_fraction)
+    if not eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
+    if not isinstance(warm_start, bool):
+        raise ValueError(f"warm_start must be True or False, got {warm_start!r}")
+    require_number("saturation_tol", saturation_tol, strict=False)
+    return {"batch_size": require_int("batch_size", batch_size, 2), "steps": require_int("steps", steps, 0),
+            "lr": require_number("lr", lr), "hidden": require_int("hidden", hidden, 2),
+            "embed": require_int("embed", embed, 2), "noise_var": require_number("noise_var", noise_var),
+            "eval_fraction": eval_fraction, "warm_start": warm_start, "seed": require_seed(seed),
+            "critic": "separable MLP g(a)^T h(b)"}
 
 
 def _init_mlp(d_in: int, hidden: int, d_out: int, gen: torch.Generator, device: torch.device) -> Params:
@@ -81,8 +111,160 @@ def _nce_terms(scores: torch.Tensor) -> torch.Tensor:
     return scores.diagonal() - torch.logsumexp(scores, dim=1) + math.log(scores.shape[0])
 
 
+def _fits(critic: Optional[Critic], d_a: int, d_b: int, hidden: int, embed: int) -> bool:
+    return (critic is not None and "log_scale" in critic and critic["g"][0].shape[1] == d_a
+            and critic["h"][0].shape[1] == d_b and critic["g"][0].shape[0] == hidden
+            and critic["g"][2].shape[0] == embed)
+
+
+def infonce_fit(
+    a: torch.Tensor, pair: PairFn, d_b: int, *, batch_size: int = 256, steps: int = 300, lr: float = 3e-3,
+    hidden: int = 64, embed: int = 32, eval_fraction: float = 0.25, seed: int = 0, init: Optional[Critic] = None,
+) -> Tuple[Dict[str, Any], Critic]:
+    """Train a critic between the rows of ``a`` (grad-enabled, float32) and ``pair(rows)`` on a split of
+    the rows, evaluate the bound on the held-out rest; start from ``init`` when its shapes fit.
+
+    Returns ``({"terms", "k", "n_train", "n_eval_pairs"}, trained critic)``; the terms are in nats.
+    """
+    n = a.shape[0]
+    gen = generator(seed, a.device)
+    perm = torch.randperm(n, generator=gen, device=a.device)
+    n_eval = max(2, int(round(eval_fraction * n)))
+    if n - n_eval < 2:
+        raise ValueError(f"InfoNCE needs at least 4 samples (got {n})")
+    train, held = perm[n_eval:], perm[:n_eval]
+    k_train, k_eval = min(batch_size, train.numel()), min(batch_size, n_eval)
+    if _fits(init, a.shape[1], d_b, hidden, embed):
+        critic = {s: [p.detach().to(a.device).clone() for p in ps] for s, ps in init.items()}
+    else:
+        critic = {"g": _init_mlp(a.shape[1], hidden, embed, gen, a.device),
+                  "h": _init_mlp(d_b, hidden, embed, gen, a.device),
+                  "log_scale": [torch.zeros((), device=a.device)]}
+    params = [p.requires_grad_(True) for p in critic["g"] + critic["h"] + critic["log_scale"]]
+    adam = _Adam(params, lr)
+    for _ in range(steps):  # bounded training loop; each step is one vectorised batch
+        idx = train[torch.randperm(train.numel(), generator=gen, device=a.device)[:k_train]]
+        scores = _scores(critic, a[idx], pair(idx, True))
+        grads = torch.autograd.grad(-_nce_terms(scores).mean(), params)
+        adam.step(grads)
+    n_batches = max(1, n_eval // k_eval)
+    with torch.no_grad():
+        idx = held[: n_batches * k_eval].view(n_batches, k_eval)
+        ga = _mlp(critic["g"], a[idx.flatten()]).view(n_batches, k_eval, -1)
+        hb = _mlp(critic["h"], pair(idx.flatten(), False)).view(n_batches, k_eval, -1)
+        scores = critic["log_scale"][0].exp() * (ga @ hb.transpose(1, 2))
+        terms = (scores.diagonal(dim1=1, dim2=2) - torch.logsumexp(scores, dim=2) + math.log(k_eval)).flatten()
+    trained = {s: [p.detach().clone() for p in ps] for s, ps in critic.items()}
+    return {"terms": terms.double(), "k": k_eval, "n_train": int(train.numel()), "n_eval_pairs": terms.numel()}, \
+        trained
+
+
+def _estimate(prov: Provenance, fit: Dict[str, Any], quantity: str, n: int, d: int, diag: Dict[str, Any],
+              saturation_tol: float) -> Estimate:
+    terms = fit["terms"]
+    v = float(terms.mean()) / LN2
+    se = float(terms.std()) / math.sqrt(terms.numel()) / LN2 if terms.numel() > 1 else float("nan")
+    diag = dict(diag, K=fit["k"], n_train=fit["n_train"], n_eval_pairs=fit["n_eval_pairs"],
+                ci_method="value +- 1.96 sd/sqrt(m) of held-out per-pair terms")
+    return prov.estimate(v, quantity, kind="lower_bound", ci=(v - 1.96 * se, v + 1.96 * se), cap=math.log2(fit["k"]),
+                         n=n, dim=d, diagnostics=diag, saturation_tol=saturation_tol)
+
+
+def _clone(x: torch.Tensor) -> torch.Tensor:
+    """A normal (non-inference, grad-free) float32 copy, so autograd can use it."""
+    return x.detach().clone().float()
+
+
+def _fit_settings(p: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: p[k] for k in ("batch_size", "steps", "lr", "hidden", "embed", "eval_fraction", "seed")}
+
+
+def infonce_mi(
+    a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False, batch_size: int = 256, steps: int = 300,
+    lr: float = 3e-3, hidden: int = 64, embed: int = 32, eval_fraction: float = 0.25, seed: int = 0,
+    saturation_tol: float = 0.1, provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """InfoNCE lower bound on I(A;B) in bits (B one-hot class labels when ``discrete_b``), cold-started."""
+    settings = {"batch_size": batch_size, "steps": steps, "lr": lr, "hidden": hidden, "embed": embed,
+                "eval_fraction": eval_fraction, "seed": seed}
+    prov = provenance or Provenance("infonce", INFONCE_TRAITS,
+                                    infonce_params(**settings, saturation_tol=saturation_tol))
+    a = check_samples(a, name="a")
+    n = a.shape[0]
+    with torch.inference_mode(False), torch.enable_grad():
+        a_s = _standardise(_clone(a))
+        if discrete_b:
+            codes = check_labels(b, n, name="b")
+            b_s = F.one_hot(codes.clone()).float()
+            diag: Dict[str, Any] = {"H_B": discrete_entropy(codes)}
+        else:
+            b = check_samples(b, name="b")
+            if b.shape[0] != n:
+                raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
+            b_s = _standardise(_clone(b.to(a.device)))
+            diag = {}
+        fit, _ = infonce_fit(a_s, lambda idx, _train: b_s[idx], b_s.shape[1], **settings)
+    return _estimate(prov, fit, f"I(A;B) InfoNCE lower bound (separable MLP critic, K={fit['k']})", n,
+                     a.shape[1], diag, saturation_tol)
+
+
+class InfoNCELayer(NamedTuple):
+    """What :func:`infonce_layer_information` returns: the two Estimates and the trained critics
+    (keys ``"xt"`` and, with labels, ``"ty"``) to warm-start the next call."""
+
+    i_xt: Estimate
+    i_ty: Optional[Estimate]
+    critics: Dict[str, Critic]
+
+
+def infonce_layer_information(
+    t: torch.Tensor, y: Optional[torch.Tensor] = None, *, batch_size: int = 256, steps: int = 300,
+    lr: float = 3e-3, hidden: int = 64, embed: int = 32, noise_var: float = 0.1, eval_fraction: float = 0.25,
+    seed: int = 0, saturation_tol: float = 0.1, warm: Optional[Mapping[str, Critic]] = None,
+    provenance: Optional[Provenance] = None,
+) -> InfoNCELayer:
+    """InfoNCE lower bounds on I(X; T+N(0, noise_var I)) (critic T vs a noisy copy) and on I(T;Y).
+
+    ``warm`` holds critics (keys ``"xt"``, ``"ty"``) to start from; the trained ones come back in the result.
+    """
+    settings = {"batch_size": batch_size, "steps": steps, "lr": lr, "hidden": hidden, "embed": embed,
+                "eval_fraction": eval_fraction, "seed": seed}
+    prov = provenance or Provenance("infonce", INFONCE_TRAITS, infonce_params(
+        **settings, noise_var=noise_var, saturation_tol=saturation_tol))
+    warm = warm or {}
+    t = check_samples(t)
+    n, d = t.shape
+    y_codes = check_labels(y, n) if y is not None else None
+    sigma = math.sqrt(noise_var)
+    critics: Dict[str, Critic] = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        t_raw = _clone(t)
+        mean, sd = t_raw.mean(0, keepdim=True), t_raw.std(0, keepdim=True)
+        sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+        t_s = (t_raw - mean) / sd
+        gen = generator(seed + 1, t.device)
+
+        def noisy(idx: torch.Tensor, _train: bool) -> torch.Tensor:  # fresh noise at every call
+            z = t_raw[idx] + sigma * torch.randn(idx.numel(), d, generator=gen, device=t.device)
+            return (z - mean) / sd
+
+        fit_x, critics["xt"] = infonce_fit(t_s, noisy, d, **settings, init=warm.get("xt"))
+        i_xt = _estimate(prov, fit_x, f"I(X; T+N(0,{noise_var:g}I)) InfoNCE lower bound "
+                                      f"(critic T vs noisy copy, K={fit_x['k']}), X uniform over rows", n, d, {},
+                         saturation_tol)
+        if y_codes is None:
+            return InfoNCELayer(i_xt, None, critics)
+        onehot = F.one_hot(y_codes.clone()).float()
+        fit_y, critics["ty"] = infonce_fit(t_s, lambda idx, _train: onehot[idx], onehot.shape[1], **settings,
+                                           init=warm.get("ty"))
+    i_ty = _estimate(prov, fit_y, f"I(T;Y) InfoNCE lower bound (separable MLP critic, K={fit_y['k']})", n, d,
+                     {"H_Y": discrete_entropy(y_codes)}, saturation_tol)
+    return InfoNCELayer(i_xt, i_ty, critics)
+
+
 class InfoNCE(Estimator):
-    """InfoNCE lower bound with a separable MLP critic trained on the device.
+    """InfoNCE lower bound with a separable MLP critic trained on the device; a thin wrapper of
+    :func:`infonce_layer_information` holding the settings and each layer's critics (warm starts).
 
     Args:
         batch_size: K, the number of pairs per batch (the cap is log2 K).
@@ -97,31 +279,22 @@ class InfoNCE(Estimator):
     """
 
     name = "infonce"
+    traits = INFONCE_TRAITS
 
     def __init__(self, batch_size: int = 256, steps: int = 300, lr: float = 3e-3, hidden: int = 64,
                  embed: int = 32, noise_var: float = 0.1, eval_fraction: float = 0.25, warm_start: bool = True,
                  seed: int = 0, saturation_tol: float = 0.1) -> None:
-        for nm, v in (("batch_size", batch_size), ("hidden", hidden), ("embed", embed)):
-            if not isinstance(v, int) or v < 2:
-                raise ValueError(f"{nm} must be an integer >= 2, got {v!r}")
-        if not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-        if not (0 < eval_fraction < 1):
-            raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
-        if not (noise_var > 0 and math.isfinite(noise_var)):
-            raise ValueError(f"noise_var must be a finite number > 0, got {noise_var!r}")
-        if not (lr > 0 and saturation_tol >= 0):
-            raise ValueError("lr must be > 0 and saturation_tol >= 0")
-        self.batch_size, self.steps, self.lr = batch_size, steps, float(lr)
-        self.hidden, self.embed, self.noise_var = hidden, embed, float(noise_var)
-        self.eval_fraction, self.warm_start, self.seed = float(eval_fraction), bool(warm_start), int(seed)
+        p = infonce_params(batch_size, steps, lr, hidden, embed, noise_var, eval_fraction, warm_start, seed,
+                           saturation_tol)
+        self.batch_size, self.steps, self.lr = p["batch_size"], p["steps"], p["lr"]
+        self.hidden, self.embed, self.noise_var = p["hidden"], p["embed"], p["noise_var"]
+        self.eval_fraction, self.warm_start, self.seed = p["eval_fraction"], p["warm_start"], p["seed"]
         self.saturation_tol = float(saturation_tol)
-        self._critics: Dict[str, Dict[str, Params]] = {}
+        self._critics: Dict[str, Critic] = {}
 
     def params(self) -> Dict[str, Any]:
-        return {"batch_size": self.batch_size, "steps": self.steps, "lr": self.lr, "hidden": self.hidden,
-                "embed": self.embed, "noise_var": self.noise_var, "eval_fraction": self.eval_fraction,
-                "warm_start": self.warm_start, "seed": self.seed, "critic": "separable MLP g(a)^T h(b)"}
+        return infonce_params(self.batch_size, self.steps, self.lr, self.hidden, self.embed, self.noise_var,
+                              self.eval_fraction, self.warm_start, self.seed, self.saturation_tol)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"critics": {k: {s: [p.detach().clone() for p in ps] for s, ps in v.items()}
@@ -131,110 +304,19 @@ class InfoNCE(Estimator):
         self._critics = {k: {s: [torch.as_tensor(p).clone() for p in ps] for s, ps in v.items()}
                          for k, v in state.get("critics", {}).items()}
 
-    def _critic(self, key: Optional[str], d_a: int, d_b: int, gen: torch.Generator,
-                device: torch.device) -> Dict[str, Params]:
-        old = self._critics.get(key) if (key is not None and self.warm_start) else None
-        if old is not None and "log_scale" in old and old["g"][0].shape[1] == d_a and old["h"][0].shape[1] == d_b \
-                and old["g"][0].shape[0] == self.hidden and old["g"][2].shape[0] == self.embed:
-            return {s: [p.detach().to(device).clone() for p in ps] for s, ps in old.items()}
-        return {"g": _init_mlp(d_a, self.hidden, self.embed, gen, device),
-                "h": _init_mlp(d_b, self.hidden, self.embed, gen, device),
-                "log_scale": [torch.zeros((), device=device)]}
-
-    def _fit(self, a: torch.Tensor, pair: Callable[[torch.Tensor, bool], torch.Tensor], d_b: int,
-             key: Optional[str]) -> Dict[str, Any]:
-        """Train a critic on a split of the rows of ``a`` and evaluate the bound on the rest."""
-        n = a.shape[0]
-        gen = torch.Generator(device=a.device)
-        gen.manual_seed(self.seed)
-        perm = torch.randperm(n, generator=gen, device=a.device)
-        n_eval = max(2, int(round(self.eval_fraction * n)))
-        if n - n_eval < 2:
-            raise ValueError(f"InfoNCE needs at least 4 samples (got {n})")
-        train, held = perm[n_eval:], perm[:n_eval]
-        k_train, k_eval = min(self.batch_size, train.numel()), min(self.batch_size, n_eval)
-        critic = self._critic(key, a.shape[1], d_b, gen, a.device)
-        params = [p.requires_grad_(True) for p in critic["g"] + critic["h"] + critic["log_scale"]]
-        adam = _Adam(params, self.lr)
-        for _ in range(self.steps):  # bounded training loop; each step is one vectorised batch
-            idx = train[torch.randperm(train.numel(), generator=gen, device=a.device)[:k_train]]
-            scores = _scores(critic, a[idx], pair(idx, True))
-            grads = torch.autograd.grad(-_nce_terms(scores).mean(), params)
-            adam.step(grads)
-        n_batches = max(1, n_eval // k_eval)
-        with torch.no_grad():
-            idx = held[: n_batches * k_eval].view(n_batches, k_eval)
-            ga = _mlp(critic["g"], a[idx.flatten()]).view(n_batches, k_eval, -1)
-            hb = _mlp(critic["h"], pair(idx.flatten(), False)).view(n_batches, k_eval, -1)
-            scores = critic["log_scale"][0].exp() * (ga @ hb.transpose(1, 2))
-            terms = (scores.diagonal(dim1=1, dim2=2) - torch.logsumexp(scores, dim=2) + math.log(k_eval)).flatten()
-        if key is not None:
-            self._critics[key] = {s: [p.detach().clone() for p in ps] for s, ps in critic.items()}
-        return {"terms": terms.double(), "k": k_eval, "n_train": int(train.numel()), "n_eval_pairs": terms.numel()}
-
-    def _estimate(self, fit: Dict[str, Any], quantity: str, n: int, d: int, diag: Dict[str, Any]) -> Estimate:
-        terms = fit["terms"]
-        v = float(terms.mean()) / LN2
-        se = float(terms.std()) / math.sqrt(terms.numel()) / LN2 if terms.numel() > 1 else float("nan")
-        cap = math.log2(fit["k"])
-        diag = dict(diag, K=fit["k"], n_train=fit["n_train"], n_eval_pairs=fit["n_eval_pairs"],
-                    ci_method="value +- 1.96 sd/sqrt(m) of held-out per-pair terms")
-        return make_estimate(v, quantity, kind="lower_bound", estimator=self.name, ci=(v - 1.96 * se, v + 1.96 * se),
-                             cap=cap, n=n, dim=d, params=self.params(), diagnostics=diag,
-                             saturation_tol=self.saturation_tol)
-
-    @staticmethod
-    def _clone(x: torch.Tensor) -> torch.Tensor:
-        """A normal (non-inference, grad-free) float32 copy, so autograd can use it."""
-        return x.detach().clone().float()
+    def _settings(self) -> Dict[str, Any]:
+        return dict(_fit_settings(self.params()), saturation_tol=self.saturation_tol, provenance=self.provenance())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
-        a = check_samples(a, name="a")
-        n = a.shape[0]
-        with torch.inference_mode(False), torch.enable_grad():
-            a_s = _standardise(self._clone(a))
-            if discrete_b:
-                codes = check_labels(b, n, name="b")
-                b_s = F.one_hot(codes.clone()).float()
-                diag: Dict[str, Any] = {"H_B": discrete_entropy(codes)}
-            else:
-                b = check_samples(b, name="b")
-                if b.shape[0] != n:
-                    raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
-                b_s = _standardise(self._clone(b.to(a.device)))
-                diag = {}
-            fit = self._fit(a_s, lambda idx, _train: b_s[idx], b_s.shape[1], None)
-        return self._estimate(fit, f"I(A;B) InfoNCE lower bound (separable MLP critic, K={fit['k']})", n,
-                              a.shape[1], diag)
+        return infonce_mi(a, b, discrete_b=discrete_b, **self._settings())
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
     ) -> LayerInformation:
-        t = check_samples(t)
-        n, d = t.shape
-        y_codes = check_labels(y, n) if y is not None else None
-        key = None if layer is None else str(layer)
-        sigma = math.sqrt(self.noise_var)
-        with torch.inference_mode(False), torch.enable_grad():
-            t_raw = self._clone(t)
-            mean, sd = t_raw.mean(0, keepdim=True), t_raw.std(0, keepdim=True)
-            sd = torch.where(sd > 0, sd, torch.ones_like(sd))
-            t_s = (t_raw - mean) / sd
-            gen = torch.Generator(device=t.device)
-            gen.manual_seed(self.seed + 1)
-
-            def noisy(idx: torch.Tensor, _train: bool) -> torch.Tensor:  # fresh noise at every call
-                z = t_raw[idx] + sigma * torch.randn(idx.numel(), d, generator=gen, device=t.device)
-                return (z - mean) / sd
-
-            fit_x = self._fit(t_s, noisy, d, None if key is None else key + "|xt")
-            i_xt = self._estimate(fit_x, f"I(X; T+N(0,{self.noise_var:g}I)) InfoNCE lower bound "
-                                         f"(critic T vs noisy copy, K={fit_x['k']}), X uniform over rows", n, d, {})
-            if y_codes is None:
-                return i_xt, None
-            onehot = F.one_hot(y_codes.clone()).float()
-            fit_y = self._fit(t_s, lambda idx, _train: onehot[idx], onehot.shape[1],
-                              None if key is None else key + "|ty")
-        i_ty = self._estimate(fit_y, f"I(T;Y) InfoNCE lower bound (separable MLP critic, K={fit_y['k']})", n, d,
-                              {"H_Y": discrete_entropy(y_codes)})
-        return i_xt, i_ty
+        keys = None if layer is None else {"xt": f"{layer}|xt", "ty": f"{layer}|ty"}
+        warm = {s: self._critics[k] for s, k in keys.items() if k in self._critics} \
+            if (keys is not None and self.warm_start) else None
+        out = infonce_layer_information(t, y, noise_var=self.noise_var, warm=warm, **self._settings())
+        if keys is not None:
+            self._critics.update({keys[s]: c for s, c in out.critics.items()})
+        return out.i_xt, out.i_ty

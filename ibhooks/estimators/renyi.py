@@ -21,20 +21,44 @@ sigma = gamma * mean Euclidean distance to the k-th nearest neighbour (Wickstroe
 Cost O(n^2 d + n^3) per batch. Rows beyond ``batch_size`` are split into random (own seeded
 generator) batches of nearly equal size and the values averaged, as the method is used in the
 literature; ``ci`` = mean +- 1.96 sd/sqrt(#batches) when there are several.
+
+Kernels (plain functions of tensors): :func:`renyi_entropy`, :func:`label_gram`, :func:`kernel_width`,
+:func:`renyi_gram`, :func:`renyi_layer_information`, :func:`renyi_mutual_information`;
+:class:`MatrixRenyi` holds the settings.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from ..estimate import Estimate, make_estimate
-from ._common import check_labels, check_samples
+from ..schema.estimate import Estimate, EstimatorTraits
+from ._common import Provenance, check_labels, check_samples, generator, require_int, require_number, require_seed
 from ._pairwise import centred64, sq_dists
 from .base import Estimator, LayerInformation
 
 SigmaSpec = Union[float, str]
+
+#: Works from a Gram matrix of the rows; S_a(T) <= log2 of the batch size.
+RENYI_TRAITS = EstimatorTraits(pairwise=True, cap="log2_n")
+
+
+def renyi_params(alpha: float = 1.01, sigma: SigmaSpec = "silverman", gamma: float = 1.0, k_nn: int = 10,
+                 batch_size: int = 1000, seed: int = 0) -> Dict[str, Any]:
+    """Validate matrix-Renyi settings (one ValueError naming the fix) and return them as recorded."""
+    alpha = require_number("alpha", alpha)
+    if isinstance(sigma, str):
+        if sigma not in ("silverman", "knn"):
+            raise ValueError(f"sigma must be a number > 0, 'silverman' or 'knn', got {sigma!r}")
+    else:
+        try:
+            sigma = require_number("sigma", sigma)
+        except ValueError:
+            raise ValueError(f"sigma must be a number > 0, 'silverman' or 'knn', got {sigma!r}") from None
+    return {"alpha": alpha, "sigma": sigma, "gamma": require_number("gamma", gamma),
+            "k_nn": require_int("k_nn", k_nn, 1), "batch_size": require_int("batch_size", batch_size, 2),
+            "seed": require_seed(seed)}
 
 
 def renyi_entropy(a: torch.Tensor, alpha: float) -> float:
@@ -52,8 +76,131 @@ def label_gram(y: torch.Tensor) -> torch.Tensor:
     return (y.unsqueeze(0) == y.unsqueeze(1)).to(torch.float64)
 
 
+def kernel_width(t: torch.Tensor, *, sigma: SigmaSpec = "silverman", gamma: float = 1.0, k_nn: int = 10,
+                 d2: Optional[torch.Tensor] = None) -> float:
+    """Kernel width for the rows of ``t`` under a rule (a number, ``"silverman"`` or ``"knn"``);
+    ``d2`` may pass the squared distances already computed."""
+    if not isinstance(sigma, str):
+        return float(sigma)
+    n, d = t.shape
+    if sigma == "silverman":
+        spread = math.sqrt(float(t.to(torch.float64).var(0).sum())) if n > 1 else 0.0
+        s = gamma * n ** (-1.0 / (4 + d)) * spread
+    else:
+        if d2 is None:
+            c = centred64(t)
+            d2 = sq_dists(c, c)
+        k = min(k_nn, n - 1)
+        s = gamma * float(d2.sqrt().sort(dim=1).values[:, k].mean())  # column 0 is the row itself
+    return s if s > 0 else 1.0  # a constant layer: any width gives K = 1, S = 0
+
+
+def renyi_gram(t: torch.Tensor, *, sigma: SigmaSpec = "silverman", gamma: float = 1.0,
+               k_nn: int = 10) -> Tuple[torch.Tensor, float]:
+    """Unit-trace Gaussian Gram matrix A (float64) of the rows of ``t`` and the width used."""
+    c = centred64(t)
+    d2 = sq_dists(c, c)
+    s = kernel_width(t, sigma=sigma, gamma=gamma, k_nn=k_nn, d2=d2)
+    k = torch.exp(d2 * (-1.0 / (2.0 * s * s)))
+    return k / k.diagonal().sum(), s
+
+
+def _joint(a: torch.Tensor, b: torch.Tensor, alpha: float) -> float:
+    ab = a * b
+    return renyi_entropy(ab / ab.diagonal().sum(), alpha)
+
+
+def _batches(n: int, batch_size: int, seed: int, device: torch.device) -> List[torch.Tensor]:
+    """Row indices of random batches of nearly equal size (one batch of all rows when n <= batch_size)."""
+    if n <= batch_size:
+        return [torch.arange(n, device=device)]
+    perm = torch.randperm(n, generator=generator(seed, device), device=device)
+    return list(torch.tensor_split(perm, math.ceil(n / batch_size)))
+
+
+def _estimate(prov: Provenance, values: List[float], quantity: str, cap: Optional[float], n: int, d: int,
+              diagnostics: Dict[str, Any]) -> Estimate:
+    v = sum(values) / len(values)
+    ci = None
+    if len(values) > 1:
+        sd = float(torch.tensor(values, dtype=torch.float64).std())
+        ci = (v - 1.96 * sd / math.sqrt(len(values)), v + 1.96 * sd / math.sqrt(len(values)))
+    diagnostics = dict(diagnostics, n_batches=len(values))
+    return prov.estimate(v, quantity, kind="estimate", ci=ci, cap=cap, n=n, dim=d, diagnostics=diagnostics)
+
+
+def _label(alpha: float, sigma: SigmaSpec) -> str:
+    return f"alpha={alpha:g}, Gaussian kernel, sigma rule {sigma!r}"
+
+
+def renyi_layer_information(
+    t: torch.Tensor, y: Optional[torch.Tensor] = None, *, alpha: float = 1.01, sigma: SigmaSpec = "silverman",
+    gamma: float = 1.0, k_nn: int = 10, batch_size: int = 1000, seed: int = 0,
+    provenance: Optional[Provenance] = None,
+) -> LayerInformation:
+    """``(S_a(T), I_a(T;Y))`` in bits (S_a(T) = I_a(X;T) for X uniform over rows), averaged over
+    random batches of at most ``batch_size`` rows; I(T;Y) is None without labels."""
+    prov = provenance or Provenance("renyi", RENYI_TRAITS, renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed))
+    t = check_samples(t)
+    n, d = t.shape
+    y_codes = check_labels(y, n) if y is not None else None
+    s_t, i_ty, widths = [], [], []
+    batches = _batches(n, batch_size, seed, t.device)
+    for idx in batches:  # a loop over batches of rows, not over samples
+        a, s = renyi_gram(t[idx], sigma=sigma, gamma=gamma, k_nn=k_nn)
+        widths.append(s)
+        s_t.append(renyi_entropy(a, alpha))
+        if y_codes is not None:
+            ay = label_gram(y_codes[idx])
+            ay = ay / ay.diagonal().sum()
+            i_ty.append(s_t[-1] + renyi_entropy(ay, alpha) - _joint(a, ay, alpha))
+    nb = min(len(idx) for idx in batches)
+    diag = {"sigma_used": sum(widths) / len(widths), "batch_n": nb}
+    label = _label(alpha, sigma)
+    i_xt = _estimate(prov, s_t, f"S_a(T) = I_a(X;T), X uniform over rows, matrix Renyi ({label}, "
+                                f"batches of {nb})", math.log2(nb), n, d, diag)
+    if y_codes is None:
+        return i_xt, None
+    return i_xt, _estimate(prov, i_ty, f"I_a(T;Y) matrix Renyi ({label}, indicator label kernel, "
+                                       f"batches of {nb})", None, n, d, diag)
+
+
+def renyi_mutual_information(
+    a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False, alpha: float = 1.01,
+    sigma: SigmaSpec = "silverman", gamma: float = 1.0, k_nn: int = 10, batch_size: int = 1000, seed: int = 0,
+    provenance: Optional[Provenance] = None,
+) -> Estimate:
+    """I_alpha(A;B) in bits with Gaussian Grams (the indicator Gram for class labels when ``discrete_b``)."""
+    prov = provenance or Provenance("renyi", RENYI_TRAITS, renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed))
+    a = check_samples(a, name="a")
+    n = a.shape[0]
+    if discrete_b:
+        b = check_labels(b, n, name="b")
+    else:
+        b = check_samples(b, name="b")
+        if b.shape[0] != n:
+            raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
+    width = {"sigma": sigma, "gamma": gamma, "k_nn": k_nn}
+    vals, caps = [], []
+    batches = _batches(n, batch_size, seed, a.device)
+    for idx in batches:  # a loop over batches of rows, not over samples
+        ga, _ = renyi_gram(a[idx], **width)
+        if discrete_b:
+            gb = label_gram(b[idx])
+            gb = gb / gb.diagonal().sum()
+        else:
+            gb, _ = renyi_gram(b[idx], **width)
+        sa, sb = renyi_entropy(ga, alpha), renyi_entropy(gb, alpha)
+        vals.append(sa + sb - _joint(ga, gb, alpha))
+        caps.append(min(sa, sb))
+    nb = min(len(idx) for idx in batches)
+    return _estimate(prov, vals, f"I_a(A;B) matrix Renyi ({_label(alpha, sigma)}, batches of {nb})",
+                     math.log2(nb), n, a.shape[1], {"min_S_a_marginal": sum(caps) / len(caps)})
+
+
 class MatrixRenyi(Estimator):
-    """Matrix-based Renyi alpha-entropy and mutual information (bits).
+    """Matrix-based Renyi alpha-entropy and mutual information (bits); a thin wrapper of
+    :func:`renyi_layer_information` and :func:`renyi_mutual_information` holding the settings.
 
     Args:
         alpha: Renyi order (1.01 approximates Shannon).
@@ -65,127 +212,33 @@ class MatrixRenyi(Estimator):
     """
 
     name = "renyi"
+    traits = RENYI_TRAITS
 
     def __init__(self, alpha: float = 1.01, sigma: SigmaSpec = "silverman", gamma: float = 1.0, k_nn: int = 10,
                  batch_size: int = 1000, seed: int = 0) -> None:
-        if not (alpha > 0 and math.isfinite(alpha)):
-            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-        if isinstance(sigma, str):
-            if sigma not in ("silverman", "knn"):
-                raise ValueError(f"sigma must be a number > 0, 'silverman' or 'knn', got {sigma!r}")
-        elif not (sigma > 0 and math.isfinite(sigma)):
-            raise ValueError(f"sigma must be a number > 0, 'silverman' or 'knn', got {sigma!r}")
-        if not (gamma > 0 and math.isfinite(gamma)):
-            raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-        if not isinstance(k_nn, int) or k_nn < 1:
-            raise ValueError(f"k_nn must be an integer >= 1, got {k_nn!r}")
-        if not isinstance(batch_size, int) or batch_size < 2:
-            raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
-        self.alpha, self.sigma, self.gamma, self.k_nn = float(alpha), sigma, float(gamma), k_nn
-        self.batch_size, self.seed = batch_size, int(seed)
+        p = renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed)
+        self.alpha, self.sigma, self.gamma, self.k_nn = p["alpha"], p["sigma"], p["gamma"], p["k_nn"]
+        self.batch_size, self.seed = p["batch_size"], p["seed"]
 
     def params(self) -> Dict[str, Any]:
-        return {"alpha": self.alpha, "sigma": self.sigma, "gamma": self.gamma, "k_nn": self.k_nn,
-                "batch_size": self.batch_size, "seed": self.seed}
+        return renyi_params(self.alpha, self.sigma, self.gamma, self.k_nn, self.batch_size, self.seed)
+
+    def _settings(self) -> Dict[str, Any]:
+        return dict(self.params(), provenance=self.provenance())
 
     def width(self, t: torch.Tensor, d2: Optional[torch.Tensor] = None) -> float:
         """Kernel width sigma for the rows of ``t`` under this estimator's rule."""
-        if not isinstance(self.sigma, str):
-            return float(self.sigma)
-        n, d = t.shape
-        if self.sigma == "silverman":
-            spread = math.sqrt(float(t.to(torch.float64).var(0).sum())) if n > 1 else 0.0
-            s = self.gamma * n ** (-1.0 / (4 + d)) * spread
-        else:
-            if d2 is None:
-                c = centred64(t)
-                d2 = sq_dists(c, c)
-            k = min(self.k_nn, n - 1)
-            s = self.gamma * float(d2.sqrt().sort(dim=1).values[:, k].mean())  # column 0 is the row itself
-        return s if s > 0 else 1.0  # a constant layer: any width gives K = 1, S = 0
+        return kernel_width(t, sigma=self.sigma, gamma=self.gamma, k_nn=self.k_nn, d2=d2)
 
-    def gram(self, t: torch.Tensor) -> tuple:
+    def gram(self, t: torch.Tensor) -> Tuple[torch.Tensor, float]:
         """Unit-trace Gaussian Gram matrix A (float64) of the rows of ``t`` and the width used."""
-        c = centred64(t)
-        d2 = sq_dists(c, c)
-        s = self.width(t, d2)
-        k = torch.exp(d2 * (-1.0 / (2.0 * s * s)))
-        return k / k.diagonal().sum(), s
-
-    def _joint(self, a: torch.Tensor, b: torch.Tensor) -> float:
-        ab = a * b
-        return renyi_entropy(ab / ab.diagonal().sum(), self.alpha)
-
-    def _batches(self, n: int, device: torch.device) -> List[torch.Tensor]:
-        if n <= self.batch_size:
-            return [torch.arange(n, device=device)]
-        gen = torch.Generator(device=device)
-        gen.manual_seed(self.seed)
-        perm = torch.randperm(n, generator=gen, device=device)
-        return list(torch.tensor_split(perm, math.ceil(n / self.batch_size)))
-
-    def _estimate(self, values: List[float], quantity: str, cap: Optional[float], n: int, d: int,
-                  diagnostics: Dict[str, Any]) -> Estimate:
-        v = sum(values) / len(values)
-        ci = None
-        if len(values) > 1:
-            sd = float(torch.tensor(values, dtype=torch.float64).std())
-            ci = (v - 1.96 * sd / math.sqrt(len(values)), v + 1.96 * sd / math.sqrt(len(values)))
-        diagnostics = dict(diagnostics, n_batches=len(values))
-        return make_estimate(v, quantity, kind="estimate", estimator=self.name, ci=ci, cap=cap, n=n, dim=d,
-                             params=self.params(), diagnostics=diagnostics)
-
-    def _label(self) -> str:
-        return f"alpha={self.alpha:g}, Gaussian kernel, sigma rule {self.sigma!r}"
+        return renyi_gram(t, sigma=self.sigma, gamma=self.gamma, k_nn=self.k_nn)
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
     ) -> LayerInformation:
-        t = check_samples(t)
-        n, d = t.shape
-        y_codes = check_labels(y, n) if y is not None else None
-        s_t, i_ty, widths = [], [], []
-        batches = self._batches(n, t.device)
-        for idx in batches:  # a loop over batches of rows, not over samples
-            a, s = self.gram(t[idx])
-            widths.append(s)
-            s_t.append(renyi_entropy(a, self.alpha))
-            if y_codes is not None:
-                ay = label_gram(y_codes[idx])
-                ay = ay / ay.diagonal().sum()
-                i_ty.append(s_t[-1] + renyi_entropy(ay, self.alpha) - self._joint(a, ay))
-        nb = min(len(idx) for idx in batches)
-        diag = {"sigma_used": sum(widths) / len(widths), "batch_n": nb}
-        i_xt = self._estimate(s_t, f"S_a(T) = I_a(X;T), X uniform over rows, matrix Renyi ({self._label()}, "
-                                   f"batches of {nb})", math.log2(nb), n, d, diag)
-        if y_codes is None:
-            return i_xt, None
-        return i_xt, self._estimate(i_ty, f"I_a(T;Y) matrix Renyi ({self._label()}, indicator label kernel, "
-                                          f"batches of {nb})", None, n, d, diag)
+        return renyi_layer_information(t, y, **self._settings())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
         """I_alpha(A;B) with Gaussian Grams (indicator Gram for labels when ``discrete_b``)."""
-        a = check_samples(a, name="a")
-        n = a.shape[0]
-        if discrete_b:
-            b = check_labels(b, n, name="b")
-        else:
-            b = check_samples(b, name="b")
-            if b.shape[0] != n:
-                raise ValueError(f"a has {n} rows but b has {b.shape[0]}; they must be paired")
-        vals, caps = [], []
-        batches = self._batches(n, a.device)
-        for idx in batches:
-            ga, _ = self.gram(a[idx])
-            if discrete_b:
-                gb = label_gram(b[idx])
-                gb = gb / gb.diagonal().sum()
-            else:
-                gb, _ = self.gram(b[idx])
-            sa, sb = renyi_entropy(ga, self.alpha), renyi_entropy(gb, self.alpha)
-            vals.append(sa + sb - self._joint(ga, gb))
-            caps.append(min(sa, sb))
-        nb = min(len(idx) for idx in batches)
-        return self._estimate(vals, f"I_a(A;B) matrix Renyi ({self._label()}, batches of {nb})", math.log2(nb),
-                              n, a.shape[1],
-                              {"min_S_a_marginal": sum(caps) / len(caps)})
+        return renyi_mutual_information(a, b, discrete_b=discrete_b, **self._settings())
