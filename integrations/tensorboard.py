@@ -7,11 +7,15 @@ Key scheme (shared with the W&B sink, see :func:`ibhooks.plotting.metric_items`)
   ``ib/<estimator>/<layer>/I_XT`` (decided once, from the header's config or the first Record);
 * ``<key>_lo`` / ``<key>_hi``: the interval bounds where estimates carry a ``ci``;
 * ``ib/H_Y`` and ``ib/seconds``;
-* images ``ib/plane`` (``ib/<estimator>/plane``), and at ``close()`` ``ib/curves`` and ``ib/dpi``;
-* text ``ib/config`` (settings + coverage), ``ib/warnings``, ``ib/phases``, ``ib/dpi``
-  (each written when its content changes);
+* images ``ib/plane`` and ``ib/curves`` (``ib/<estimator>/...`` with several estimators) at every
+  ``figure_every``-th measurement and at ``close()`` (at the last step, if not drawn there yet), and
+  ``ib/dpi`` at ``close()``;
+* text ``ib/config`` (settings + coverage), ``ib/warnings``, ``ib/phases`` (the latest decision of
+  every series: the records' ``phase_changes`` folded), ``ib/dpi`` (each written when it changes);
 * a custom-scalars layout (category ``ibhooks``): one Multiline chart per quantity across layers,
   and Margin charts (value with its interval) per layer where intervals exist.
+
+The sink keeps no Records: figures are drawn from a :class:`~ibhooks.sinks.drawing.FigureHistory`.
 
 Usage::
 
@@ -25,11 +29,12 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ibhooks._optional import available, require
-from ibhooks.estimate import Record
+from ibhooks.schema import QUANTITIES, PhaseDecision, Record
 from ibhooks.sinks.base import Sink
+from ibhooks.sinks.drawing import FigureHistory, draw_figures, figure_tag
 
 __all__ = ["TensorBoardSink"]
 
@@ -44,7 +49,8 @@ class TensorBoardSink(Sink):
             :meth:`close`.
         figures: Log the information plane as an image (needs matplotlib; disabled with a warning
             when it is missing).
-        figure_every: Draw the plane at every ``figure_every``-th measurement (1 = every one).
+        figure_every: Draw the plane and the curves at every ``figure_every``-th measurement (1 = every
+            one), and always at :meth:`close`.
         prefix: First path component of every tag.
         dpi: Resolution of logged figures.
 
@@ -92,7 +98,8 @@ class TensorBoardSink(Sink):
         self.prefix = prefix
         self.dpi = dpi
         self.header: Dict[str, Any] = {}
-        self.records: List[Record] = []
+        self.history = FigureHistory()
+        self._drawn_at = 0  # measurements in the history when figures were last drawn
         self._with_estimator: Optional[bool] = None
         self._layout_written = False
         self._last_text: Dict[str, str] = {}
@@ -119,7 +126,7 @@ class TensorBoardSink(Sink):
     def write(self, record: Record) -> None:
         from ibhooks import plotting
 
-        self.records.append(record)
+        self.history.append(record)
         if self._with_estimator is None:
             self._with_estimator = plotting.multi_estimator([record], self.header)
         if not self._layout_written and record.layers:
@@ -131,10 +138,10 @@ class TensorBoardSink(Sink):
         ).items():
             self.writer.add_scalar(key, value, global_step=step)
         self._text(f"{self.prefix}/warnings", _warnings_markdown(record), step)
-        self._text(f"{self.prefix}/phases", _phases_markdown(record), step)
+        self._text(f"{self.prefix}/phases", _phases_markdown(self.history.phases.values()), step)
         self._text(f"{self.prefix}/dpi", _dpi_markdown(record), step)
-        if self.figures and (len(self.records) - 1) % self.figure_every == 0:
-            self._plane(step)
+        if self.figures and (len(self.history) - 1) % self.figure_every == 0:
+            self._figures(("plane", "curves"))
         self.writer.flush()
 
     def log_text(self, tag: str, text: str, step: Optional[int] = None) -> None:
@@ -145,8 +152,8 @@ class TensorBoardSink(Sink):
             return
         self._closed = True
         try:
-            if self.figures and self.records and any(r.layers for r in self.records):
-                self._summary_figures()
+            if self.figures and self.history.estimators:
+                self._figures(("dpi",) if self._drawn_at == len(self.history) else ("plane", "curves", "dpi"))
         finally:
             if self._own_writer:
                 self.writer.close()
@@ -166,11 +173,12 @@ class TensorBoardSink(Sink):
         margins: Dict[str, List[Any]] = {}
         estimators = record.estimators
         for est in estimators:
-            for q, label in (("I_XT", "I(X;T)"), ("I_TY", "I(T;Y)")):
+            for quantity in QUANTITIES:
+                q, label = quantity.value, quantity.label
                 tags = []
                 for layer, per_est in record.layers.items():
                     res = per_est.get(est)
-                    e = None if res is None else (res.i_xt if q == "I_XT" else res.i_ty)
+                    e = None if res is None else res.get(quantity)
                     if e is None:
                         continue
                     base = plotting.metric_prefix(layer, est, with_estimator=with_est, prefix=self.prefix)
@@ -186,28 +194,15 @@ class TensorBoardSink(Sink):
             layout["ibhooks intervals"] = margins
         return layout
 
-    def _plane(self, step: int) -> None:
+    def _figures(self, names: Sequence[str]) -> None:
+        """Draw ``names`` from the compact history and log them at the latest step."""
         from ibhooks import plotting
 
-        for est in plotting.estimator_names(self.records):
-            if not plotting.has_plane(self.records, est):
-                continue  # no labels: nothing to place on the plane
-            fig = plotting.plot_information_plane(self.records, estimator=est, header=self.header)
-            tag = f"{self.prefix}/{est}/plane" if self._with_estimator else f"{self.prefix}/plane"
+        step = int(self.history.last_step or 0)
+        self._drawn_at = len(self.history)
+        for name, est, fig in draw_figures(self.history, self.header, names):
             fig.set_dpi(self.dpi)
-            self.writer.add_figure(tag, fig, global_step=step, close=False)
-            plotting.close_figure(fig)
-
-    def _summary_figures(self) -> None:
-        from ibhooks import plotting
-
-        step = int(self.records[-1].step)
-        for name, fig in plotting.make_figures(self.records, header=self.header).items():
-            if name.startswith("information_plane"):
-                plotting.close_figure(fig)
-                continue
-            tag = f"{self.prefix}/{name.replace('layer_curves', 'curves')}"
-            fig.set_dpi(self.dpi)
+            tag = figure_tag(name, est, with_estimator=bool(self._with_estimator), prefix=self.prefix)
             self.writer.add_figure(tag, fig, global_step=step, close=False)
             plotting.close_figure(fig)
 
@@ -225,7 +220,8 @@ class TensorBoardSink(Sink):
         self.writer.add_text(tag, f"**step {step}**\n\n{body}", global_step=step)
 
     def _last_step(self) -> int:
-        return int(self.records[-1].step) if self.records else int(self.header.get("step") or 0)
+        last = self.history.last_step
+        return int(last) if last is not None else int(self.header.get("step") or 0)
 
 
 # -- Markdown renderings (TensorBoard's text plugin renders Markdown) -------------------------------
@@ -281,16 +277,8 @@ def _config_markdown(header: Dict[str, Any]) -> str:
 
 
 def _warnings_markdown(record: Record) -> str:
-    rows = [
-        [w.get("severity"), w.get("code"), w.get("layer"), w.get("estimator"), w.get("message")]
-        for w in record.warnings or []
-        if isinstance(w, dict)
-    ]
-    errs = [
-        [e.get("layer"), e.get("estimator"), e.get("error")]
-        for e in record.errors or []
-        if isinstance(e, dict)
-    ]
+    rows = [[w.severity.value, w.code.value, w.layer, w.estimator, w.message] for w in record.warnings]
+    errs = [[e.layer, e.estimator, e.stage, e.error] for e in record.errors]
     parts = []
     if rows:
         parts.append(
@@ -298,74 +286,44 @@ def _warnings_markdown(record: Record) -> str:
             + _md_table(["severity", "code", "layer", "estimator", "message"], rows)
         )
     if errs:
-        parts.append(
-            f"**{len(errs)} estimator error(s)**\n\n" + _md_table(["layer", "estimator", "error"], errs)
-        )
+        parts.append(f"**{len(errs)} error(s)**\n\n" + _md_table(["layer", "estimator", "stage", "error"], errs))
     return "\n\n".join(parts)
 
 
-def _phases_markdown(record: Record) -> str:
-    from ibhooks import plotting
-
-    rows = []
-    for layer in record.layers:
-        for est in record.layers[layer]:
-            for e in plotting.phase_entries(record, layer, est):
-                if not isinstance(e, dict):
-                    continue
-                status = e.get("status")
-                if status not in plotting.SHOWN_STATUSES:
-                    continue
-                end = e.get("end_step")
-                rows.append(
-                    [
-                        layer,
-                        est,
-                        e.get("phase"),
-                        status,
-                        e.get("start_step"),
-                        "ongoing" if end is None else end,
-                        e.get("slope_bits_per_decade"),
-                        e.get("p_adjusted"),
-                    ]
-                )
+def _phases_markdown(decisions: Iterable[PhaseDecision]) -> str:
+    """The detected and candidate phases among the latest decisions of every series."""
+    rows = [
+        [d.layer, d.estimator, d.phase, d.status.value, d.start_step, "ongoing" if d.end_step is None else d.end_step,
+         d.slope_bits_per_decade, d.p_adjusted]
+        for d in decisions
+        if d.shown
+    ]
     if not rows:
         return ""
     return (
         "**Phases** (detected = passed the last decisions in a row; candidate = the latest only)\n\n"
         + _md_table(
-            [
-                "layer",
-                "estimator",
-                "phase",
-                "status",
-                "start step",
-                "end step",
-                "bits/decade",
-                "p (adjusted)",
-            ],
+            ["layer", "estimator", "phase", "status", "start step", "end step", "bits/decade", "p (adjusted)"],
             rows,
         )
     )
 
 
-def _dpi_markdown(record: Record) -> str:
-    from ibhooks import plotting
+def _significance(v: Any) -> str:
+    return {True: "yes", False: "no", None: "not assessed"}[v.significant]
 
+
+def _dpi_markdown(record: Record) -> str:
+    checks = record.checks
+    if checks is None:
+        return ""
     rows = [
-        [
-            v.get("chain"),
-            v.get("estimator"),
-            v.get("quantity"),
-            f"{v.get('upstream')} → {v.get('downstream')}",
-            v.get("size_bits"),
-            {True: "yes", False: "no", None: "unknown"}.get(v.get("significant")),
-        ]
-        for v in plotting.dpi_violations(record)
+        [v.chain, v.estimator, v.quantity.label, f"{v.upstream} → {v.downstream}", v.size_bits, _significance(v)]
+        for v in checks.dpi_violations
     ]
     bounds = [
-        [v.get("layer"), v.get("estimator"), v.get("bound"), v.get("size_bits"), v.get("kind")]
-        for v in plotting.bound_violations(record)
+        [v.layer, v.estimator, v.bound, v.size_bits, "bug" if v.is_bug else "estimator inconsistency"]
+        for v in checks.bound_violations
     ]
     parts = []
     if rows:

@@ -36,10 +36,11 @@ def _text(ea, tag):
 def event_dir(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("tb")
     history = make_history(STEPS)
-    sink = TensorBoardSink(str(log_dir), figure_every=3)
+    sink = TensorBoardSink(str(log_dir), figure_every=4)
     sink.start(make_header())
     for rec in history:
         sink.write(rec)
+    assert not hasattr(sink, "records")  # no Records kept: a compact history only
     sink.close()
     return log_dir, history
 
@@ -77,24 +78,91 @@ def test_custom_scalars_layout_written_once(event_dir):
     assert (margin.value, margin.lower, margin.upper) == ("ib/fc2/I_TY", "ib/fc2/I_TY_lo", "ib/fc2/I_TY_hi")
 
 
-def test_plane_images_text_and_final_figures(event_dir):
+def test_plane_and_curves_every_k_and_at_close_dpi_at_close(event_dir):
     log_dir, history = event_dir
     ea = _read(log_dir)
     planes = ea.Images("ib/plane")
-    assert [im.step for im in planes] == [STEPS[0], STEPS[3], STEPS[6]]  # figure_every=3
+    # figure_every=4: measurements 0 and 4, and the last one (6) at close() although 6 % 4 != 0
+    assert [im.step for im in planes] == [STEPS[0], STEPS[4], STEPS[-1]]
     assert planes[0].encoded_image_string[:4] == b"\x89PNG" and planes[0].width > 300
-    assert [im.step for im in ea.Images("ib/curves")] == [STEPS[-1]]
+    assert planes[-1].encoded_image_string != planes[1].encoded_image_string
+    assert [im.step for im in ea.Images("ib/curves")] == [STEPS[0], STEPS[4], STEPS[-1]]
     assert [im.step for im in ea.Images("ib/dpi")] == [STEPS[-1]]
+
+
+def test_close_draws_no_second_plane_when_the_last_measurement_was_drawn(tmp_path):
+    sink = TensorBoardSink(str(tmp_path), figure_every=2)
+    sink.start(make_header())
+    for rec in make_history([0, 10, 100]):  # drawn at measurements 0 and 2 (the last)
+        sink.write(rec)
+    sink.close()
+    sink.close()  # idempotent
+    ea = _read(tmp_path)
+    assert [im.step for im in ea.Images("ib/plane")] == [0, 100]
+    assert [im.step for im in ea.Images("ib/dpi")] == [100]
+
+
+def test_text_from_typed_findings(event_dir):
+    log_dir, history = event_dir
+    ea = _read(log_dir)
     (cfg,) = _text(ea, "ib/config")
     assert "Coverage" in cfg[1] and "dropout" in cfg[1] and "identity in eval mode" in cfg[1]
     warns = _text(ea, "ib/warnings")
-    assert warns and "at_cap" in warns[0][1] and "fc1" in warns[0][1]
+    first_warned = next(r for r in history if r.warnings)
+    assert warns[0][0] == first_warned.step
+    for w in first_warned.warnings:
+        assert w.code.value in warns[0][1] and w.layer in warns[0][1]
     dpi = _text(ea, "ib/dpi")
-    assert dpi and "fc2 → fc3" in dpi[0][1]
+    violated = [r for r in history if r.checks is not None and r.checks.dpi_violations]
+    assert violated and dpi[0][0] == violated[0].step
+    v = violated[0].checks.dpi_violations[0]
+    assert f"{v.upstream} → {v.downstream}" in dpi[0][1] and v.quantity.label in dpi[0][1]
+    # phases: the fold of the records' phase_changes, as of the last change
     phases = _text(ea, "ib/phases")
-    assert phases and "fitting" in phases[-1][1]
+    latest = {}
+    for r in history:
+        latest.update({d.key: d for d in r.phase_changes})
+    shown = [d for d in latest.values() if d.shown]
+    assert shown and phases
+    last_text = phases[-1][1]
+    for d in shown:
+        assert f"| {d.layer} | {d.estimator} | {d.phase} | {d.status.value} |" in last_text
+    assert last_text.count("\n| ") == len(shown) + 1  # header + one row per shown decision
     # text is only rewritten when it changes, not at every measurement
-    assert len(dpi) < len(STEPS)
+    assert len(dpi) < len(STEPS) and len(phases) < len(STEPS)
+
+
+def test_sink_keeps_a_compact_history_not_records():
+    import copy
+    import tracemalloc
+
+    history = make_history(list(range(0, 1500, 10)))
+
+    def growth(store):
+        tracemalloc.start()
+        for rec in history[:50]:
+            store(rec)
+        before = tracemalloc.get_traced_memory()[0]
+        for rec in history[50:]:
+            store(rec)
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return (after - before) / (len(history) - 50)
+
+    sink = TensorBoardSink(writer=_NullWriter(), figures=False)
+    sink.start(make_header())
+    kept = []
+    per_record = growth(lambda r: kept.append(copy.deepcopy(r)))  # what keeping every Record costs
+    per_sink = growth(sink.write)
+    assert per_sink < per_record / 8 and per_sink < 2048, (per_sink, per_record)
+    assert len(sink.history) == len(history)
+
+
+class _NullWriter:
+    """A SummaryWriter stand-in that drops everything (memory test)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 def test_users_writer_is_flushed_not_closed_and_multi_estimator_keys(tmp_path):
