@@ -36,7 +36,9 @@ def _load(path: str, err: TextIO) -> Run:
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
     except UnicodeDecodeError:
-        raise CliError(f"run log {p} is not a text file (not UTF-8); pass the .jsonl an IBMonitor wrote") from None
+        raise CliError(
+            f"run log {p} is not a text file (not UTF-8); pass the .jsonl an IBMonitor wrote"
+        ) from None
     except ValueError as exc:
         raise CliError(str(exc)) from None
     except (OSError, AttributeError, KeyError, TypeError) as exc:
@@ -66,7 +68,12 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     records = report.records_for(run.records, args.estimator)
     out_dir = Path(args.output) if args.output else run.path.parent / f"{run.path.stem}_figures"
     paths = plotting.save_all_figures(
-        records, out_dir, header=run.header, formats=args.format, dpi=args.dpi, animation=not args.no_animation
+        records,
+        out_dir,
+        header=run.header,
+        formats=args.format,
+        dpi=args.dpi,
+        animation=not args.no_animation,
     )
     for name, p in paths.items():
         print(f"{name}: {p}", file=out)
@@ -125,9 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the information plane, layer curves, DPI panel and plane animation.",
     )
     _run_argument(p)
-    p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: RUN_figures next to the log)")
     p.add_argument(
-        "--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"], help="file formats (default: png)"
+        "-o", "--output", metavar="DIR", help="output folder (default: RUN_figures next to the log)"
+    )
+    p.add_argument(
+        "--format",
+        nargs="+",
+        default=["png"],
+        choices=["png", "pdf", "svg"],
+        help="file formats (default: png)",
     )
     p.add_argument("--dpi", type=int, default=200, help="resolution of raster figures (default: 200)")
     p.add_argument("--no-animation", action="store_true", help="skip the GIF of the plane over training")
@@ -140,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write one HTML file with figures, coverage, warnings, errors, phases and DPI checks.",
     )
     _run_argument(r)
-    r.add_argument("-o", "--output", metavar="report.html", help="output file (default: the log's name with .html)")
+    r.add_argument(
+        "-o", "--output", metavar="report.html", help="output file (default: the log's name with .html)"
+    )
     r.add_argument("--dpi", type=int, default=110, help="resolution of the embedded figures (default: 110)")
     r.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib needed)")
     _estimator_argument(r, "figures and tables")

@@ -196,17 +196,21 @@ def test_plot_estimator_draws_that_estimators_figures(log2, tmp_path):
     planes = {}
     for est in ESTIMATORS:
         target = tmp_path / est
-        code, out, err = run_cli("plot", path, "-o", target, "--dpi", 40, "--no-animation", "--estimator", est)
+        code, out, err = run_cli(
+            "plot", path, "-o", target, "--dpi", 40, "--no-animation", "--estimator", est
+        )
         assert code == 0, err
         other = next(e for e in ESTIMATORS if e != est)
         assert f"information_plane: {target / 'information_plane.png'}" in out and other not in out
         planes[est] = _png_pixels(target / "information_plane.png")
         # the plane the CLI drew for `est` is the one the plotting API draws for `est` from the live Records
-        live = plotting.plot_information_plane(history, estimator=est, header=make_header(estimators=ESTIMATORS))
+        header = make_header(estimators=ESTIMATORS)
+        live = plotting.plot_information_plane(history, estimator=est, header=header)
         live.savefig(tmp_path / f"live_{est}.png", dpi=40, metadata={"Software": None})
         plotting.close_figure(live)
         assert np.array_equal(planes[est], _png_pixels(tmp_path / f"live_{est}.png")), est
-    assert planes["binning"].shape != planes["kde"].shape or not np.array_equal(planes["binning"], planes["kde"])
+    a, b = planes["binning"], planes["kde"]
+    assert a.shape != b.shape or not np.array_equal(a, b)
 
 
 def test_report_and_summary_estimator_show_only_that_estimator(log2, tmp_path):
@@ -291,7 +295,8 @@ def test_not_assessed_dpi_violations_are_worded_so(tmp_path):
     history[-2:] = [_with_unassessed_violation(rec) for rec in history[-2:]]
     path = tmp_path / "noci.jsonl"
     write_log(path, history, make_header(estimators=("kde",)))
-    total = sum(t.not_assessed for rec in history if rec.checks for t in rec.checks.dpi if t.quantity == Quantity.I_TY)
+    tallies = [t for rec in history if rec.checks for t in rec.checks.dpi if t.quantity == Quantity.I_TY]
+    total = sum(t.not_assessed for t in tallies)
     code, out, _ = run_cli("summary", path)
     assert code == 0
     (line,) = [ln for ln in out.splitlines() if ln.strip().startswith("kde I(T;Y): violated")]
@@ -314,7 +319,8 @@ def test_phase_table_is_the_fold_of_the_phase_changes(log):
             latest[d.key] = d
     assert latest, "the synthetic history should decide phases"
     rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", section)
-    assert {(a, b, c): d for a, b, c, d in rows} == {k: str(d.status).replace("_", " ") for k, d in latest.items()}
+    shown = {(a, b, c): d for a, b, c, d in rows}
+    assert shown == {k: str(d.status).replace("_", " ") for k, d in latest.items()}
     # a run object without the reader's fold (``Run.phases``) gives the same table: the report folds itself
     bare = types.SimpleNamespace(path=run.path, header=run.header, records=run.records, truncated=False)
     again = report_pkg.render_report(bare, figures=False)

@@ -71,7 +71,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, num_cols: Se
     thead = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
     num = ' class="num"'
     body = "".join(
-        "<tr>" + "".join(f"<td{num if i in num_cols else ''}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{num if i in num_cols else ''}>{esc(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     klass = f' class="{esc(cls)}"' if cls else ""
@@ -115,10 +117,13 @@ def _summary(records: Sequence[Record], names: Sequence[str], phases: Optional[P
             cells: List[Any] = [r.layer]
             for q in QUANTITIES:
                 p = r.get(q)
-                cells += ["–"] * 3 if p is None else [fmt(p.last) + (" *" if p.saturated else ""), fmt(p.peak),
-                                                      p.peak_step]
+                if p is None:
+                    cells += ["–"] * 3
+                else:
+                    cells += [fmt(p.last) + (" *" if p.saturated else ""), fmt(p.peak), p.peak_step]
             rows.append(cells + [r.phases])
-        head = ["layer", "I(X;T) last", "I(X;T) peak", "at step", "I(T;Y) last", "I(T;Y) peak", "at step", "phases"]
+        head = ["layer", "I(X;T) last", "I(X;T) peak", "at step", "I(T;Y) last", "I(T;Y) peak", "at step",
+                "phases"]
         parts.append(table(head, rows, num_cols=(1, 2, 3, 4, 5, 6)))
     parts.append(
         "<p><small>* at the estimator's cap: the true value may be higher. Phases: fit = fitting, "
@@ -159,8 +164,8 @@ def _phases(records: Sequence[Record], phases: Optional[Phases]) -> str:
     ds = sorted(decisions, key=lambda d: (order.get(d.layer, len(order)), ests[d.estimator],
                                           PHASE_ORDER.get(d.phase, len(PHASE_ORDER))))
     rows = [
-        [d.layer, d.estimator, d.phase, str(d.status).replace("_", " "), d.step, d.start_step, "ongoing" if d.ongoing else d.end_step,
-         _slope(d), d.p_adjusted, d.reason]
+        [d.layer, d.estimator, d.phase, str(d.status).replace("_", " "), d.step, d.start_step,
+         "ongoing" if d.ongoing else d.end_step, _slope(d), d.p_adjusted, d.reason]
         for d in ds
     ]
     head = ["layer", "estimator", "phase", "status", "decided at step", "start step", "end step",
@@ -174,7 +179,9 @@ def _dpi(records: Sequence[Record], header: Mapping[str, Any]) -> str:
     parts = []
     chains = plotting.chains_of(dict(header), records)
     if chains:
-        items = "".join(f"<li><b>{esc(c.name)}</b>: {' → '.join(esc(x) for x in c.layers)}</li>" for c in chains)
+        items = "".join(
+            f"<li><b>{esc(c.name)}</b>: {' → '.join(esc(x) for x in c.layers)}</li>" for c in chains
+        )
         parts.append(f"<ul>{items}</ul>")
     totals = plotting.dpi_totals(records)
     if totals:
@@ -185,10 +192,11 @@ def _dpi(records: Sequence[Record], header: Mapping[str, Any]) -> str:
         parts.append(table(head, rows, num_cols=(2, 3, 4, 5, 6, 7)))
     pairs = plotting.dpi_violation_summary(records)
     if pairs:
-        head = ["chain", "estimator", "quantity", "upstream → downstream", "times", "significant", "not assessed",
-                "largest excess (bits)", "steps"]
-        rows = [[p.chain, p.estimator, p.quantity.label, f"{p.upstream} → {p.downstream}", p.count, p.significant,
-                 p.not_assessed, p.max_size_bits, f"{p.first_step}..{p.last_step}"] for p in pairs]
+        head = ["chain", "estimator", "quantity", "upstream → downstream", "times", "significant",
+                "not assessed", "largest excess (bits)", "steps"]
+        rows = [[p.chain, p.estimator, p.quantity.label, f"{p.upstream} → {p.downstream}", p.count,
+                 p.significant, p.not_assessed, p.max_size_bits, f"{p.first_step}..{p.last_step}"]
+                for p in pairs]
         parts.append(table(head, rows, num_cols=(4, 5, 6, 7)))
     elif not totals:
         parts.append(para("No DPI checks in this log (no chains detected or declared)."))
@@ -197,8 +205,8 @@ def _dpi(records: Sequence[Record], header: Mapping[str, Any]) -> str:
         parts.append("<h3>Within-layer bound violations</h3>")
         rows = [[s, v.layer, v.estimator, v.bound, v.size_bits, significance(v.significant),
                  "bug" if v.is_bug else "estimator inconsistency"] for s, v in bounds[:MAX_ROWS]]
-        parts.append(table(["step", "layer", "estimator", "bound", "excess (bits)", "significance", "kind"], rows,
-                           num_cols=(0, 4)))
+        head = ["step", "layer", "estimator", "bound", "excess (bits)", "significance", "kind"]
+        parts.append(table(head, rows, num_cols=(0, 4)))
     return "\n".join(parts)
 
 
@@ -206,8 +214,8 @@ def _warnings(records: Sequence[Record]) -> str:
     warns = plotting.warnings_summary(records)
     if not warns:
         return para("No warnings.")
-    rows = [[Raw(f'<span class="sev-{esc(w.severity)}">{esc(w.severity)}</span>'), w.code, w.layer, w.estimator,
-             w.count, f"{w.first_step}..{w.last_step}", w.message, w.remedy] for w in warns]
+    rows = [[Raw(f'<span class="sev-{esc(w.severity)}">{esc(w.severity)}</span>'), w.code, w.layer,
+             w.estimator, w.count, f"{w.first_step}..{w.last_step}", w.message, w.remedy] for w in warns]
     head = ["severity", "code", "layer", "estimator", "times", "steps", "message (latest)", "remedy"]
     return table(head, rows, num_cols=(4,))
 
@@ -229,16 +237,19 @@ def _coverage(header: Mapping[str, Any]) -> str:
     rows = []
     for c in cov:
         st = str(c.get("status") or "")
-        rows.append([c.get("name"), c.get("type"), Raw(f'<span class="{esc(st)}">{esc(st)}</span>'), c.get("shape"),
-                     c.get("reduction"), c.get("dim"), c.get("activation"),
-                     c.get("chain") if st == "monitored" else c.get("reason")])
+        status = Raw(f'<span class="{esc(st)}">{esc(st)}</span>')
+        rows.append([c.get("name"), c.get("type"), status, c.get("shape"), c.get("reduction"), c.get("dim"),
+                     c.get("activation"), c.get("chain") if st == "monitored" else c.get("reason")])
     head = ["module", "type", "status", "output", "reduction", "dim", "activation", "chain / reason"]
     return para(f"{n_mon} of {len(cov)} modules monitored.") + table(head, rows, num_cols=(5,))
 
 
 def _settings(header: Mapping[str, Any]) -> str:
     cfg = header.get("config")
-    out = f"<pre>{esc(json.dumps(cfg, indent=2, default=str))}</pre>" if cfg else para("No settings recorded.")
+    if not cfg:
+        out = para("No settings recorded.")
+    else:
+        out = f"<pre>{esc(json.dumps(cfg, indent=2, default=str))}</pre>"
     versions = header.get("versions")
     if isinstance(versions, Mapping) and versions:
         out += table(["package", "version"], list(versions.items()))

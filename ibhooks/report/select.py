@@ -32,9 +32,8 @@ def check_estimator(records: Sequence[Record], estimator: Optional[str]) -> List
 
 
 def _one_estimator(rec: Record, estimator: str) -> Record:
-    layers = {
-        layer: {estimator: per_est[estimator]} for layer, per_est in rec.layers.items() if estimator in per_est
-    }
+    layers = {layer: {estimator: per_est[estimator]}
+              for layer, per_est in rec.layers.items() if estimator in per_est}
     checks = rec.checks
     if checks is not None:
         checks = replace(

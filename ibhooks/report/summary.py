@@ -32,7 +32,8 @@ def _estimator_block(s: EstimatorSummary) -> List[str]:
     out = [
         "",
         f"estimator {s.estimator}",
-        f"  I(X;T) measured as {s.xt_quantity or '-'}" + (f", cap {s.xt_cap:.4g} bits" if s.xt_cap is not None else ""),
+        f"  I(X;T) measured as {s.xt_quantity or '-'}"
+        + (f", cap {s.xt_cap:.4g} bits" if s.xt_cap is not None else ""),
         f"  I(T;Y) measured as {s.ty_quantity or '-'}",
     ]
     lines = [list(_HEAD)]
@@ -46,7 +47,10 @@ def _estimator_block(s: EstimatorSummary) -> List[str]:
     out += _table(lines)
     if s.any_saturated:
         out.append("  * at the estimator's cap: the true value may be higher")
-    out.append("  phases: fit = fitting (I(T;Y) rises), comp = compression (I(X;T) falls); ? = candidate, → = ongoing")
+    out.append(
+        "  phases: fit = fitting (I(T;Y) rises), comp = compression (I(X;T) falls); "
+        "? = candidate, → = ongoing"
+    )
     return out
 
 

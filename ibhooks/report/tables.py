@@ -95,7 +95,8 @@ def estimator_summary(records: Sequence[Record], estimator: str, phases: Optiona
     rows = []
     for layer in plotting.layer_names(records):
         xt, ty = (_peak(plotting.layer_series(records, layer, estimator, q)) for q in QUANTITIES)
-        rows.append(LayerRow(layer, xt, ty, phase_text(plotting.phase_spans(records, layer, estimator, phases=phases))))
+        spans = plotting.phase_spans(records, layer, estimator, phases=phases)
+        rows.append(LayerRow(layer, xt, ty, phase_text(spans)))
     xcap, hy = plotting.caps(records, estimator)
     return EstimatorSummary(
         estimator=estimator,
