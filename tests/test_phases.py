@@ -1,6 +1,6 @@
 """Phase detection: the statistics (Mann-Kendall, Theil-Sen, Holm/BH), false positives under
 no-trend histories, detection and start steps on simulated fitting / compression, persistence,
-statelessness."""
+order-free replays, as typed PhaseDecisions."""
 from __future__ import annotations
 
 import itertools
@@ -11,15 +11,16 @@ import random
 import numpy as np
 import pytest
 
-from ibhooks.estimate import Estimate, LayerResult, Record
 from ibhooks.phases import (
     PhaseConfig,
+    PhaseTracker,
     adjust_pvalues,
     analyse_series,
     detect_phases,
     mann_kendall,
     theil_sen,
 )
+from ibhooks.schema import Estimate, IBWarning, LayerResult, PhaseStatus, Quantity, Record, Severity, WarningCode
 
 ALPHA = 0.05
 STEPS = np.unique(np.floor(np.logspace(0, 4, 100)).astype(int))  # log-spaced, as SZT/Saxe measure
@@ -117,6 +118,10 @@ def test_config_validation():
         PhaseConfig(correction="bonferroni")
     with pytest.raises(ValueError, match="unknown phase"):
         PhaseConfig(phases=("memorisation",))
+    with pytest.raises(ValueError, match="mode"):
+        PhaseConfig(mode="train")
+    with pytest.raises(ValueError, match="max_points"):
+        PhaseConfig(max_points=10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +152,7 @@ def test_series_null_false_positive_rate(phase, noise):
         else:
             v = 3.0 + 0.1 * rng.standard_t(2, m)
         res = analyse_series(steps, v, se, phase=phase, config=cfg, describe=False)
-        hits += bool(res["p_value"] is not None and res["p_value"] <= ALPHA and res["exceeds_uncertainty"])
+        hits += bool(res.p_value is not None and res.p_value <= ALPHA and res.exceeds_uncertainty)
     rate = hits / reps
     assert rate <= _margin(ALPHA, reps), f"{phase}/{noise}: false positive rate {rate:.3f}"
 
@@ -165,7 +170,7 @@ def test_detect_phases_null_familywise_rate(with_ci):
             for i in range(2)
         }
         out = detect_phases(make_history(steps, series, se=0.1 if with_ci else None))
-        hits += bool(out["detected"])
+        hits += any(d.detected for d in out.values())
     rate = hits / reps
     assert rate <= _margin(ALPHA, reps), f"family-wise false positive rate {rate:.3f}"
 
@@ -188,13 +193,13 @@ def test_fitting_and_compression_found_with_start_steps():
         ity = _piecewise(LOGS, [0, fit_start, fit_end, 5], [0.1, 0.1, 0.9, 0.9]) + 0.04 * rng.standard_normal(LOGS.size)
         ixt = _piecewise(LOGS, [0, peak, 4.0], [6.0, 9.0, 6.5]) + 0.04 * rng.standard_normal(LOGS.size)
         out = detect_phases(make_history(STEPS, {"h3": {"kde": (ixt, ity)}}, se=0.04))
-        f = out["layers"]["h3"]["kde"]["fitting"]
-        c = out["layers"]["h3"]["kde"]["compression"]
-        if f["detected"] and abs(math.log10(f["start_step"] + 1) - fit_start) <= 0.25 \
-                and f["end_step"] is not None and abs(math.log10(f["end_step"] + 1) - fit_end) <= 0.25:
+        f = out[("h3", "kde", "fitting")]
+        c = out[("h3", "kde", "compression")]
+        if f.detected and abs(math.log10(f.start_step + 1) - fit_start) <= 0.25 \
+                and f.end_step is not None and abs(math.log10(f.end_step + 1) - fit_end) <= 0.25:
             ok_fit += 1
-        if c["detected"] and c["ongoing"] and abs(math.log10(c["start_step"] + 1) - peak) <= 0.25 \
-                and c["slope_bits_per_decade"] < 0:
+        if c.detected and c.ongoing and abs(math.log10(c.start_step + 1) - peak) <= 0.25 \
+                and c.slope_bits_per_decade < 0:
             ok_comp += 1
     assert ok_fit >= 0.95 * reps, f"fitting found with its start/end in {ok_fit}/{reps}"
     assert ok_comp >= 0.95 * reps, f"compression found at its peak in {ok_comp}/{reps}"
@@ -208,9 +213,9 @@ def test_compression_after_a_plateau_starts_where_the_fall_starts():
         ixt = _piecewise(LOGS, [0, 2.0, onset, 4.0], [7.0, 9.0, 9.0, 7.0]) + 0.05 * rng.standard_normal(LOGS.size)
         ity = np.full(LOGS.size, 0.9) + 0.05 * rng.standard_normal(LOGS.size)
         out = detect_phases(make_history(STEPS, {"h": {"kde": (ixt, ity)}}, se=0.05))
-        c = out["layers"]["h"]["kde"]["compression"]
-        hits += c["detected"] and abs(math.log10(c["start_step"] + 1) - onset) <= 0.25
-        fit_false += out["layers"]["h"]["kde"]["fitting"]["detected"]  # I(T;Y) is flat here
+        c = out[("h", "kde", "compression")]
+        hits += c.detected and abs(math.log10(c.start_step + 1) - onset) <= 0.25
+        fit_false += out[("h", "kde", "fitting")].detected  # I(T;Y) is flat here
     assert hits >= 38
     assert fit_false <= 4
 
@@ -219,18 +224,22 @@ def test_slope_and_change_are_reported_in_bits():
     ixt = _piecewise(LOGS, [0, 2.0, 4.0], [6.0, 9.0, 7.0])  # noise-free, exact kind
     ity = _piecewise(LOGS, [0, 1.0, 2.0, 5.0], [0.2, 0.2, 0.8, 0.8])
     out = detect_phases(make_history(STEPS, {"h": {"binning": (ixt, ity)}}, kind="exact"))
-    c = out["layers"]["h"]["binning"]["compression"]
-    f = out["layers"]["h"]["binning"]["fitting"]
-    assert c["detected"] and f["detected"]
-    assert c["slope_bits_per_decade"] == pytest.approx(-1.0, rel=0.05)
-    assert c["change_bits"] == pytest.approx(2.0, rel=0.1)
-    assert c["uncertainty_bits"] == 0.0 and c["exceeds_uncertainty"] is True
-    assert f["slope_bits_per_decade"] == pytest.approx(0.6, rel=0.1)
-    assert f["end_step"] is not None and abs(math.log10(f["end_step"] + 1) - 2.0) < 0.1
-    assert c["test"].startswith("mann-kendall") and 0 <= c["p_value"] <= c["p_adjusted"] <= 1
-    entry = out["detected"][0]
-    for key in ("layer", "estimator", "phase", "start_step", "end_step", "slope_bits_per_step", "p_value", "test"):
-        assert key in entry
+    c = out[("h", "binning", "compression")]
+    f = out[("h", "binning", "fitting")]
+    assert c.detected and f.detected
+    assert c.slope_bits_per_decade == pytest.approx(-1.0, rel=0.05)
+    lo, hi = c.slope_ci_per_decade
+    assert lo <= c.slope_bits_per_decade <= hi
+    assert c.change_bits == pytest.approx(2.0, rel=0.1)
+    assert c.uncertainty_bits == 0.0 and c.change_bits > PhaseConfig().min_change_bits
+    assert f.slope_bits_per_decade == pytest.approx(0.6, rel=0.1)
+    assert f.end_step is not None and abs(math.log10(f.end_step + 1) - 2.0) < 0.1
+    assert c.test.startswith("mann-kendall") and 0 <= c.p_value <= c.p_adjusted <= 1
+    assert c.quantity is Quantity.I_XT and f.quantity is Quantity.I_TY
+    assert c.step == int(STEPS[-1]) and c.n_points >= PhaseConfig().min_points
+    # the full series analysis also reports the per-step slope
+    a = analyse_series(STEPS, ixt, np.zeros(STEPS.size), phase="compression")
+    assert a.slope_bits_per_step < 0 and a.slope_ci_per_step[0] <= a.slope_bits_per_step <= a.slope_ci_per_step[1]
 
 
 def test_change_within_uncertainty_is_not_a_phase():
@@ -239,9 +248,9 @@ def test_change_within_uncertainty_is_not_a_phase():
     ixt = 5.0 - 0.02 * LOGS + 0.005 * rng.standard_normal(LOGS.size)
     ity = np.full(LOGS.size, 0.5)
     out = detect_phases(make_history(STEPS, {"h": {"kde": (ixt, ity)}}, se=0.5))
-    c = out["layers"]["h"]["kde"]["compression"]
-    assert c["p_value"] < 1e-6 and c["exceeds_uncertainty"] is False and not c["detected"]
-    assert "uncertainty" in c["reason"]
+    c = out[("h", "kde", "compression")]
+    assert c.p_value < 1e-6 and c.status is PhaseStatus.NOT_DETECTED
+    assert "uncertainty" in c.reason and c.change_bits < 1.96 * c.uncertainty_bits
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,14 +266,14 @@ def test_persistence_guards_against_flapping():
     ixt = np.concatenate([np.linspace(5, 9, peak + 1), np.linspace(8.8, 7.0, n - peak - 1)])
     ity = np.full(n, 0.5)
     hist = make_history(STEPS[:n], {"h": {"binning": (ixt, ity)}}, kind="exact")
-    c = detect_phases(hist)["layers"]["h"]["binning"]["compression"]
-    assert c["status"] == "candidate" and c["consecutive"] == 1 and not c["detected"]
+    c = detect_phases(hist)[("h", "binning", "compression")]
+    assert c.status is PhaseStatus.CANDIDATE and c.consecutive == 1 and not c.detected and c.shown
     more = make_history(STEPS[: n + 2], {"h": {"binning": (np.append(ixt, [6.9, 6.8]), np.full(n + 2, 0.5))}},
                         kind="exact")
-    c2 = detect_phases(more)["layers"]["h"]["binning"]["compression"]
-    assert c2["status"] == "detected" and c2["consecutive"] == 3
-    c1 = detect_phases(hist, persistence=1)["layers"]["h"]["binning"]["compression"]
-    assert c1["status"] == "detected"
+    c2 = detect_phases(more)[("h", "binning", "compression")]
+    assert c2.status is PhaseStatus.DETECTED and c2.consecutive == 3
+    c1 = detect_phases(hist, persistence=1)[("h", "binning", "compression")]
+    assert c1.status is PhaseStatus.DETECTED
 
 
 def test_pvalues_adjusted_across_layers_and_phases():
@@ -272,15 +281,16 @@ def test_pvalues_adjusted_across_layers_and_phases():
     series = {f"l{i}": {"kde": (5 + 0.1 * rng.standard_normal(60) - 0.01 * i * np.arange(60),
                                 0.5 + 0.1 * rng.standard_normal(60))} for i in range(3)}
     out = detect_phases(make_history(STEPS[:60], series, se=0.1), correction="holm")
-    cells = [out["layers"][l]["kde"][ph] for l in series for ph in ("fitting", "compression")]
-    tested = [c for c in cells if c["p_value"] is not None]
-    assert out["family_size"] == len(tested) and all(c["family_size"] == len(tested) for c in cells)
-    assert [c["p_adjusted"] for c in tested] == pytest.approx(adjust_pvalues([c["p_value"] for c in tested], "holm"))
+    cells = [out[(l, "kde", ph)] for l in series for ph in ("fitting", "compression")]
+    tested = [c for c in cells if c.p_value is not None]
+    assert len(tested) >= 4 and all(c.family_size == len(tested) for c in cells)
+    assert [c.p_adjusted for c in tested] == pytest.approx(adjust_pvalues([c.p_value for c in tested], "holm"))
     bh = detect_phases(make_history(STEPS[:60], series, se=0.1), correction="bh")
-    assert bh["correction"] == "bh"
+    bh_tested = [bh[c.key] for c in tested]
+    assert [c.p_adjusted for c in bh_tested] == pytest.approx(adjust_pvalues([c.p_value for c in tested], "bh"))
 
 
-def test_stateless_order_free_and_json_roundtrip():
+def test_order_free_and_json_roundtrip():
     rng = np.random.default_rng(8)
     ixt = _piecewise(LOGS, [0, 2.5, 4.0], [6, 9, 7]) + 0.05 * rng.standard_normal(LOGS.size)
     ity = _piecewise(LOGS, [0, 2.0, 5.0], [0.1, 0.9, 0.9]) + 0.05 * rng.standard_normal(LOGS.size)
@@ -291,8 +301,8 @@ def test_stateless_order_free_and_json_roundtrip():
     assert detect_phases(shuffled) == ref
     reloaded = [Record.from_dict(json.loads(json.dumps(r.to_dict()))) for r in hist]
     assert detect_phases(reloaded) == ref
-    json.dumps(ref)
-    assert list(ref["layers"]) == ["a", "b"]
+    json.dumps([d.to_dict() for d in ref.values()])
+    assert [k[0] for k in ref][::2] == ["a", "b"]
     # a re-measured step keeps its last Record; records of the other mode are ignored
     dup = hist + [Record(step=int(STEPS[-1]), mode="probe", n_samples=1, layers=hist[-1].layers)]
     passive = make_history(STEPS[:30], {"a": {"kde": (ixt[:30] * 0, ity[:30] * 0)}}, se=0.05, mode="passive")
@@ -300,16 +310,18 @@ def test_stateless_order_free_and_json_roundtrip():
 
 
 def test_insufficient_data_and_empty_history():
-    out = detect_phases([])
-    assert out["layers"] == {} and out["detected"] == [] and out["step"] is None
+    assert detect_phases([]) == {}
     hist = make_history(STEPS[:6], {"h": {"kde": (np.arange(6.0), np.arange(6.0))}}, se=0.1)
-    f = detect_phases(hist)["layers"]["h"]["kde"]["fitting"]
-    assert f["status"] == "insufficient_data" and "measurements" in f["reason"]
+    f = detect_phases(hist)[("h", "kde", "fitting")]
+    assert f.status is PhaseStatus.INSUFFICIENT_DATA and "measurements" in f.reason
     # missing estimates (e.g. an estimator error) are skipped, not fatal
     hist2 = make_history(STEPS[:20], {"h": {"kde": (np.arange(20.0), np.arange(20.0))}}, se=0.1)
     hist2[5].layers["h"]["kde"] = LayerResult(error="boom")
-    out2 = detect_phases(hist2)
-    assert out2["layers"]["h"]["kde"]["fitting"]["n_measurements"] == 19
+    tracker = PhaseTracker()
+    for rec in hist2:
+        tracker.update(rec)
+    assert tracker.series_sizes()[("h", "kde", "fitting")] == 19
+    assert tracker.latest == detect_phases(hist2)
 
 
 def test_long_histories_are_thinned_and_stay_fast():
@@ -324,18 +336,26 @@ def test_long_histories_are_thinned_and_stay_fast():
     t0 = time.perf_counter()
     out = detect_phases(hist)
     assert time.perf_counter() - t0 < 10.0
-    c = out["layers"]["h"]["kde"]["compression"]
-    assert c["detected"] and c["thinned_from"] == steps.size and c["n_measurements"] == steps.size
-    assert abs(math.log10(c["start_step"] + 1) - 3.0) < 0.3
-    assert out["layers"]["h"]["kde"]["fitting"]["detected"]
+    c = out[("h", "kde", "compression")]
+    assert c.detected and c.n_points <= PhaseConfig().max_points
+    assert abs(math.log10(c.start_step + 1) - 3.0) < 0.3
+    assert out[("h", "kde", "fitting")].detected
+    a = analyse_series(steps, ixt, np.full(steps.size, 0.05), phase="compression")  # one-shot: evenly thinned
+    assert a.thinned_from == steps.size and a.n_measurements == steps.size
 
 
 def test_phase_carries_artefact_caveats_from_record_warnings():
     ixt = _piecewise(LOGS, [0, 2.0, 4.0], [6.0, 9.0, 7.0])
     ity = np.full(LOGS.size, 0.5)
     hist = make_history(STEPS, {"h": {"binning": (ixt, ity)}}, kind="exact")
+    def warn(layer, code, quantity=Quantity.I_XT, estimator="binning"):
+        return IBWarning(layer, estimator, quantity, code, Severity.WARNING, "m")
+
     for rec in hist[-10:]:
-        rec.warnings = [{"layer": "h", "estimator": "binning", "quantity": "I_XT", "code": "saturating_units"},
-                        {"layer": "other", "estimator": "binning", "quantity": "I_XT", "code": "outside_range"}]
-    c = detect_phases(hist)["layers"]["h"]["binning"]["compression"]
-    assert c["detected"] and c["caveats"] == ["saturating_units"]
+        rec.warnings = [warn("h", WarningCode.SATURATING_UNITS), warn("other", WarningCode.OUTSIDE_RANGE),
+                        warn("h", WarningCode.AT_CAP, Quantity.I_TY), warn("h", WarningCode.DPI_VIOLATION)]
+    hist[0].warnings = [warn("h", WarningCode.DUPLICATE_ROWS)]  # before the compression started
+    c = detect_phases(hist)[("h", "binning", "compression")]
+    assert c.detected and c.caveats == ("saturating_units",)
+    f = detect_phases(hist)[("h", "binning", "fitting")]
+    assert f.caveats == ("at_cap",)  # the I(T;Y) warning, on the phase reading I(T;Y)

@@ -13,12 +13,14 @@ decisions, ``candidate`` when at the latest only (so decisions do not flap).
 
 The cost of a decision does not grow with the history, because each series keeps bounded state:
 
-* **Point buffer** (capacity ``PhaseConfig.max_points``). The m-th measurement of a series
-  (m = 0, 1, ...) is kept when ``m % stride == 0``; the latest point is always kept as well (it is
-  replaced by the next one unless it lies on that grid). When the buffer exceeds its capacity, it is
-  thinned to the points with ``m % (2 * stride) == 0`` plus the latest, and ``stride`` doubles. The
-  buffer thus always holds evenly spaced measurements (in measurement order) from the first to the
-  latest, between ``max_points / 2`` and ``max_points`` of them once the series is long.
+* **Point buffer** (capacity ``PhaseConfig.max_points``), thinned evenly in log(step + 1), the
+  time axis of the information plane: a grid of ``2**level`` cells per doubling of ``step + 1``
+  (``level`` 6 at first) keeps the first point that falls in each cell, plus the latest point (kept
+  until the next one arrives). When the buffer exceeds its capacity, ``level`` drops by one (cells
+  twice as wide) and each cell keeps its first point again (as :func:`~.trend.thin_log` does for a
+  whole series). The first and the latest point are always
+  kept; a log-spaced schedule is kept whole as long as it fits, and a linear one keeps its early,
+  fast part (where fitting happens) instead of thinning it away.
 * **Recent outcomes**: (step, significant) of the last ``persistence`` decisions, so persistence
   needs no recomputation of earlier decisions (``consecutive`` is therefore at most ``persistence``).
 * **Caveats**: for each artefact-warning code seen on a layer / estimator / quantity, the first and
@@ -27,7 +29,7 @@ The cost of a decision does not grow with the history, because each series keeps
 Only records of one mode are used (``config.mode``, else the first record's mode). A record whose
 step is at most the last step seen is a re-measurement (a resumed run repeating the steps after its
 checkpoint): the points, outcomes and caveats from that step on are dropped before it is added (a
-thinned-away measurement cannot be restored, so after such a rollback the spacing is approximate).
+thinned-away measurement cannot be restored, so after such a rollback the thinning is approximate).
 The state (:meth:`PhaseTracker.state_dict`) is plain lists, numbers and strings; a tracker loaded
 from it reaches exactly the decisions of the uninterrupted one.
 """
@@ -41,7 +43,7 @@ from ..schema.findings import WarningCode
 from ..schema.phases import PHASE_QUANTITY, PhaseDecision, PhaseStatus, SeriesKey
 from ..schema.record import Record
 from .statistics import adjust_pvalues
-from .trend import PhaseConfig, SeriesAnalysis, analyse_series
+from .trend import FIRST_LEVEL, PhaseConfig, SeriesAnalysis, analyse_series
 
 #: Warning codes that can fake or hide a phase, carried into its decision as caveats.
 CAVEAT_CODES: Tuple[WarningCode, ...] = (
@@ -53,56 +55,75 @@ _STATE_VERSION = 1
 CaveatKey = Tuple[str, Optional[str], Optional[str]]  # (layer, estimator or None, quantity or None)
 
 
-class _Series:
-    """Bounded, evenly thinned points of one series plus its recent significance outcomes."""
+def _bucket(step: float, level: int) -> int:
+    """Cell of ``step`` on a grid of ``2**level`` cells per doubling of ``step + 1``."""
+    return math.floor(math.log2(max(step, 0.0) + 1.0) * 2.0 ** level)
 
-    __slots__ = ("index", "steps", "values", "stderr", "count", "stride", "recent", "cache")
+
+class _Series:
+    """Bounded points of one series, thinned evenly in log(step + 1), plus its recent outcomes."""
+
+    __slots__ = ("steps", "values", "stderr", "count", "level", "recent", "cache", "described")
 
     def __init__(self) -> None:
-        self.index: List[int] = []
         self.steps: List[float] = []
         self.values: List[float] = []
         self.stderr: List[float] = []
         self.count = 0
-        self.stride = 1
+        self.level = FIRST_LEVEL
         self.recent: List[Tuple[float, bool]] = []
         self.cache: Optional[SeriesAnalysis] = None
+        self.described: Optional[SeriesAnalysis] = None
+
+    def _tail_is_extra(self) -> bool:
+        """Whether the latest point shares its cell with the point before it (kept only as the latest)."""
+        return len(self.steps) >= 2 and _bucket(self.steps[-1], self.level) == _bucket(self.steps[-2], self.level)
 
     def append(self, step: float, value: float, se: float, capacity: int) -> None:
-        if self.index and self.index[-1] % self.stride:  # the previous latest point is off the grid
+        if self._tail_is_extra():
             self._pop()
-        self.index.append(self.count)
         self.steps.append(step)
         self.values.append(value)
         self.stderr.append(se)
         self.count += 1
-        if len(self.index) > capacity:
-            last = len(self.index) - 1
-            keep = [i for i, m in enumerate(self.index) if m % (2 * self.stride) == 0 or i == last]
-            for name in ("index", "steps", "values", "stderr"):
+        while len(self.steps) > capacity:  # coarser cells: the first point of each cell, and the latest
+            self.level -= 1
+            cells = [_bucket(x, self.level) for x in self.steps]
+            last = len(cells) - 1
+            keep = [i for i in range(len(cells)) if i == 0 or i == last or cells[i] != cells[i - 1]]
+            for name in ("steps", "values", "stderr"):
                 col = getattr(self, name)
                 setattr(self, name, [col[i] for i in keep])
-            self.stride *= 2
-        self.cache = None
+        self.cache = self.described = None
 
     def _pop(self) -> None:
-        for col in (self.index, self.steps, self.values, self.stderr):
+        for col in (self.steps, self.values, self.stderr):
             col.pop()
 
     def truncate(self, step: float) -> None:
         """Drop points and outcomes at ``step`` or later (a re-measurement)."""
         while self.steps and self.steps[-1] >= step:
             self._pop()
-        self.count = self.index[-1] + 1 if self.index else 0
+            self.count -= 1  # thinned-away measurements are not counted back: approximate
+        self.count = max(self.count, len(self.steps))
         self.recent = [(s, sig) for s, sig in self.recent if s < step]
-        self.cache = None
+        self.cache = self.described = None
 
-    def analysis(self, phase: str, cfg: PhaseConfig) -> SeriesAnalysis:
+    def analysis(self, phase: str, cfg: PhaseConfig, describe: bool = False) -> SeriesAnalysis:
+        """The test on the buffered points (cached until a point changes); ``describe`` adds the slopes."""
+        if describe:
+            if self.described is None:
+                self.described = self._analyse(phase, cfg, True)
+            return self.described
         if self.cache is None:
-            self.cache = analyse_series(self.steps, self.values, self.stderr, phase=phase, config=cfg)
-            if self.stride > 1:  # report how many measurements the thinned points stand for
-                self.cache = replace(self.cache, n_measurements=self.count, thinned_from=self.count)
+            self.cache = self._analyse(phase, cfg, False)
         return self.cache
+
+    def _analyse(self, phase: str, cfg: PhaseConfig, describe: bool) -> SeriesAnalysis:
+        a = analyse_series(self.steps, self.values, self.stderr, phase=phase, config=cfg, describe=describe)
+        if self.count > len(self.steps):  # report how many measurements the thinned points stand for
+            a = replace(a, n_measurements=self.count, thinned_from=self.count)
+        return a
 
     def consecutive(self) -> int:
         run = 0
@@ -113,20 +134,19 @@ class _Series:
         return run
 
     def to_state(self) -> Dict[str, Any]:
-        return {"index": list(self.index), "steps": list(self.steps), "values": list(self.values),
-                "stderr": [None if math.isnan(s) else s for s in self.stderr], "count": self.count,
-                "stride": self.stride, "recent": [[s, sig] for s, sig in self.recent]}
+        return {"steps": list(self.steps), "values": list(self.values),
+                "stderr": [None if math.isnan(x) else x for x in self.stderr], "count": self.count,
+                "level": self.level, "recent": [[x, sig] for x, sig in self.recent]}
 
     @classmethod
     def from_state(cls, d: Mapping[str, Any]) -> "_Series":
         s = cls()
-        s.index = [int(v) for v in d["index"]]
         s.steps = [float(v) for v in d["steps"]]
         s.values = [float(v) for v in d["values"]]
         s.stderr = [math.nan if v is None else float(v) for v in d["stderr"]]
-        s.count, s.stride = int(d["count"]), int(d["stride"])
+        s.count, s.level = int(d["count"]), int(d["level"])
         s.recent = [(float(a), bool(b)) for a, b in d["recent"]]
-        if not len(s.index) == len(s.steps) == len(s.values) == len(s.stderr) or s.stride < 1:
+        if not len(s.steps) == len(s.values) == len(s.stderr):
             raise ValueError("series columns differ in length")
         return s
 
@@ -167,17 +187,9 @@ class PhaseTracker:
 
     def update(self, record: Record) -> List[PhaseDecision]:
         """Add ``record`` and decide every series; returns the decisions whose outcome changed."""
-        if self._mode is None:
-            self._mode = record.mode
-        if record.mode != self._mode:
+        if not self._ingest(record):
             return []
-        step = int(record.step)
-        if self._last_step is not None and step <= self._last_step:
-            self._rollback(step)
-        self._last_step = step
-        self._add_points(record)
-        self._add_caveats(record)
-        return self._decide(step)
+        return self._decide(int(record.step))
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -222,6 +234,20 @@ class PhaseTracker:
         self._mode, self._last_step = mode, last_step
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _ingest(self, record: Record) -> bool:
+        """Add the record's points and caveats without deciding; ``False`` for a record of another mode."""
+        if self._mode is None:
+            self._mode = record.mode
+        if record.mode != self._mode:
+            return False
+        step = int(record.step)
+        if self._last_step is not None and step <= self._last_step:
+            self._rollback(step)
+        self._last_step = step
+        self._add_points(record)
+        self._add_caveats(record)
+        return True
 
     def _rollback(self, step: int) -> None:
         for s in self._series.values():
@@ -278,6 +304,8 @@ class PhaseTracker:
             series = self._series[key]
             p_adj = adjusted.get(key)
             significant = bool(p_adj is not None and p_adj <= cfg.alpha and a.exceeds_uncertainty)
+            if significant:  # slopes are described for phases that are shown (candidate or detected)
+                a = series.analysis(key[2], cfg, describe=True)
             series.recent = (series.recent + [(float(step), significant)])[-int(cfg.persistence):]
             decision = self._decision(key, step, a, p_adj, significant, series.consecutive(), len(tested))
             if not decision.same_outcome(self._latest.get(key)):
@@ -316,7 +344,7 @@ class PhaseTracker:
 
     def series_sizes(self) -> Dict[SeriesKey, int]:
         """Points buffered per series (bounded by ``config.max_points``)."""
-        return {k: len(s.index) for k, s in self._series.items()}
+        return {k: len(s.steps) for k, s in self._series.items()}
 
 
 def _key(k: Sequence[Any]) -> SeriesKey:
@@ -357,8 +385,15 @@ def detect_phases(records: Iterable[Record], config: Optional[PhaseConfig] = Non
         if r.mode == cfg.mode:
             by_step[int(r.step)] = r
     tracker = PhaseTracker(cfg)
-    for s in sorted(by_step):
-        tracker.update(by_step[s])
+    ordered = [by_step[s] for s in sorted(by_step)]
+    # Only the last `persistence` decisions reach the latest ones (earlier outcomes leave the
+    # persistence window), so the records before them are ingested without deciding.
+    first_decided = max(len(ordered) - int(cfg.persistence), 0)
+    for i, rec in enumerate(ordered):
+        if i < first_decided:
+            tracker._ingest(rec)
+        else:
+            tracker.update(rec)
     return tracker.latest
 
 

@@ -34,8 +34,14 @@ def _pairs(n: int) -> Tuple[np.ndarray, np.ndarray]:
 
 def tie_term(v: np.ndarray) -> float:
     """Sum over groups of tied values of t (t - 1) (2t + 5)."""
-    _, counts = np.unique(v, return_counts=True)
-    t = counts[counts > 1].astype(np.float64)
+    s = np.sort(np.asarray(v, dtype=np.float64).ravel())
+    if s.size < 2:
+        return 0.0
+    same = s[1:] == s[:-1]
+    if not same.any():
+        return 0.0
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], same, [False]]).astype(np.int8)))
+    t = (edges[1::2] - edges[::2] + 1).astype(np.float64)  # lengths of the runs of equal values
     return float((t * (t - 1) * (2 * t + 5)).sum())
 
 

@@ -54,7 +54,8 @@ class PhaseConfig:
         exact_max_n: Use the exact Mann-Kendall null for tie-free segments up to this length.
         ci_level: Confidence level of the Theil-Sen slope interval.
         max_points: Points kept per series (the tracker's buffer capacity; :func:`analyse_series`
-            thins longer inputs to this many evenly spaced points). Bounds each decision's cost.
+            thins longer inputs with :func:`thin_log`, evenly in log(step + 1)). Bounds each
+            decision's cost.
         mode: Only records of this mode (``"probe"``/``"passive"``); ``None``: the first record's mode.
         phases: Which phases to decide.
     """
@@ -133,6 +134,28 @@ class SeriesAnalysis:
         return self.p_value is not None
 
 
+#: Initial resolution of :func:`thin_log`: 2**6 cells per doubling of step + 1.
+FIRST_LEVEL = 6
+
+
+def thin_log(steps: Sequence[float], capacity: int, level: int = FIRST_LEVEL) -> np.ndarray:
+    """Indices of at most ``capacity`` points evenly spread in log(step + 1), the first and last kept.
+
+    On a grid of ``2**level`` cells per doubling of ``step + 1`` the first point of each cell is
+    kept (and the last point); ``level`` drops (cells twice as wide) until they fit. ``steps`` must
+    be increasing.
+    """
+    t = np.log2(np.maximum(np.asarray(steps, dtype=np.float64), 0.0) + 1.0)
+    keep = np.arange(t.size)
+    while keep.size > max(int(capacity), 2):
+        cells = np.floor(t * 2.0 ** level)
+        first = np.concatenate([[True], cells[1:] != cells[:-1]])
+        first[-1] = True
+        keep = np.flatnonzero(first)
+        level -= 1
+    return keep
+
+
 def _step(x: float) -> float:
     return int(x) if float(x).is_integer() else float(x)
 
@@ -153,8 +176,8 @@ def analyse_series(
         values: The estimates in bits.
         stderr: Standard error per point (``nan`` = unknown, 0 for exact estimates); ``None``: unknown.
         phase: ``"fitting"`` (an increase up to the peak) or ``"compression"`` (a decrease after it).
-        config: Settings (:class:`PhaseConfig`); more than ``max_points`` points are thinned to that
-            many evenly spaced ones (always keeping the first and the latest).
+        config: Settings (:class:`PhaseConfig`); more than ``max_points`` points are thinned with
+            :func:`thin_log` (evenly in log(step + 1), keeping the first and the latest).
         describe: Also compute the Theil-Sen slopes.
     """
     if phase not in PHASE_QUANTITY:
@@ -167,7 +190,7 @@ def analyse_series(
         raise ValueError(f"steps, values and stderr must be 1-D of one length, got {t.shape}, {v.shape}, {se.shape}")
     thinned_from = None
     if v.size > cfg.max_points:
-        keep = np.unique(np.round(np.linspace(0, v.size - 1, int(cfg.max_points))).astype(np.int64))
+        keep = thin_log(t, int(cfg.max_points))
         thinned_from = int(v.size)
         t, v, se = t[keep], v[keep], se[keep]
     n = int(v.size)
@@ -236,4 +259,4 @@ def analyse_series(
     return SeriesAnalysis(**base)
 
 
-__all__ = ["PhaseConfig", "SeriesAnalysis", "analyse_series"]
+__all__ = ["FIRST_LEVEL", "PhaseConfig", "SeriesAnalysis", "analyse_series", "thin_log"]
