@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ibhooks.schema import PhaseStatus, WarningCode
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from _szt import train_seeds  # noqa: E402
@@ -26,8 +28,10 @@ RELU_RUN = dict(epochs=600, lr=1e-3, measurements=60)
 HIDDEN = ["1", "3", "5", "7", "9"]
 
 
-def _status(record, layer, estimator, phase):
-    return record.phases["layers"][layer][estimator][phase]["status"]
+def _status(mon, layer, estimator, phase):
+    """The monitor's latest decision (``monitor.phases``: the phase tracker's latest, per series)."""
+    decision = mon.phases.get((layer, estimator, phase))
+    return None if decision is None else decision.status
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +65,13 @@ def relu_runs(tmp_path_factory, threads):
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_tanh_compresses_in_the_last_hidden_layer_only_where_expected(tanh_runs):
-    finals = [m.history[-1] for m in tanh_runs]
-    assert all(not r.errors for r in finals)
-    for rec in finals:
+    assert all(not m.history[-1].errors for m in tanh_runs)
+    for mon in tanh_runs:
         for layer in ("1", "3"):
-            assert rec.estimate(layer).value > 11.9  # layers 1-2 sit at ~12 bits
-            assert _status(rec, layer, "binning", "compression") != "detected"
-    detected = sum(_status(rec, "9", "binning", "compression") == "detected" for rec in finals)
-    assert detected >= 3, [_status(rec, "9", "binning", "compression") for rec in finals]
+            assert mon.history[-1].estimate(layer).value > 11.9  # layers 1-2 sit at ~12 bits
+            assert _status(mon, layer, "binning", "compression") is not PhaseStatus.DETECTED
+    detected = sum(_status(mon, "9", "binning", "compression") is PhaseStatus.DETECTED for mon in tanh_runs)
+    assert detected >= 3, [_status(mon, "9", "binning", "compression") for mon in tanh_runs]
 
 
 @pytest.mark.slow
@@ -76,10 +79,10 @@ def test_tanh_compresses_in_the_last_hidden_layer_only_where_expected(tanh_runs)
 def test_relu_with_run_wide_bins_does_not_compress(relu_runs):
     _, second = relu_runs
     for mon in second:
-        rec = mon.history[-1]
-        assert not rec.errors
+        assert not mon.history[-1].errors
         for layer in HIDDEN:
-            assert _status(rec, layer, "binning", "compression") != "detected", (layer, rec.phases["layers"][layer])
+            status = _status(mon, layer, "binning", "compression")
+            assert status is not None and status is not PhaseStatus.DETECTED, (layer, mon.phases)
 
 
 @pytest.mark.slow
@@ -88,7 +91,6 @@ def test_relu_on_fixed_range_fires_the_clipped_range_warning(relu_runs):
     first, _ = relu_runs
     fixed = [k for k in first[0].estimators if k != "binning"][0]
     for mon in first:
-        warned = {w["layer"] for w in mon.history[-1].warnings if w["code"] == "outside_range" and w["estimator"] == fixed}
-        assert set(HIDDEN) <= warned
-        w = next(w for w in mon.history[-1].warnings if w["code"] == "outside_range" and w["estimator"] == fixed)
-        assert w["remedy"] and w["evidence"]["fraction_outside_range"] > 0
+        clipped = [w for w in mon.history[-1].warnings if w.code == WarningCode.OUTSIDE_RANGE and w.estimator == fixed]
+        assert set(HIDDEN) <= {w.layer for w in clipped}
+        assert all(w.remedy and w.evidence["fraction_outside_range"] > 0 for w in clipped)
