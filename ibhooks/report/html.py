@@ -207,6 +207,8 @@ def _dpi(records: Sequence[Record], header: Mapping[str, Any]) -> str:
                  "bug" if v.is_bug else "estimator inconsistency"] for s, v in bounds[:MAX_ROWS]]
         head = ["step", "layer", "estimator", "bound", "excess (bits)", "significance", "kind"]
         parts.append(table(head, rows, num_cols=(0, 4)))
+        if len(bounds) > MAX_ROWS:
+            parts.append(para(f"... and {len(bounds) - MAX_ROWS} more."))
     return "\n".join(parts)
 
 
