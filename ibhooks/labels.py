@@ -25,7 +25,7 @@ def as_labels(y: Any, n: Optional[int] = None, *, what: str = "y") -> torch.Tens
         )
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(
-            f"{what} has dtype {y.dtype}; I(T;Y) needs integer class labels (torch.long): pass y.long() "
+            f"{what} has dtype {y.dtype}; I(T;Y) needs 1-D integer class labels (torch.long): pass y.long() "
             "for integer-valued floats or y.argmax(1) for one-hot labels. For continuous targets use "
             "mutual_information(..., estimator='ksg')."
         )

@@ -1,4 +1,5 @@
-"""Training is bit-identical with and without the monitor (probe and passive mode)."""
+"""Training is bit-identical with and without the monitor (probe and passive mode, measurements on the
+training thread or on the background worker)."""
 import copy
 
 import pytest
@@ -34,6 +35,8 @@ def _train(kind: str, monitor_kwargs=None, tmp_path=None):
             if rec is not None:
                 records.append(rec)
     if monitor is not None:
+        if monitor.execution_config.background:
+            records = monitor.history  # the worker's Records, read back from the run log
         monitor.close()
     state = {
         "params": {k: v.detach().clone() for k, v in model.named_parameters()},
@@ -62,12 +65,16 @@ def _assert_identical(a, b):
     assert a["training_flags"] == b["training_flags"]
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "background"])
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "transformer"])
 @pytest.mark.parametrize("mode", ["probe", "passive"])
-def test_training_bit_identical(kind, mode, tmp_path):
+def test_training_bit_identical(kind, mode, background, tmp_path):
     baseline, _ = _train(kind)
     probe = data_for(kind, 200, seed=1)
-    kwargs = {"schedule": ibhooks.every_n(20), "estimators": ["binning"]}
+    # in background mode an estimator that draws random numbers (Monte Carlo) runs on the worker
+    # thread while training runs: it must use its own generator, never the global stream
+    estimators = ["binning", ("noisy_channel", {"noise_var": 0.1})] if background else ["binning"]
+    kwargs = {"schedule": ibhooks.every_n(20), "estimators": estimators, "background": background}
     if mode == "probe":
         kwargs["probe"] = probe
     else:

@@ -43,8 +43,11 @@ class PassiveReservoir:
         if len(set(rows.values())) != 1:
             raise ValueError(f"layers captured different row counts {rows}")
         if y is not None:
-            y = as_labels(y.detach() if isinstance(y, torch.Tensor) else y, n,
-                          what="monitor.step(y=...) (the labels of the batch just forwarded)")
+            y = as_labels(y.detach() if isinstance(y, torch.Tensor) else y, what="monitor.step(y=...)")
+            if y.shape[0] != n:
+                raise ValueError(
+                    f"monitor.step(y=...) got {y.shape[0]} labels but the monitored forward pass saw {n} samples; "
+                    "pass the labels of exactly the batch that was forwarded this step")
             y = y.to(next(iter(batch.values())).device)
         if self._acts and (y is None) != (self._y is None):
             self._labels_complete = False  # labels on some steps only: I(T;Y) cannot be paired
