@@ -60,13 +60,16 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
     if p.is_dir():
         candidates = sorted(p.glob("*.jsonl"))
         if len(candidates) != 1:
-            raise FileNotFoundError(f"{p} is a directory with {len(candidates)} .jsonl run logs; name one of them")
+            raise FileNotFoundError(
+                f"{p} is a directory with {len(candidates)} .jsonl run logs; name one of them")
         p = candidates[0]
     if not p.exists():
-        raise FileNotFoundError(f"run log {p} does not exist; pass the .jsonl file an IBMonitor wrote (see its log_dir)")
+        raise FileNotFoundError(
+            f"run log {p} does not exist; pass the .jsonl file an IBMonitor wrote (see its log_dir)")
     lines = p.read_text(encoding="utf-8").splitlines()
     if not lines or not lines[0].strip():
-        raise ValueError(f"run log {p} is empty: the run wrote nothing (was IBMonitor constructed with this log_dir?)")
+        raise ValueError(
+            f"run log {p} is empty: the run wrote nothing (was IBMonitor constructed with this log_dir?)")
     parsed: List[Dict[str, Any]] = []
     truncated = False
     for i, line in enumerate(lines):
@@ -78,7 +81,8 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
             if i == len(lines) - 1:
                 truncated = True  # killed mid-write: drop the partial last line
                 break
-            raise ValueError(f"run log {p} line {i + 1} is not valid JSON ({exc}); the file is corrupt") from exc
+            raise ValueError(
+                f"run log {p} line {i + 1} is not valid JSON ({exc}); the file is corrupt") from exc
     header = parsed[0]
     if header.get("type") != "header" or header.get("format") != FORMAT:
         raise ValueError(f"{p} is not an ibhooks run log (first line is not an '{FORMAT}' header)")

@@ -286,15 +286,25 @@ def _warnings_markdown(record: Record) -> str:
             + _md_table(["severity", "code", "layer", "estimator", "message"], rows)
         )
     if errs:
-        parts.append(f"**{len(errs)} error(s)**\n\n" + _md_table(["layer", "estimator", "stage", "error"], errs))
+        parts.append(
+            f"**{len(errs)} error(s)**\n\n" + _md_table(["layer", "estimator", "stage", "error"], errs)
+        )
     return "\n\n".join(parts)
 
 
 def _phases_markdown(decisions: Iterable[PhaseDecision]) -> str:
     """The detected and candidate phases among the latest decisions of every series."""
     rows = [
-        [d.layer, d.estimator, d.phase, d.status.value, d.start_step, "ongoing" if d.end_step is None else d.end_step,
-         d.slope_bits_per_decade, d.p_adjusted]
+        [
+            d.layer,
+            d.estimator,
+            d.phase,
+            d.status.value,
+            d.start_step,
+            "ongoing" if d.end_step is None else d.end_step,
+            d.slope_bits_per_decade,
+            d.p_adjusted,
+        ]
         for d in decisions
         if d.shown
     ]
@@ -303,7 +313,8 @@ def _phases_markdown(decisions: Iterable[PhaseDecision]) -> str:
     return (
         "**Phases** (detected = passed the last decisions in a row; candidate = the latest only)\n\n"
         + _md_table(
-            ["layer", "estimator", "phase", "status", "start step", "end step", "bits/decade", "p (adjusted)"],
+            ["layer", "estimator", "phase", "status", "start step", "end step", "bits/decade",
+             "p (adjusted)"],
             rows,
         )
     )
@@ -318,7 +329,14 @@ def _dpi_markdown(record: Record) -> str:
     if checks is None:
         return ""
     rows = [
-        [v.chain, v.estimator, v.quantity.label, f"{v.upstream} → {v.downstream}", v.size_bits, _significance(v)]
+        [
+            v.chain,
+            v.estimator,
+            v.quantity.label,
+            f"{v.upstream} → {v.downstream}",
+            v.size_bits,
+            _significance(v),
+        ]
         for v in checks.dpi_violations
     ]
     bounds = [

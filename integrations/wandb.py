@@ -8,11 +8,16 @@ Keys (the same scheme as the TensorBoard sink, :func:`ibhooks.plotting.metric_it
 * ``ib/step``: the training step of the measurement. ``define_metric("ib/*", step_metric="ib/step")``
   plots every ``ib/`` key against it, so W&B's own ``_step`` (which other loggers advance) never has
   to match ours and nothing is dropped (``log(step=...)`` is never used);
-* ``ib/plane`` (image), ``ib/plane_scatter`` (a ``wandb.Table`` of every point so far, with
-  ``wandb.plot.scatter``; ``ib/<estimator>/...`` with several estimators), ``ib/coverage``
-  (table, logged once), and at ``close()`` ``ib/curves`` and ``ib/dpi`` images;
-* run summary: ``ib/warnings`` (latest messages), ``ib/n_warnings``, ``ib/phases``,
-  ``ib/dpi_violations``; run config: ``ibhooks`` (settings, chains, versions).
+* ``ib/plane`` and ``ib/curves`` (images) and ``ib/plane_scatter`` (a ``wandb.Table`` of every point
+  so far, with ``wandb.plot.scatter``), at every ``figure_every``-th measurement and at ``close()``
+  (at the last step, if not drawn there yet); ``ib/dpi`` (image) at ``close()``; ``ib/<estimator>/...``
+  with several estimators; ``ib/coverage`` (table, logged once);
+* run summary: ``ib/warnings`` (latest messages), ``ib/n_warnings``, ``ib/phases`` (the latest
+  decisions: the records' ``phase_changes`` folded), ``ib/dpi_violations`` (and how many of them are
+  ``ib/dpi_significant`` / ``ib/dpi_not_assessed``); run config: ``ibhooks`` (settings, chains, versions).
+
+The sink keeps no Records: figures and the scatter table come from a
+:class:`~ibhooks.sinks.drawing.FigureHistory`.
 
 Usage::
 
@@ -23,11 +28,12 @@ Usage::
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ibhooks._optional import available, require
-from ibhooks.estimate import Record
+from ibhooks.schema import Record
 from ibhooks.sinks.base import Sink
+from ibhooks.sinks.drawing import FigureHistory, draw_figures, figure_tag
 
 __all__ = ["WandbSink"]
 
@@ -58,7 +64,8 @@ class WandbSink(Sink):
         step_key: The step metric our keys are plotted against.
         prefix: First path component of every key.
         figures: Log the plane image and scatter table (needs matplotlib for the image).
-        figure_every: Draw them at every ``figure_every``-th measurement.
+        figure_every: Log the plane, the curves and the scatter table at every ``figure_every``-th
+            measurement, and always at :meth:`close`.
         dpi: Resolution of logged images.
 
     Raises:
@@ -122,8 +129,8 @@ class WandbSink(Sink):
         self.figure_every = figure_every
         self.dpi = dpi
         self.header: Dict[str, Any] = {}
-        self.records: List[Record] = []
-        self._rows: Dict[str, List[List[Any]]] = {}
+        self.history = FigureHistory()
+        self._drawn_at = 0  # measurements in the history when figures were last logged
         self._with_estimator: Optional[bool] = None
         self._metrics_defined = False
         self._coverage_logged = False
@@ -147,37 +154,16 @@ class WandbSink(Sink):
         from ibhooks import plotting
 
         self._define_metrics()
-        self.records.append(record)
+        self.history.append(record)
         if self._with_estimator is None:
             self._with_estimator = plotting.multi_estimator([record], self.header)
         data: Dict[str, Any] = {self.step_key: int(record.step)}
         data.update(plotting.metric_items(record, with_estimator=self._with_estimator, prefix=self.prefix))
-        for est in record.estimators:
-            rows = self._rows.setdefault(est, [])
-            for layer, per_est in record.layers.items():
-                res = per_est.get(est)
-                if res is None or res.i_xt is None or res.i_ty is None:
-                    continue
-                cx, cy = res.i_xt.ci or (None, None), res.i_ty.ci or (None, None)
-                rows.append(
-                    [
-                        int(record.step),
-                        record.epoch,
-                        layer,
-                        est,
-                        res.i_xt.value,
-                        res.i_ty.value,
-                        cx[0],
-                        cx[1],
-                        cy[0],
-                        cy[1],
-                    ]
-                )
         if not self._coverage_logged and self.header.get("coverage"):
             data[f"{self.prefix}/coverage"] = self._coverage_table()
             self._coverage_logged = True
-        if self.figures and (len(self.records) - 1) % self.figure_every == 0:
-            data.update(self._plane_items())
+        if self.figures and (len(self.history) - 1) % self.figure_every == 0:
+            data.update(self._figure_items(("plane", "curves")))
         self.run.log(data)
         self._summary(record)
 
@@ -190,8 +176,11 @@ class WandbSink(Sink):
             return
         self._closed = True
         try:
-            if self.images and self.records and any(r.layers for r in self.records):
-                self._final_figures()
+            if self.figures and self.history.estimators:
+                names = ("dpi",) if self._drawn_at == len(self.history) else ("plane", "curves", "dpi")
+                data = self._figure_items(names)
+                if data:
+                    self.run.log({self.step_key: int(self.history.last_step or 0), **data})
         except Exception as exc:  # noqa: BLE001 - e.g. the user finished the run before the monitor
             warnings.warn(
                 f"ibhooks: could not log the final figures to W&B: {exc!r}", RuntimeWarning, stacklevel=2
@@ -221,61 +210,51 @@ class WandbSink(Sink):
         return self._wandb.Table(columns=cols, data=rows)
 
     def _key(self, est: str, leaf: str) -> str:
-        return f"{self.prefix}/{est}/{leaf}" if self._with_estimator else f"{self.prefix}/{leaf}"
+        return figure_tag(leaf, est, with_estimator=bool(self._with_estimator), prefix=self.prefix)
 
-    def _plane_items(self) -> Dict[str, Any]:
+    def _figure_items(self, names: Sequence[str]) -> Dict[str, Any]:
+        """Images of ``names`` (when matplotlib is there) and, with the plane, the scatter table of
+        every point so far, from the compact history."""
         from ibhooks import plotting
 
+        self._drawn_at = len(self.history)
         out: Dict[str, Any] = {}
-        for est, rows in self._rows.items():
-            if not rows:
-                continue
-            table = self._wandb.Table(columns=TABLE_COLUMNS, data=[list(r) for r in rows])
-            title = "Information plane" + (f" ({est})" if self._with_estimator else "")
-            out[self._key(est, "plane_scatter")] = self._wandb.plot.scatter(
-                table, "I_XT", "I_TY", title=title
-            )
-            if self.images:
-                fig = plotting.plot_information_plane(self.records, estimator=est, header=self.header)
+        if "plane" in names:
+            for est in self.history.estimators:
+                rows = self.history.plane_rows(est)
+                if not rows:
+                    continue
+                table = self._wandb.Table(columns=TABLE_COLUMNS, data=rows)
+                title = "Information plane" + (f" ({est})" if self._with_estimator else "")
+                scatter = self._wandb.plot.scatter(table, "I_XT", "I_TY", title=title)
+                out[self._key(est, "plane_scatter")] = scatter
+        if self.images:
+            caption = f"step {self.history.last_step}"
+            for name, est, fig in draw_figures(self.history, self.header, names):
                 arr = plotting.figure_to_array(fig, dpi=self.dpi)
                 plotting.close_figure(fig)
-                out[self._key(est, "plane")] = self._wandb.Image(arr, caption=f"step {self.records[-1].step}")
+                out[self._key(est, name)] = self._wandb.Image(arr, caption=caption)
         return out
 
-    def _final_figures(self) -> None:
-        from ibhooks import plotting
-
-        data: Dict[str, Any] = {self.step_key: int(self.records[-1].step)}
-        for name, fig in plotting.make_figures(self.records, header=self.header).items():
-            if not name.startswith("information_plane"):
-                arr = plotting.figure_to_array(fig, dpi=self.dpi)
-                data[f"{self.prefix}/{name.replace('layer_curves', 'curves')}"] = self._wandb.Image(arr)
-            plotting.close_figure(fig)
-        if len(data) > 1:
-            self.run.log(data)
-
     def _summary(self, record: Record) -> None:
-        from ibhooks import plotting
-
-        msgs = [str(w.get("message", w)) if isinstance(w, dict) else str(w) for w in record.warnings or []]
+        dpi = record.checks.dpi_violations if record.checks is not None else ()
         summary: Dict[str, Any] = {
-            f"{self.prefix}/warnings": msgs,
-            f"{self.prefix}/n_warnings": len(msgs),
-            f"{self.prefix}/dpi_violations": len(plotting.dpi_violations(record)),
+            f"{self.prefix}/warnings": [w.message for w in record.warnings],
+            f"{self.prefix}/n_warnings": len(record.warnings),
+            f"{self.prefix}/dpi_violations": len(dpi),
+            f"{self.prefix}/dpi_significant": sum(1 for v in dpi if v.significant is True),
+            f"{self.prefix}/dpi_not_assessed": sum(1 for v in dpi if v.significant is None),
         }
-        phases: Dict[str, str] = {}
-        for layer in record.layers:
-            for est in record.layers[layer]:
-                spans = plotting.phase_spans([record], layer, est)
-                if spans:
-                    key = f"{layer} ({est})" if self._with_estimator else layer
-                    phases[key] = ", ".join(
-                        f"{s.phase} {s.status} from step {s.start:g}"
-                        + (" (ongoing)" if s.ongoing else f" to {s.end:g}")
-                        for s in spans
-                    )
-        if phases or record.phases:
-            summary[f"{self.prefix}/phases"] = phases
+        phases: Dict[str, List[str]] = {}
+        last = self.history.last_step
+        for d in self.history.phases.values():
+            if not d.shown or d.start_step is None:
+                continue
+            key = f"{d.layer} ({d.estimator})" if self._with_estimator else d.layer
+            end = f" to {d.end_step:g}" if d.end_step is not None else f" (ongoing at step {last})"
+            phases.setdefault(key, []).append(f"{d.phase} {d.status.value} from step {d.start_step:g}{end}")
+        if phases or self.history.phases:
+            summary[f"{self.prefix}/phases"] = {k: ", ".join(v) for k, v in phases.items()}
         self.run.summary.update(summary)  # one summary record, not one per key
 
 

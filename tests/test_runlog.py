@@ -71,7 +71,8 @@ def test_truncated_last_line_is_dropped(tmp_path):
         (None, "does not exist"),
         ("", "is empty"),
         ('{"type": "record"}\n', "not an ibhooks run log"),
-        ('{"type": "header", "format": "ibhooks-run", "version": 1}\n{bad json\n{"type": "text"}\n', "line 2"),
+        ('{"type": "header", "format": "ibhooks-run", "version": 1}\n{bad json\n{"type": "text"}\n',
+         "line 2"),
         ('{"type": "header", "format": "ibhooks-run", "version": 99}\n', "newer than this ibhooks"),
     ],
 )
@@ -110,7 +111,8 @@ def test_version_1_log_loads_with_typed_findings():
     assert len(last.checks.dpi_violations) == len(last_raw["checks"]["dpi"]["violations"]) > 0
     # v1 violations without an interval are "not assessed" in the typed tally
     tally = last.checks.dpi_total()
-    assert tally.not_assessed == sum(v["significant"] is None for v in last_raw["checks"]["dpi"]["violations"])
+    raw_violations = last_raw["checks"]["dpi"]["violations"]
+    assert tally.not_assessed == sum(v["significant"] is None for v in raw_violations)
     assert all(isinstance(w, IBWarning) for w in last.warnings)
     assert [w.code for w in last.warnings] == [WarningCode(w["code"]) for w in last_raw["warnings"]]
     assert WarningCode.SATURATING_UNITS in {w.code for r in run.records for w in r.warnings}

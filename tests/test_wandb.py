@@ -13,9 +13,9 @@ pytest.importorskip("matplotlib")
 from ibhooks.integrations.wandb import WandbSink  # noqa: E402
 from ibhooks.sinks.registry import sink_class  # noqa: E402
 
-from _records import LAYERS, make_header, make_history  # noqa: E402
+from _records import LAYERS, make_header, make_history, steps_default  # noqa: E402
 
-STEPS = [0, 5, 50, 500, 5000]
+STEPS = steps_default(8)  # long enough for detected phases
 
 
 def read_wandb_records(path):
@@ -63,11 +63,12 @@ def offline_run(tmp_path_factory):
     mp.delenv("WANDB_API_KEY", raising=False)
     history = make_history(STEPS)
     try:
-        sink = WandbSink(project="ibhooks-test", figure_every=2)
+        sink = WandbSink(project="ibhooks-test", figure_every=3)
         assert sink._own_run
         sink.start(make_header())
         for rec in history:
             sink.write(rec)
+        assert not hasattr(sink, "records") and len(sink.history) == len(history)
         sink.close()
     finally:
         mp.undo()
@@ -93,36 +94,44 @@ def test_offline_history_has_our_keys_and_values(offline_run):
             res = rec.layers[layer]["binning"]
             assert row[f"ib/{layer}/I_XT"] == pytest.approx(res.i_xt.value)
             assert row[f"ib/{layer}/I_TY_hi"] == pytest.approx(res.i_ty.ci[1])
-    # the plane image and scatter table at every 2nd measurement, the coverage table once
-    with_plane = [r["ib/step"] for r in ours if "ib/plane/path" in r]
-    assert with_plane == [STEPS[0], STEPS[2], STEPS[4]]
-    assert [r["ib/plane_scatter_table/_type"] for r in ours if "ib/plane_scatter_table/_type" in r]
+    # plane, curves and scatter table at every 3rd measurement (0, 3, 6) and at close() for the last
+    # one (7), against its step; the DPI image at close() only; the coverage table once
+    for key in ("ib/plane/path", "ib/curves/path", "ib/plane_scatter_table/_type"):
+        assert [r["ib/step"] for r in rows if key in r] == [STEPS[0], STEPS[3], STEPS[6], STEPS[7]], key
+    assert [r["ib/step"] for r in rows if "ib/dpi/path" in r] == [STEPS[-1]]
+    (final,) = [r for r in rows if "ib/dpi/path" in r]
+    assert "ib/plane/path" in final and "ib/fc1/I_XT" not in final  # one row logged by close()
     assert sum(1 for r in ours if "ib/coverage/_type" in r) == 1
-    # curves and DPI images logged at close, against the last step
-    final = [r for r in rows if "ib/curves/path" in r]
-    assert final and final[0]["ib/step"] == STEPS[-1] and "ib/dpi/path" in final[0]
 
 
 def test_offline_step_metric_summary_and_media_files(offline_run):
-    run_dir, records, _ = offline_run
+    run_dir, records, history = offline_run
     metrics = [r.metric for r in records if r.WhichOneof("record_type") == "metric"]
     assert any(m.glob_name == "ib/*" and m.step_metric == "ib/step" for m in metrics)
     summary = {}
     for r in records:
         if r.WhichOneof("record_type") == "summary":
             summary.update(_items(r.summary.update))
-    assert summary["ib/n_warnings"] >= 1 and any("cap" in m for m in summary["ib/warnings"])
-    assert summary["ib/dpi_violations"] == 1
-    assert "compression" in summary["ib/phases"]["fc2"]
+    last = history[-1]
+    assert summary["ib/n_warnings"] == len(last.warnings) >= 1
+    assert summary["ib/warnings"] == [w.message for w in last.warnings]
+    violations = last.checks.dpi_violations
+    assert summary["ib/dpi_violations"] == len(violations) >= 1
+    assert summary["ib/dpi_significant"] == sum(v.significant is True for v in violations)
+    assert summary["ib/dpi_not_assessed"] == sum(v.significant is None for v in violations)
+    # phases: the fold of every record's phase_changes
+    latest = {}
+    for r in history:
+        latest.update({d.key: d for d in r.phase_changes})
+    shown = [d for d in latest.values() if d.shown]
+    assert shown and set(summary["ib/phases"]) == {d.layer for d in shown}
+    for d in shown:
+        assert f"{d.phase} {d.status.value} from step {d.start_step:g}" in summary["ib/phases"][d.layer]
     images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
     assert any("plane" in p.name for p in images) and any("curves" in p.name for p in images)
     tables = list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
     scatter = [json.loads(p.read_text()) for p in tables if "plane_scatter" in str(p)]
-    assert sorted(len(t["data"]) for t in scatter) == [
-        len(LAYERS),
-        3 * len(LAYERS),
-        5 * len(LAYERS),
-    ]  # all so far
+    assert sorted(len(t["data"]) for t in scatter) == [k * len(LAYERS) for k in (1, 4, 7, 8)]  # all so far
     assert scatter[0]["columns"][:6] == ["step", "epoch", "layer", "estimator", "I_XT", "I_TY"]
 
 

@@ -55,8 +55,8 @@ class _Series:
         if idx is None:
             if len(self.templates) < _MAX_TEMPLATES:
                 idx = self._index[key] = len(self.templates)
-                self.templates.append(replace(e, value=math.nan, ci=None, cap=None, saturated=False, seconds=0.0,
-                                              diagnostics={}))
+                self.templates.append(replace(e, value=math.nan, ci=None, cap=None, saturated=False,
+                                              seconds=0.0, diagnostics={}))
             else:
                 idx = len(self.templates) - 1
         lo, hi = e.ci if e.ci is not None else (math.nan, math.nan)
@@ -130,14 +130,14 @@ class FigureHistory:
                     e = res.get(q)
                     if e is not None:
                         self._series.setdefault((layer, est, q), _Series()).append(idx, e)
-        self._meta.append(_Meta(int(record.step), record.epoch, self._intern(record.mode), int(record.n_samples),
-                                h_y, self._slim_checks(record.checks)))
+        self._meta.append(_Meta(int(record.step), record.epoch, self._intern(record.mode),
+                                int(record.n_samples), h_y, self._slim_checks(record.checks)))
         fold_phase_changes(record.phase_changes, into=self.phases)
 
     def records(self) -> List[Record]:
         """Slim Records, one per measurement in the order appended."""
-        recs = [Record(step=m.step, mode=m.mode, n_samples=m.n_samples, h_y=m.h_y, epoch=m.epoch, checks=m.checks)
-                for m in self._meta]
+        recs = [Record(step=m.step, mode=m.mode, n_samples=m.n_samples, h_y=m.h_y, epoch=m.epoch,
+                       checks=m.checks) for m in self._meta]
         for (layer, est, q), s in self._series.items():
             for i, rec_idx in enumerate(s.rec):
                 res = recs[rec_idx].layers.setdefault(layer, {}).setdefault(est, LayerResult())
@@ -163,8 +163,9 @@ class FigureHistory:
                 if j is None:
                     continue
                 m = self._meta[r]
-                rows.append((r, order[layer], [m.step, m.epoch, layer, estimator, sx.value[i], sy.value[j],
-                                               _none(sx.lo[i]), _none(sx.hi[i]), _none(sy.lo[j]), _none(sy.hi[j])]))
+                ci = [_none(c) for c in (sx.lo[i], sx.hi[i], sy.lo[j], sy.hi[j])]
+                row = [m.step, m.epoch, layer, estimator, sx.value[i], sy.value[j], *ci]
+                rows.append((r, order[layer], row))
         rows.sort(key=lambda t: (t[0], t[1]))
         return [row for _, _, row in rows]
 

@@ -43,7 +43,8 @@ class JsonlSink(Sink):
 
     def start(self, header: Dict[str, Any]) -> None:
         if self.resume:
-            self._emit({"type": "resume", "version": FORMAT_VERSION, **{k: header[k] for k in ("created", "step") if k in header}})
+            kept = {k: header[k] for k in ("created", "step") if k in header}
+            self._emit({"type": "resume", "version": FORMAT_VERSION, **kept})
         else:
             self._emit({"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **header})
 
