@@ -120,9 +120,10 @@ class _Tracer:
         self.monitored = dict(monitored)
         self.n_rows = n_rows
         self.producer: Dict[_Key, str] = {}
-        self.held: List[torch.Tensor] = []  # keeps every mapped storage alive for the whole pass
-        self.inputs: Dict[str, List[Tuple[str, torch.Tensor, Optional[str]]]] = {}
-        self.outputs: Dict[str, Any] = {}
+        self.held: List[torch.Tensor] = []  # our only references to tensors seen: alive for the whole pass
+        # per layer: (position, shape, stride of dim 0, producer) of each tensor input, and the output shape
+        self.inputs: Dict[str, List[Tuple[str, Tuple[int, ...], int, Optional[str]]]] = {}
+        self.outputs: Dict[str, Optional[Tuple[int, ...]]] = {}
         self.calls: Counter = Counter()
         self.order: List[str] = []
         self.root_calls = 0
@@ -130,7 +131,7 @@ class _Tracer:
     def hold(self, t: torch.Tensor, who: str) -> None:
         key = _key(t)
         if key is not None:
-            self.held.append(t.detach())
+            self.held.append(t)
             self.producer[key] = who
 
     def root_pre(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
@@ -150,37 +151,43 @@ class _Tracer:
         self.order.append(name)
         names = _positional_names(self.monitored[name], len(args))
         seen = [wt for label, a in zip(names, args) for wt in _tensors(a, label)] + list(_tensors(kwargs))
-        self.inputs[name] = [(w, t.detach(), self.producer.get(_key(t))) for w, t in seen]
+        self.inputs[name] = [(w, tuple(t.shape), t.stride(0) if t.dim() else 0, self.producer.get(_key(t)))
+                             for w, t in seen]
 
     def post(self, name: str, output: Any) -> None:
         if self.calls[name] > 1 or name in self.outputs:
             return
-        self.outputs[name] = output
-        for _, t in _tensors(output):
+        found = list(_tensors(output))
+        self.outputs[name] = tuple(found[0][1].shape) if found else None
+        for _, t in found:
             self.hold(t, name)
 
-    def sample_dependent(self, t: torch.Tensor) -> bool:
-        return t.dim() > 0 and t.shape[0] == self.n_rows and (t.shape[0] == 1 or t.stride(0) != 0)
+    def release(self) -> None:
+        self.held.clear()
+        self.inputs.clear()
+        self.outputs.clear()
+
+    def sample_dependent(self, shape: Tuple[int, ...], stride0: int) -> bool:
+        return len(shape) > 0 and shape[0] == self.n_rows and (shape[0] == 1 or stride0 != 0)
 
     def result(self) -> DataFlow:
         if self.n_rows is None:  # the root never ran: take the commonest leading size of the outputs
-            firsts = [t.shape[0] for o in self.outputs.values() for _, t in _tensors(o) if t.dim()]
+            firsts = [s[0] for s in self.outputs.values() if s]
             self.n_rows = Counter(firsts).most_common(1)[0][0] if firsts else 0
         flow = DataFlow(order=list(self.order), calls=dict(self.calls), n_rows=int(self.n_rows))
-        for name, out in self.outputs.items():
-            first = next(_tensors(out), None)
-            if first is not None:
-                flow.shapes[name] = tuple(first[1].shape)
-                why = non_batch_reason(first[1].shape, flow.n_rows)
-                if why:
-                    flow.non_batch[name] = why
-            else:
+        for name, shape in self.outputs.items():
+            if shape is None:
                 flow.non_batch[name] = "no batch dimension: the module returned no tensor"
+                continue
+            flow.shapes[name] = shape
+            why = non_batch_reason(shape, flow.n_rows)
+            if why:
+                flow.non_batch[name] = why
         feeds: Dict[str, List[str]] = {n: [] for n in self.order}
         for name in self.order:
             if name in flow.non_batch:
                 continue
-            deps = [(w, t, p) for w, t, p in self.inputs[name] if self.sample_dependent(t)]
+            deps = [(w, shp, p) for w, shp, st, p in self.inputs[name] if self.sample_dependent(shp, st)]
             for _, _, p in deps:
                 if p in feeds and p not in flow.non_batch and name not in feeds[p]:
                     feeds[p].append(name)
@@ -189,7 +196,7 @@ class _Tracer:
             main = deps[0][2]
             if main in self.monitored and main not in flow.non_batch:
                 flow.follows[name] = main
-                side = [SideInput(name, w, tuple(t.shape), p or OUTSIDE) for w, t, p in deps[1:] if p != main]
+                side = [SideInput(name, w, shape, p or OUTSIDE) for w, shape, p in deps[1:] if p != main]
                 if side:
                     flow.side_inputs[name] = side
         flow.feeds = feeds
@@ -259,4 +266,4 @@ def trace_chains(model: nn.Module, monitored: Mapping[str, nn.Module], run_forwa
     finally:
         for h in handles:
             h.remove()
-        tracer.held.clear()
+        tracer.release()
