@@ -9,11 +9,15 @@ Example::
     y = x + 0.5 * torch.randn(2000, 2)
     mutual_information(x, y, estimator="ksg", k=3).value          # bits
     i_xt, i_ty = layer_information(torch.tanh(x), (x[:, 0] > 0).long(), estimator="binning", n_bins=30)
+
+The estimators' kernels, plain functions of tensors that keep no state, are importable from here too
+(loaded on first use), e.g. ``from ibhooks.functional import binned_layer_information, ksg_mi``.
 """
 from __future__ import annotations
 
+import importlib
 import time
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -25,7 +29,8 @@ from .estimators.registry import make_estimator
 def _estimator(estimator: Union[str, Estimator], params: dict) -> Estimator:
     if isinstance(estimator, Estimator):
         if params:
-            raise TypeError("pass estimator settings either to the Estimator instance or as keywords, not both")
+            raise TypeError("pass estimator settings either to the Estimator instance or as keywords, "
+                            "not both")
         return estimator
     return make_estimator((estimator, params))
 
@@ -67,3 +72,24 @@ def layer_information(
     i_xt, i_ty = est.layer_information(t, y, layer=layer)
     seconds = time.perf_counter() - start
     return i_xt.with_timing(seconds), (i_ty.with_timing(seconds) if i_ty is not None else None)
+
+
+#: Kernel name -> its module (imported on first use, so ``import ibhooks.functional`` stays light).
+_KERNELS: Dict[str, str] = {
+    **dict.fromkeys(("binned_layer_information", "binned_mutual_information", "bin_indices"), "binning"),
+    **dict.fromkeys(("kde_layer_information", "kde_mutual_information", "kde_bounds", "kde_log_sums"), "kde"),
+    **dict.fromkeys(("noisy_channel_layer_information", "noisy_channel_mutual_information",
+                     "noisy_channel_log_ratios"), "noisy_channel"),
+    **dict.fromkeys(("knn_layer_information", "ksg_mi", "ross_mi", "kl_entropy"), "knn"),
+    **dict.fromkeys(("renyi_layer_information", "renyi_mutual_information", "renyi_entropy", "renyi_gram"),
+                    "renyi"),
+    **dict.fromkeys(("infonce_layer_information", "infonce_mi", "infonce_fit"), "infonce"),
+}
+
+__all__ = ["mutual_information", "layer_information", *_KERNELS]
+
+
+def __getattr__(name: str) -> Any:  # the kernels, resolved lazily (PEP 562)
+    if name in _KERNELS:
+        return getattr(importlib.import_module(f"ibhooks.estimators.{_KERNELS[name]}"), name)
+    raise AttributeError(f"module 'ibhooks.functional' has no attribute {name!r}")

@@ -51,7 +51,8 @@ def require_number(name: str, value: Any, minimum: float = 0.0, *, strict: bool 
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > minimum if strict else value >= minimum)
     if not ok:
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {relation} {minimum:g}, got {value!r}")
     return float(value)
 
 
@@ -91,7 +92,8 @@ def check_samples(t: torch.Tensor, *, name: str = "t", min_rows: int = 2) -> tor
         )
     if not t.is_floating_point():
         t = t.float()
-    # One reduction first: a NaN/Inf anywhere makes the sum non-finite; only then (or on overflow) look closer.
+    # One reduction first: a NaN/Inf anywhere makes the sum non-finite; only then (or on overflow) look
+    # closer.
     if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
@@ -113,7 +115,8 @@ def check_labels(y: torch.Tensor, n: int, *, name: str = "y") -> torch.Tensor:
             "For one-hot labels pass y.argmax(1)."
         )
     if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} labels but T has {n} rows; they must be paired row by row.")
+        raise ValueError(f"{name} has {y.shape[0]} labels but T has {n} rows; "
+                         "they must be paired row by row.")
     if y.is_floating_point() or y.is_complex():
         raise ValueError(
             f"{name} has dtype {y.dtype}; I(T;Y) here needs integer class labels (torch.long). "

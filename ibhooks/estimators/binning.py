@@ -40,7 +40,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 
 from ..schema.estimate import Estimate, EstimatorTraits
-from ._common import Provenance, check_labels, check_samples, discrete_mi, generator, require_int, require_seed, row_codes
+from ._common import (Provenance, check_labels, check_samples, discrete_mi, generator, require_int,
+                      require_seed, row_codes)
 from .base import Estimator, LayerInformation
 
 RangeSpec = Union[Tuple[float, float], str, Mapping[str, Tuple[float, float]]]
@@ -67,7 +68,8 @@ def check_range(range: RangeSpec) -> Union[Tuple[float, float], str, Dict[str, T
     ``"adaptive"``. Returns it normalised (floats, string layer keys)."""
     if isinstance(range, str):
         if range not in _RANGE_RULES:
-            raise ValueError(f"range must be (lo, hi), {{layer: (lo, hi)}} or one of {_RANGE_RULES}, got {range!r}")
+            raise ValueError(
+                f"range must be (lo, hi), {{layer: (lo, hi)}} or one of {_RANGE_RULES}, got {range!r}")
         return range
     if isinstance(range, Mapping):
         return {str(layer): _fixed_range(r) for layer, r in range.items()}
@@ -110,9 +112,10 @@ def _row_codes_counts(idx: torch.Tensor, radix: int) -> Tuple[torch.Tensor, torc
     """
     n, d = idx.shape
     bits = d * math.log2(max(radix, 2))
-    if idx.is_floating_point() and bits < 52:  # exact integer arithmetic in float64: one matrix-vector product
+    if idx.is_floating_point() and bits < 52:  # exact integers in float64: one matrix-vector product
         weights = float(radix) ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.float64)
-        _, codes, counts = torch.unique(idx.to(torch.float64) @ weights, return_inverse=True, return_counts=True)
+        _, codes, counts = torch.unique(idx.to(torch.float64) @ weights, return_inverse=True,
+                                        return_counts=True)
     elif bits < 62:
         weights = radix ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.int64)
         _, codes, counts = torch.unique((idx.to(torch.int64) * weights).sum(1), return_inverse=True,
@@ -199,13 +202,15 @@ def bin_indices(
     extreme = float(((idx == 0) | (idx == n_bins - 1)).sum()) / idx.numel()
     if not as_float:
         idx = idx.to(torch.int64)
-    diagnostics = {"fraction_outside_range": outside, "fraction_in_extreme_bins": extreme, "range_used": [lo, hi]}
+    diagnostics = {"fraction_outside_range": outside, "fraction_in_extreme_bins": extreme,
+                   "range_used": [lo, hi]}
     return idx, lo, hi, diagnostics
 
 
 def _ci(value: float, boot: torch.Tensor, hi: float, diag: Dict[str, Any]) -> Tuple[float, float]:
     sd, mean = float(boot.std(unbiased=True)), float(boot.mean())
-    diag.update(bootstrap_mean=mean, bootstrap_sd=sd, ci_method=f"value +- 1.96 sd, {boot.numel()} row bootstraps")
+    diag.update(bootstrap_mean=mean, bootstrap_sd=sd,
+                ci_method=f"value +- 1.96 sd, {boot.numel()} row bootstraps")
     return max(0.0, value - 1.96 * sd), min(hi, value + 1.96 * sd)
 
 
@@ -255,8 +260,8 @@ def binned_layer_information(
 
 
 def binned_mutual_information(
-    a: torch.Tensor, b: torch.Tensor, *, n_bins: int = 30, range: KernelRange = "layer", discrete_b: bool = False,
-    provenance: Optional[Provenance] = None,
+    a: torch.Tensor, b: torch.Tensor, *, n_bins: int = 30, range: KernelRange = "layer",
+    discrete_b: bool = False, provenance: Optional[Provenance] = None,
 ) -> Estimate:
     """Exact I(bin(A); bin(B)) in bits (or I(bin(A); B) for class labels ``b`` when ``discrete_b``)."""
     a = check_samples(a, name="a", min_rows=1)
@@ -309,7 +314,8 @@ class Binning(Estimator):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self._running = {str(k): (float(v[0]), float(v[1])) for k, v in state.get("running", {}).items()}
 
-    def _kernel_range(self, t: torch.Tensor, layer: Optional[str], update: bool) -> Tuple[KernelRange, Optional[str]]:
+    def _kernel_range(self, t: torch.Tensor, layer: Optional[str],
+                      update: bool) -> Tuple[KernelRange, Optional[str]]:
         """The range this layer gets now (fixed, per layer, running or a rule) and its label."""
         if isinstance(self.range, dict):
             if layer is None or str(layer) not in self.range:
@@ -345,15 +351,15 @@ class Binning(Estimator):
             rng, label = self._kernel_range(t, layer, update=True)
         else:
             rng, label = self.range, None
-        return binned_layer_information(t, y, n_bins=self.n_bins, range=rng, n_boot=self.n_boot, seed=self.seed,
-                                        label=label, provenance=self.provenance())
+        return binned_layer_information(t, y, n_bins=self.n_bins, range=rng, n_boot=self.n_boot,
+                                        seed=self.seed, label=label, provenance=self.provenance())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
         """I(bin(A); bin(B)) (or I(bin(A); B) for labels). A general pair has no layer, so ``"running"``
         bins each argument by its own min..max (``"layer"``) and leaves the running state alone."""
         if isinstance(self.range, dict):
-            raise ValueError("binning with per-layer ranges {layer: (lo, hi)} cannot bin a general pair; "
-                             "use Binning(range=(lo, hi)) or a rule ('layer', 'adaptive') for mutual_information")
+            raise ValueError("binning with per-layer ranges {layer: (lo, hi)} cannot bin a general pair; use "
+                             "Binning(range=(lo, hi)) or a rule ('layer', 'adaptive') for mutual_information")
         rng = "layer" if self.range == "running" else self.range
         return binned_mutual_information(a, b, n_bins=self.n_bins, range=rng, discrete_b=discrete_b,
                                          provenance=self.provenance())

@@ -3,9 +3,10 @@
     I_NCE = E[ log( exp f(a_i, b_i) / ((1/K) sum_j exp f(a_i, b_j)) ) ] <= min(I(A;B), log K)
 
 with f(a, b) = exp(s) g(a)^T h(b), g and h two small MLPs and s a learnable log-scale. The critic is
-trained for a bounded number of Adam steps on minibatches of K pairs from a training split of the rows and evaluated on the
-held-out rows (a critic scored on its own training pairs overfits and overestimates). Everything
-random (split, minibatches, initialisation, noise) comes from the estimator's own seeded
+trained for a bounded number of Adam steps on minibatches of K pairs from a training split of the rows
+and evaluated on the held-out rows (a critic scored on its own training pairs overfits and
+overestimates). Everything random (split, minibatches, initialisation, noise) comes from the
+estimator's own seeded
 ``torch.Generator``; the global RNG is never touched. Training runs under ``torch.enable_grad()`` and
 outside inference mode on clones of the inputs, so it works when the caller is under ``no_grad`` or
 ``inference_mode``. Per layer, the critic weights are kept and warm-start the next measurement
@@ -48,9 +49,9 @@ PairFn = Callable[[torch.Tensor, bool], torch.Tensor]
 INFONCE_TRAITS = EstimatorTraits(cap="log2_k")
 
 
-def infonce_params(batch_size: int = 256, steps: int = 300, lr: float = 3e-3, hidden: int = 64, embed: int = 32,
-                   noise_var: float = 0.1, eval_fraction: float = 0.25, warm_start: bool = True, seed: int = 0,
-                   saturation_tol: float = 0.1) -> Dict[str, Any]:
+def infonce_params(batch_size: int = 256, steps: int = 300, lr: float = 3e-3, hidden: int = 64,
+                   embed: int = 32, noise_var: float = 0.1, eval_fraction: float = 0.25,
+                   warm_start: bool = True, seed: int = 0, saturation_tol: float = 0.1) -> Dict[str, Any]:
     """Validate InfoNCE settings (one ValueError naming the fix) and return them as recorded in ``params``
     (``saturation_tol`` is validated but not recorded, as before)."""
     eval_fraction = require_number("eval_fraction", eval_fraction)
@@ -119,7 +120,8 @@ def _fits(critic: Optional[Critic], d_a: int, d_b: int, hidden: int, embed: int)
 
 def infonce_fit(
     a: torch.Tensor, pair: PairFn, d_b: int, *, batch_size: int = 256, steps: int = 300, lr: float = 3e-3,
-    hidden: int = 64, embed: int = 32, eval_fraction: float = 0.25, seed: int = 0, init: Optional[Critic] = None,
+    hidden: int = 64, embed: int = 32, eval_fraction: float = 0.25, seed: int = 0,
+    init: Optional[Critic] = None,
 ) -> Tuple[Dict[str, Any], Critic]:
     """Train a critic between the rows of ``a`` (grad-enabled, float32) and ``pair(rows)`` on a split of
     the rows, evaluate the bound on the held-out rest; start from ``init`` when its shapes fit.
@@ -153,10 +155,11 @@ def infonce_fit(
         ga = _mlp(critic["g"], a[idx.flatten()]).view(n_batches, k_eval, -1)
         hb = _mlp(critic["h"], pair(idx.flatten(), False)).view(n_batches, k_eval, -1)
         scores = critic["log_scale"][0].exp() * (ga @ hb.transpose(1, 2))
-        terms = (scores.diagonal(dim1=1, dim2=2) - torch.logsumexp(scores, dim=2) + math.log(k_eval)).flatten()
+        terms = scores.diagonal(dim1=1, dim2=2) - torch.logsumexp(scores, dim=2) + math.log(k_eval)
+        terms = terms.flatten()
     trained = {s: [p.detach().clone() for p in ps] for s, ps in critic.items()}
-    return {"terms": terms.double(), "k": k_eval, "n_train": int(train.numel()), "n_eval_pairs": terms.numel()}, \
-        trained
+    fit = {"terms": terms.double(), "k": k_eval, "n_train": int(train.numel()), "n_eval_pairs": terms.numel()}
+    return fit, trained
 
 
 def _estimate(prov: Provenance, fit: Dict[str, Any], quantity: str, n: int, d: int, diag: Dict[str, Any],
@@ -166,8 +169,8 @@ def _estimate(prov: Provenance, fit: Dict[str, Any], quantity: str, n: int, d: i
     se = float(terms.std()) / math.sqrt(terms.numel()) / LN2 if terms.numel() > 1 else float("nan")
     diag = dict(diag, K=fit["k"], n_train=fit["n_train"], n_eval_pairs=fit["n_eval_pairs"],
                 ci_method="value +- 1.96 sd/sqrt(m) of held-out per-pair terms")
-    return prov.estimate(v, quantity, kind="lower_bound", ci=(v - 1.96 * se, v + 1.96 * se), cap=math.log2(fit["k"]),
-                         n=n, dim=d, diagnostics=diag, saturation_tol=saturation_tol)
+    return prov.estimate(v, quantity, kind="lower_bound", ci=(v - 1.96 * se, v + 1.96 * se),
+                         cap=math.log2(fit["k"]), n=n, dim=d, diagnostics=diag, saturation_tol=saturation_tol)
 
 
 def _clone(x: torch.Tensor) -> torch.Tensor:
@@ -250,8 +253,8 @@ def infonce_layer_information(
 
         fit_x, critics["xt"] = infonce_fit(t_s, noisy, d, **settings, init=warm.get("xt"))
         i_xt = _estimate(prov, fit_x, f"I(X; T+N(0,{noise_var:g}I)) InfoNCE lower bound "
-                                      f"(critic T vs noisy copy, K={fit_x['k']}), X uniform over rows", n, d, {},
-                         saturation_tol)
+                                      f"(critic T vs noisy copy, K={fit_x['k']}), X uniform over rows",
+                         n, d, {}, saturation_tol)
         if y_codes is None:
             return InfoNCELayer(i_xt, None, critics)
         onehot = F.one_hot(y_codes.clone()).float()
@@ -282,8 +285,8 @@ class InfoNCE(Estimator):
     traits = INFONCE_TRAITS
 
     def __init__(self, batch_size: int = 256, steps: int = 300, lr: float = 3e-3, hidden: int = 64,
-                 embed: int = 32, noise_var: float = 0.1, eval_fraction: float = 0.25, warm_start: bool = True,
-                 seed: int = 0, saturation_tol: float = 0.1) -> None:
+                 embed: int = 32, noise_var: float = 0.1, eval_fraction: float = 0.25,
+                 warm_start: bool = True, seed: int = 0, saturation_tol: float = 0.1) -> None:
         p = infonce_params(batch_size, steps, lr, hidden, embed, noise_var, eval_fraction, warm_start, seed,
                            saturation_tol)
         self.batch_size, self.steps, self.lr = p["batch_size"], p["steps"], p["lr"]
@@ -305,7 +308,8 @@ class InfoNCE(Estimator):
                          for k, v in state.get("critics", {}).items()}
 
     def _settings(self) -> Dict[str, Any]:
-        return dict(_fit_settings(self.params()), saturation_tol=self.saturation_tol, provenance=self.provenance())
+        return dict(_fit_settings(self.params()), saturation_tol=self.saturation_tol,
+                    provenance=self.provenance())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
         return infonce_mi(a, b, discrete_b=discrete_b, **self._settings())

@@ -41,7 +41,8 @@ def kde_params(noise_var: float = 0.1, bound: str = "upper", block_size: Optiona
     if bound not in ("upper", "lower"):
         raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
     block_rows(1, max_bytes=max_block_bytes, block_size=block_size)  # validates both
-    return {"noise_var": noise_var, "bound": bound, "block_size": block_size, "max_block_bytes": int(max_block_bytes)}
+    return {"noise_var": noise_var, "bound": bound, "block_size": block_size,
+            "max_block_bytes": int(max_block_bytes)}
 
 
 def kde_log_sums(
@@ -84,7 +85,8 @@ def _ty(s: Dict[str, torch.Tensor], y_codes: torch.Tensor, n: int, d: int, noise
     return prov.estimate(
         up, f"H_KLup(T+{noise}) - sum_y p(y) H_KLup(T+{noise}|Y=y) "
             "(difference of upper bounds, not a bound, on I(T+N;Y))",
-        kind="estimate", n=n, dim=d, diagnostics={"H_Y": h_y, "bhattacharyya_difference": low, "negative": up < 0},
+        kind="estimate", n=n, dim=d,
+        diagnostics={"H_Y": h_y, "bhattacharyya_difference": low, "negative": up < 0},
     )
 
 
@@ -104,7 +106,8 @@ def kde_layer_information(
 ) -> LayerInformation:
     """Pairwise ``bound`` on I(X; T+N(0, noise_var I)) (the other bound in diagnostics) and the Saxe
     I(T;Y) difference of upper bounds (None without labels), in bits."""
-    prov = provenance or Provenance("kde", KDE_TRAITS, kde_params(noise_var, bound, block_size, max_block_bytes))
+    prov = provenance or Provenance("kde", KDE_TRAITS,
+                                    kde_params(noise_var, bound, block_size, max_block_bytes))
     t = check_samples(t)
     n, d = t.shape
     y_codes = check_labels(y, n) if y is not None else None
@@ -117,7 +120,8 @@ def kde_layer_information(
     i_xt = prov.estimate(
         value, f"I(X; T+{noise}) {bound} bound (pairwise "
                f"{'KL' if bound == 'upper' else 'Bhattacharyya'}), X uniform over rows",
-        kind=f"{bound}_bound", cap=math.log2(n), n=n, dim=d, diagnostics={"lower_bound": lower, "upper_bound": upper},
+        kind=f"{bound}_bound", cap=math.log2(n), n=n, dim=d,
+        diagnostics={"lower_bound": lower, "upper_bound": upper},
     )
     if y_codes is None:
         return i_xt, None

@@ -51,7 +51,8 @@ KNN_TRAITS = EstimatorTraits()
 
 
 def knn_params(k: int = 3, algorithm: int = 1, standardize: bool = True, jitter: float = 1e-10, seed: int = 0,
-               block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> Dict[str, Any]:
+               block_size: Optional[int] = None,
+               max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> Dict[str, Any]:
     """Validate kNN settings (one ValueError naming the fix) and return them as recorded in ``params``."""
     if algorithm not in (1, 2) or isinstance(algorithm, bool):
         raise ValueError(f"algorithm must be 1 or 2 (KSG's two estimators), got {algorithm!r}")
@@ -169,13 +170,13 @@ def kl_entropy(
 
 
 def ross_mi(
-    t: torch.Tensor, y: torch.Tensor, *, k: int = 3, standardize: bool = True, jitter: float = 1e-10, seed: int = 0,
-    block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, quantity: Optional[str] = None,
-    provenance: Optional[Provenance] = None,
+    t: torch.Tensor, y: torch.Tensor, *, k: int = 3, standardize: bool = True, jitter: float = 1e-10,
+    seed: int = 0, block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    quantity: Optional[str] = None, provenance: Optional[Provenance] = None,
 ) -> Estimate:
     """Ross (2014) kNN estimate of I(T;Y) in bits for continuous ``t`` (n, d) and class labels ``y`` (n,)."""
-    prov = provenance or Provenance("ross", KNN_TRAITS, knn_params(k, 1, standardize, jitter, seed, block_size,
-                                                                    max_block_bytes))
+    prov = provenance or Provenance("ross", KNN_TRAITS,
+                                    knn_params(k, 1, standardize, jitter, seed, block_size, max_block_bytes))
     t = _check(t, "a", k)
     n, d = t.shape
     y_codes = check_labels(y, n, name="b")
@@ -223,7 +224,8 @@ def ksg_mi(
             "ci_method": "value +- 1.96 sd/sqrt(n) of per-row terms"}
     return prov.estimate(
         v, f"I(A;B) KSG-{algorithm} (k={k}, max-norm)", kind="estimate", ci=(v - 1.96 * se, v + 1.96 * se),
-        cap=cap, n=n, dim=a.shape[1] + b.shape[1], diagnostics=diag, traits=replace(prov.traits, cap="log2_n"),
+        cap=cap, n=n, dim=a.shape[1] + b.shape[1], diagnostics=diag,
+        traits=replace(prov.traits, cap="log2_n"),
     )
 
 

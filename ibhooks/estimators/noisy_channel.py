@@ -3,7 +3,8 @@
 T + N is a mixture of n Gaussians N(t_i, sigma^2 I) with equal weights (the sample-propagation
 view of Goldfeld et al., ICML 2019). Its mutual information with X is
 
-    I(X; T+N) = h(T+N) - h(T+N | X) = E_{i, z ~ N(t_i, sigma^2 I)} [ log n + log K(z, t_i) - log sum_j K(z, t_j) ]
+    I(X; T+N) = h(T+N) - h(T+N | X)
+              = E_{i, z ~ N(t_i, sigma^2 I)} [ log n + log K(z, t_i) - log sum_j K(z, t_j) ]
 
 with K(z, t) = exp(-|z - t|^2 / (2 sigma^2)). Each per-sample term is <= log n, so the estimate never
 exceeds the cap. Samples are stratified: ``m`` draws per row, from the estimator's own seeded
@@ -42,18 +43,21 @@ from .base import Estimator, LayerInformation
 NOISY_CHANNEL_TRAITS = EstimatorTraits(adds_noise=True, cap="log2_n")
 
 
-def noisy_channel_params(noise_var: float = 0.1, mc_samples: int = 16384, samples_per_row: Optional[int] = None,
-                         seed: int = 0, block_size: Optional[int] = None,
+def noisy_channel_params(noise_var: float = 0.1, mc_samples: int = 16384,
+                         samples_per_row: Optional[int] = None, seed: int = 0,
+                         block_size: Optional[int] = None,
                          max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
                          noise_in_network: bool = False) -> Dict[str, Any]:
     """Validate noisy-channel settings (one ValueError naming the fix); return them as recorded."""
     if not isinstance(noise_in_network, bool):
         raise ValueError(f"noise_in_network must be True or False, got {noise_in_network!r}")
     block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
+    per_row = None if samples_per_row is None else require_int("samples_per_row", samples_per_row, 1)
     p: Dict[str, Any] = {
-        "noise_var": require_number("noise_var", noise_var), "mc_samples": require_int("mc_samples", mc_samples, 1),
-        "samples_per_row": None if samples_per_row is None else require_int("samples_per_row", samples_per_row, 1),
-        "seed": require_seed(seed), "block_size": block_size, "max_block_bytes": int(max_block_bytes),
+        "noise_var": require_number("noise_var", noise_var),
+        "mc_samples": require_int("mc_samples", mc_samples, 1),
+        "samples_per_row": per_row, "seed": require_seed(seed), "block_size": block_size,
+        "max_block_bytes": int(max_block_bytes),
     }
     if noise_in_network:  # recorded only when set, so default settings keep their old fingerprint
         p["noise_in_network"] = True
@@ -141,7 +145,9 @@ def _setup(t: torch.Tensor, noise_var: float, mc_samples: int, samples_per_row: 
     """Provenance, per-call traits, log-ratio settings and the noise's name for one kernel call."""
     prov = provenance or Provenance("noisy_channel", NOISY_CHANNEL_TRAITS, noisy_channel_params(
         noise_var, mc_samples, samples_per_row, seed, block_size, max_block_bytes, noise_in_network))
-    traits = replace(prov.traits, noise_in_network=True, adds_noise=False) if noise_in_network else prov.traits
+    traits = prov.traits
+    if noise_in_network:
+        traits = replace(traits, noise_in_network=True, adds_noise=False)
     m = samples_per_row or max(1, math.ceil(mc_samples / t.shape[0]))
     settings = {"noise_var": noise_var, "samples_per_row": m, "seed": seed, "block_size": block_size,
                 "max_block_bytes": max_block_bytes}
@@ -166,7 +172,8 @@ def noisy_channel_layer_information(
     prov, traits, settings, noise = _setup(t, noise_var, mc_samples, samples_per_row, seed, block_size,
                                            max_block_bytes, noise_in_network, provenance)
     r = noisy_channel_log_ratios(t, y_codes, **settings)
-    i_xt = _estimate(prov, traits, r["x"], f"I(X; T+{noise}), X uniform over rows (exact mixture, Monte Carlo)",
+    i_xt = _estimate(prov, traits, r["x"],
+                     f"I(X; T+{noise}), X uniform over rows (exact mixture, Monte Carlo)",
                      math.log2(n), n, d, {})
     if y_codes is None:
         return i_xt, None
@@ -215,7 +222,8 @@ class NoisyChannel(Estimator):
                  max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, noise_in_network: bool = False) -> None:
         p = noisy_channel_params(noise_var, mc_samples, samples_per_row, seed, block_size, max_block_bytes,
                                  noise_in_network)
-        self.noise_var, self.mc_samples, self.samples_per_row = p["noise_var"], p["mc_samples"], p["samples_per_row"]
+        self.noise_var, self.mc_samples = p["noise_var"], p["mc_samples"]
+        self.samples_per_row = p["samples_per_row"]
         self.seed, self.block_size, self.max_block_bytes = p["seed"], block_size, p["max_block_bytes"]
         self.noise_in_network = noise_in_network
 
@@ -224,8 +232,9 @@ class NoisyChannel(Estimator):
                                     self.block_size, self.max_block_bytes, self.noise_in_network)
 
     def _settings(self) -> Dict[str, Any]:
-        return {"noise_var": self.noise_var, "mc_samples": self.mc_samples, "samples_per_row": self.samples_per_row,
-                "seed": self.seed, "noise_in_network": self.noise_in_network, "block_size": self.block_size,
+        return {"noise_var": self.noise_var, "mc_samples": self.mc_samples,
+                "samples_per_row": self.samples_per_row, "seed": self.seed,
+                "noise_in_network": self.noise_in_network, "block_size": self.block_size,
                 "max_block_bytes": self.max_block_bytes}
 
     def _per_row(self, n: int) -> int:
@@ -234,7 +243,8 @@ class NoisyChannel(Estimator):
     def log_ratios(self, t: torch.Tensor, y: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Per-draw log-ratios (n, m) in nats: ``"x"`` for I(X;T+N), ``"y"`` for I(T+N;Y) with labels."""
         t = check_samples(t)
-        return noisy_channel_log_ratios(t, y, noise_var=self.noise_var, samples_per_row=self._per_row(t.shape[0]),
+        return noisy_channel_log_ratios(t, y, noise_var=self.noise_var,
+                                        samples_per_row=self._per_row(t.shape[0]),
                                         seed=self.seed, block_size=self.block_size,
                                         max_block_bytes=self.max_block_bytes)
 

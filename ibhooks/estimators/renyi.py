@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 
 from ..schema.estimate import Estimate, EstimatorTraits
-from ._common import Provenance, check_labels, check_samples, generator, require_int, require_number, require_seed
+from ._common import (Provenance, check_labels, check_samples, generator, require_int, require_number,
+                      require_seed)
 from ._pairwise import centred64, sq_dists
 from .base import Estimator, LayerInformation
 
@@ -140,7 +141,8 @@ def renyi_layer_information(
 ) -> LayerInformation:
     """``(S_a(T), I_a(T;Y))`` in bits (S_a(T) = I_a(X;T) for X uniform over rows), averaged over
     random batches of at most ``batch_size`` rows; I(T;Y) is None without labels."""
-    prov = provenance or Provenance("renyi", RENYI_TRAITS, renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed))
+    prov = provenance or Provenance("renyi", RENYI_TRAITS,
+                                    renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed))
     t = check_samples(t)
     n, d = t.shape
     y_codes = check_labels(y, n) if y is not None else None
@@ -171,7 +173,8 @@ def renyi_mutual_information(
     provenance: Optional[Provenance] = None,
 ) -> Estimate:
     """I_alpha(A;B) in bits with Gaussian Grams (the indicator Gram for class labels when ``discrete_b``)."""
-    prov = provenance or Provenance("renyi", RENYI_TRAITS, renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed))
+    prov = provenance or Provenance("renyi", RENYI_TRAITS,
+                                    renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed))
     a = check_samples(a, name="a")
     n = a.shape[0]
     if discrete_b:
@@ -214,8 +217,8 @@ class MatrixRenyi(Estimator):
     name = "renyi"
     traits = RENYI_TRAITS
 
-    def __init__(self, alpha: float = 1.01, sigma: SigmaSpec = "silverman", gamma: float = 1.0, k_nn: int = 10,
-                 batch_size: int = 1000, seed: int = 0) -> None:
+    def __init__(self, alpha: float = 1.01, sigma: SigmaSpec = "silverman", gamma: float = 1.0,
+                 k_nn: int = 10, batch_size: int = 1000, seed: int = 0) -> None:
         p = renyi_params(alpha, sigma, gamma, k_nn, batch_size, seed)
         self.alpha, self.sigma, self.gamma, self.k_nn = p["alpha"], p["sigma"], p["gamma"], p["k_nn"]
         self.batch_size, self.seed = p["batch_size"], p["seed"]
