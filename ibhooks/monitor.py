@@ -24,10 +24,10 @@ from .capture import Capture, PassiveReservoir, Probe, Snapshot, unwrap_model
 from .capture.probe import BatchToXY
 from .chains import Chain, as_chains, validate_chains
 from .config import CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig, build_configs
-from .estimators.base import Estimator
-from .estimators.registry import EstimatorSpec, make_estimator
+from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of, select_layers
-from .capture.taker import SnapshotTaker
+from .capture.taker import SnapshotTaker, check_probe_budget
+from .pipeline.estimation import build_estimators
 from .pipeline import (BackgroundRunner, Console, Interpreter, MeasurementPipeline, SeriesHistory, SinkSet,
                        SyncRunner)
 from .run_info import build_header, coverage_rows, render_coverage_table
@@ -133,7 +133,7 @@ class IBMonitor:
 
         self.model = unwrap_model(model)
         self.schedule = as_schedule(schedule)
-        self.estimators = _build_estimators(estimators)
+        self.estimators = build_estimators(estimators)
         self.is_writer = _is_rank_zero()
         self.console = Console(self.execution_config.verbose)
         cc = self.capture_config
@@ -159,7 +159,7 @@ class IBMonitor:
                                     probe_batch_size=cc.probe_batch_size, probe_forward=probe_forward)
         if self.probe is not None:
             self._taker.discover_shapes()
-            self._check_memory_budget()
+            check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb)
 
         if chains == "auto":
             self._chain_candidates: List[Chain] = list(as_chains(list(selection.chains)))
@@ -216,23 +216,6 @@ class IBMonitor:
     # ------------------------------------------------------------------------------------------
     # Coverage and configuration
     # ------------------------------------------------------------------------------------------
-    def _check_memory_budget(self) -> None:
-        rows = self.probe.n if self.probe is not None else self.capture_config.max_samples
-        dims = {n: s.dim for n, s in self._capture.slots.items() if s.dim is not None}
-        if not dims:
-            return  # passive mode: checked when the first batch arrives
-        act_mb = rows * sum(dims.values()) * 4 / 2**20
-        proj_mb = sum(s.reduction.projection_bytes(int(torch.tensor(s.shape[1:]).prod()) if s.shape else 0)
-                      for s in self._capture.slots.values()) / 2**20
-        budget = self.capture_config.memory_budget_mb
-        if act_mb + proj_mb > budget:
-            raise ValueError(
-                f"the probe needs {act_mb:.0f} MiB of activations ({rows} samples x {sum(dims.values())} values over "
-                f"{len(dims)} layers) plus {proj_mb:.0f} MiB of projection matrices, but memory_budget_mb="
-                f"{budget:g}. Use fewer probe samples (max_samples=), a reducing reduction ('mean' or "
-                "'project:64'), fewer layers, or raise memory_budget_mb."
-            )
-
     @property
     def chains(self) -> List[Chain]:
         """Chains along which the DPI is checked: candidates minus layers whose reduction loses
@@ -312,7 +295,7 @@ class IBMonitor:
             if self.passive_config.gather and self.mode == "passive":
                 from .distributed import gather_reservoir
 
-                gather_reservoir(self._reservoir)  # a collective: every rank reaches it at the same step
+                gather_reservoir(self._reservoir, self.layer_names)  # a collective: every rank reaches it at the same step
             if self.is_writer:
                 record = self.measure(epoch=epoch)
         if self.mode == "passive":
@@ -439,23 +422,6 @@ class IBMonitor:
         from .plotting import save_all_figures
 
         return save_all_figures(self.history, out_dir, header=self._header())
-
-
-def _build_estimators(estimators: Any) -> Dict[str, Estimator]:
-    if estimators is None or isinstance(estimators, (bytes, int, float)):
-        raise ValueError(f"estimators= must name at least one estimator, e.g. estimators=['binning']; "
-                         f"got {estimators!r}")
-    if isinstance(estimators, (str, Estimator)) or (isinstance(estimators, tuple) and len(estimators) == 2
-                                                    and isinstance(estimators[1], Mapping)):
-        estimators = [estimators]  # a single spec
-    out: Dict[str, Estimator] = {}
-    for spec in estimators:
-        est = make_estimator(spec)
-        key = est.name if est.name not in out else f"{est.name}_{len(out)}"
-        out[key] = est
-    if not out:
-        raise ValueError("estimators= is empty; pass at least one, e.g. estimators=['binning']")
-    return out
 
 
 def _default_run_name() -> str:

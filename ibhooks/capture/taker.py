@@ -3,6 +3,7 @@ passive reservoir's contents."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -118,3 +119,20 @@ def _eager() -> Any:
     """Run compiled callables eagerly inside (the probe must not compile an eval/no_grad graph)."""
     set_stance = getattr(torch.compiler, "set_stance", None)
     return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+
+
+def check_probe_budget(capture: Capture, rows: int, budget_mb: float) -> None:
+    """Refuse at construction a probe whose activations plus projection matrices exceed the budget."""
+    dims = {n: s.dim for n, s in capture.slots.items() if s.dim is not None}
+    if not dims:
+        return
+    act_mb = rows * sum(dims.values()) * 4 / 2**20
+    proj_mb = sum(s.reduction.projection_bytes(math.prod(s.shape[1:])) for s in capture.slots.values()
+                  if s.shape) / 2**20
+    if act_mb + proj_mb > budget_mb:
+        raise ValueError(
+            f"the probe needs {act_mb:.0f} MiB of activations ({rows} samples x {sum(dims.values())} values over "
+            f"{len(dims)} layers) plus {proj_mb:.0f} MiB of projection matrices, but memory_budget_mb="
+            f"{budget_mb:g}. Use fewer probe samples (max_samples=), a reducing reduction ('mean' or "
+            "'project:64'), fewer layers, or raise memory_budget_mb."
+        )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from ..capture.snapshot import Snapshot
 from ..estimators._common import discrete_entropy
 from ..estimators.base import Estimator
+from ..estimators.registry import make_estimator
 from ..schema import LayerResult, RecordError
 from .console import Console
 
@@ -60,3 +61,22 @@ def _one(key: str, est: Estimator, layer: str, t: torch.Tensor, y: Optional[torc
         return LayerResult(error=msg)
     seconds = time.perf_counter() - t0
     return LayerResult(i_xt=i_xt.with_timing(seconds), i_ty=i_ty.with_timing(seconds) if i_ty else None)
+
+
+def build_estimators(estimators: Any) -> Dict[str, Estimator]:
+    """Estimator specs (a name, ``(name, params)``, an instance, or a list of these) -> key -> estimator.
+    A name used twice gets ``_1``, ``_2``, ... keys."""
+    if estimators is None or isinstance(estimators, (bytes, int, float)):
+        raise ValueError(f"estimators= must name at least one estimator, e.g. estimators=['binning']; "
+                         f"got {estimators!r}")
+    if isinstance(estimators, (str, Estimator)) or (isinstance(estimators, tuple) and len(estimators) == 2
+                                                    and isinstance(estimators[1], Mapping)):
+        estimators = [estimators]  # a single spec
+    out: Dict[str, Estimator] = {}
+    for spec in estimators:
+        est = make_estimator(spec)
+        key = est.name if est.name not in out else f"{est.name}_{len(out)}"
+        out[key] = est
+    if not out:
+        raise ValueError("estimators= is empty; pass at least one, e.g. estimators=['binning']")
+    return out

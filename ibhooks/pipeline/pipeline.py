@@ -3,7 +3,7 @@ capture. Runs on the training thread, or on the background worker (:mod:`.runner
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from ..capture.snapshot import Snapshot
 from ..estimators.base import Estimator
