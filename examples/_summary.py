@@ -1,11 +1,13 @@
 """Small helpers shared by the architecture examples (cnn_digits, transformer_encoder, resnet_blocks,
-lightning_mlp, noisy_network): the printed summary table, the DPI totals and the figures."""
+lightning_mlp, noisy_network): the printed summary table, the DPI totals and the figures. They read
+typed Records only (``record.checks`` a :class:`~ibhooks.schema.Checks`, ``record.warnings``
+:class:`~ibhooks.schema.IBWarning`, ``record.errors`` :class:`~ibhooks.schema.RecordError`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from ibhooks.estimate import Record
+from ibhooks.schema import Quantity, Record, RecordError
 
 
 def layer_table(history: Sequence[Record], estimators: Optional[Sequence[str]] = None) -> str:
@@ -18,18 +20,19 @@ def layer_table(history: Sequence[Record], estimators: Optional[Sequence[str]] =
     rows = ["| layer | estimator | I(X;T) first | I(X;T) max | I(X;T) last | I(T;Y) first | I(T;Y) last |",
             "|---|---|---|---|---|---|---|"]
 
-    def val(rec: Record, layer: str, q: str, est: str) -> Optional[float]:
+    def val(rec: Record, layer: str, q: Quantity, est: str) -> Optional[float]:
         e = rec.estimate(layer, q, est) if est in rec.layers.get(layer, {}) else None
         return None if e is None else e.value
 
     def fmt(v: Optional[float]) -> str:
         return "-" if v is None else f"{v:.2f}"
 
+    xt, ty = Quantity.I_XT, Quantity.I_TY
     for layer in last.layers:
         for est in ests:
-            xs = [v for v in (val(r, layer, "I_XT", est) for r in history) if v is not None]
-            cells = [val(first, layer, "I_XT", est), max(xs) if xs else None, val(last, layer, "I_XT", est),
-                     val(first, layer, "I_TY", est), val(last, layer, "I_TY", est)]
+            xs = [v for v in (val(r, layer, xt, est) for r in history) if v is not None]
+            cells = [val(first, layer, xt, est), max(xs) if xs else None, val(last, layer, xt, est),
+                     val(first, layer, ty, est), val(last, layer, ty, est)]
             rows.append(f"| {layer} | {est} | " + " | ".join(fmt(c) for c in cells) + " |")
     return "\n".join(rows)
 
@@ -38,20 +41,19 @@ def dpi_summary(history: Sequence[Record]) -> Dict[str, Dict[str, int]]:
     """Over the run, per ``estimator/quantity``: adjacent pairs checked along the chains, pairs violated,
     and of those how many exceed the estimates' uncertainty (``significant``), lie within it
     (``within``) or could not be assessed because the estimates carry no interval (``unknown``),
-    from ``record.checks["dpi"]``."""
+    summed from the tallies ``record.checks.dpi``."""
     out: Dict[str, Dict[str, int]] = {}
     for rec in history:
-        dpi = (rec.checks or {}).get("dpi") or {}
-        for est, per_q in (dpi.get("summary") or {}).items():
-            for q, cell in (per_q or {}).items():
-                t = out.setdefault(f"{est}/{q}", {"pairs_checked": 0, "violated": 0, "significant": 0,
-                                                  "within": 0, "unknown": 0})
-                t["pairs_checked"] += int(cell.get("pairs_checked", 0) or 0)
-        for v in dpi.get("violations") or []:
-            t = out[f"{v['estimator']}/{v['quantity']}"]
-            t["violated"] += 1
-            sig = v.get("significant")
-            t["significant" if sig else "unknown" if sig is None else "within"] += 1
+        if rec.checks is None:
+            continue
+        for tally in rec.checks.dpi:
+            t = out.setdefault(f"{tally.estimator}/{tally.quantity.value}", dict.fromkeys(
+                ("pairs_checked", "violated", "significant", "within", "unknown"), 0))
+            t["pairs_checked"] += tally.pairs_checked
+            t["violated"] += tally.violated
+            t["significant"] += tally.significant
+            t["unknown"] += tally.not_assessed
+            t["within"] += tally.violated - tally.significant - tally.not_assessed
     return out
 
 
@@ -72,13 +74,14 @@ def warning_codes(history: Sequence[Record]) -> Dict[str, int]:
     """How many (layer, estimator) warnings of each code the run raised, over all measurements."""
     out: Dict[str, int] = {}
     for rec in history:
-        for w in rec.warnings or []:
-            out[w.get("code", "?")] = out.get(w.get("code", "?"), 0) + 1
+        for w in rec.warnings:
+            out[w.code.value] = out.get(w.code.value, 0) + 1
     return out
 
 
-def errors(history: Sequence[Record]) -> List[Dict[str, Any]]:
-    return [e for rec in history for e in rec.errors or []]
+def errors(history: Sequence[Record]) -> List[RecordError]:
+    """Every failure recorded during the run (training went on)."""
+    return [e for rec in history for e in rec.errors]
 
 
 def save_figures(run_log: Path, out_dir: Path, *, smoke: bool, dpi: int = 100) -> Dict[str, Path]:

@@ -126,7 +126,8 @@ def train_seeds(
         ))
     gens = [torch.Generator().manual_seed(10_000 + s) for s in seeds]
     for epoch in range(epochs):
-        orders = torch.stack([split[torch.randperm(split.shape[0], generator=g)] for split, g in zip(splits, gens)])
+        orders = torch.stack([split[torch.randperm(split.shape[0], generator=g)]
+                              for split, g in zip(splits, gens)])
         for start in range(0, orders.shape[1], batch_size):
             idx = orders[:, start:start + batch_size]  # (S, B)
             probs = model(x[idx])

@@ -21,6 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ibhooks  # noqa: E402
 from _szt import nll_of_softmax, szt_data, szt_network  # noqa: E402
 
+#: Draw the TensorBoard figures (and print a progress line) at every FIGURE_EVERY-th measurement.
+FIGURE_EVERY = 10
+
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +35,8 @@ def main(argv=None) -> Path:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-kde", action="store_true", help="binning only (faster)")
     parser.add_argument("--no-tensorboard", action="store_true")
-    parser.add_argument("--probe-samples", type=int, default=4096, help="patterns in the probe (all 4096 by default)")
+    parser.add_argument("--probe-samples", type=int, default=4096,
+                        help="patterns in the probe (all 4096 by default)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -46,21 +50,17 @@ def main(argv=None) -> Path:
     estimators = [("binning", {"n_bins": 30, "range": (-1.0, 1.0)})]
     if not args.no_kde:
         estimators.append(("kde", {"noise_var": 0.1}))
-    sinks = []
-    if not args.no_tensorboard:  # the plane image every 10th measurement: figures cost ~1 s each
-        from ibhooks.integrations.tensorboard import TensorBoardSink
-
-        sinks.append(TensorBoardSink(out / "demo", figure_every=10))
     monitor = ibhooks.IBMonitor(
         model,
         layers=[nn.Tanh, nn.Softmax],                # the 5 hidden tanh layers and the softmax output
         probe=(x[:args.probe_samples], y[:args.probe_samples]),  # all 4096 patterns by default (SZT, Saxe)
         schedule=ibhooks.log_spaced(args.measurements, args.epochs * steps_per_epoch),
         estimators=estimators,
-        chains=[["1", "3", "5", "7", "9", "11"]],    # the activations form the Markov chain X -> T1 -> ... -> T6
+        chains=[["1", "3", "5", "7", "9", "11"]],    # the activations: the Markov chain X -> T1 -> ... -> T6
         log_dir=out,
         run_name="demo",
-        sinks=sinks,
+        sinks=[] if args.no_tensorboard else ["tensorboard"],  # TensorBoard run in <out>/demo
+        figure_every=FIGURE_EVERY,                   # its plane and curves images: figures cost ~1 s each
         verbose=False,
     )
     t0 = time.time()
@@ -73,8 +73,8 @@ def main(argv=None) -> Path:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            record = monitor.step(epoch=epoch)
-            if record is not None and len(monitor.history) % 10 == 0:
+            record = monitor.step(epoch=epoch)  # the Record when it measured (synchronous mode)
+            if record is not None and len(monitor.history_series) % FIGURE_EVERY == 0:
                 with torch.no_grad():
                     acc = (model(x).argmax(1) == y).float().mean().item()
                 print(f"epoch {epoch:5d} step {record.step:6d} loss {loss.item():.3f} acc(all) {acc:.3f} "

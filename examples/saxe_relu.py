@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import mean_history, seed_table  # noqa: E402
 from _szt import train_seeds  # noqa: E402
+from ibhooks.schema import WarningCode  # noqa: E402
 
 LABELS = {"1": "T1 (relu, 10)", "3": "T2 (relu, 7)", "5": "T3 (relu, 5)", "7": "T4 (relu, 4)",
           "9": "T5 (relu, 3)", "11": "output (softmax, 2)"}
@@ -53,30 +54,30 @@ def main(argv=None) -> dict:
                         estimators=[("binning", {"n_bins": 100, "range": "running"}),
                                     ("binning", {"n_bins": 30, "range": (-1.0, 1.0)})], **common)
     # Pass 2: the same (bit-identical) training, binned with each seed's run-wide ranges.
-    ranges = []
-    for mon in first:
-        last = mon.history[-1]
-        ranges.append({layer: tuple(res["binning"].i_xt.diagnostics["range_used"])
-                       for layer, res in last.layers.items()})
-    estimators_per_seed = [[("binning", {"n_bins": 100, "range": r})] + ([("kde", {"noise_var": 0.1})] if args.kde else [])
-                           for r in ranges]
+    histories_first = [mon.history for mon in first]  # read back from each run log once
+    ranges = [{layer: tuple(res["binning"].i_xt.diagnostics["range_used"])
+               for layer, res in hist[-1].layers.items()} for hist in histories_first]
+    kde = [("kde", {"noise_var": 0.1})] if args.kde else []
+    estimators_per_seed = [[("binning", {"n_bins": 100, "range": r})] + kde for r in ranges]
     second = train_seeds("relu", seeds, run_prefix="relu_runrange", estimators=None,
                          estimators_per_seed=estimators_per_seed, **common)
     runtime = time.time() - t0
 
     fixed_key = [k for k in first[0].estimators if k != "binning"][0]
-    table_run = seed_table([m.history for m in second], "binning", layer_labels=LABELS)
-    table_fixed = seed_table([m.history for m in first], fixed_key, layer_labels=LABELS)
+    histories_second = [mon.history for mon in second]
+    table_run = seed_table(histories_second, "binning", layer_labels=LABELS)
+    table_fixed = seed_table(histories_first, fixed_key, layer_labels=LABELS)
     if args.kde:
         table_run += "\n\nKDE upper bound on I(X; T+N(0, 0.1)):\n\n" + seed_table(
-            [m.history for m in second], "kde", layer_labels=LABELS)
-    clipped = sorted({w["layer"] for m in first for w in m.history[-1].warnings
-                      if w["code"] == "outside_range" and w["estimator"] == fixed_key})
+            histories_second, "kde", layer_labels=LABELS)
+    clipped = sorted({w.layer for hist in histories_first for w in hist[-1].warnings
+                      if w.code is WarningCode.OUTSIDE_RANGE and w.estimator == fixed_key})
     summary = {"runtime_s": runtime, "seeds": args.seeds, "epochs": args.epochs, "ranges": ranges,
                "table_run_range_100_bins": table_run, "table_fixed_-1_1_30_bins": table_fixed,
                "clipped_range_warning_layers": clipped}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nReLU, 100 bins between each layer's min and max over the run ({args.seeds} seeds, {runtime:.0f}s)\n"
+    print(f"\nReLU, 100 bins between each layer's min and max over the run ({args.seeds} seeds, "
+          f"{runtime:.0f}s)\n"
           f"{table_run}\n\nReLU, 30 bins on SZT's fixed [-1, 1] (the artefact)\n{table_fixed}\n"
           f"outside_range warning on layers: {clipped}")
     try:
@@ -85,9 +86,9 @@ def main(argv=None) -> dict:
         return summary
     header = {"coverage": []}
     summary["figures_run_range"] = {k: str(v) for k, v in save_all_figures(
-        mean_history([m.history for m in second], "binning"), out / "figures_run_range", header=header).items()}
+        mean_history(histories_second, "binning"), out / "figures_run_range", header=header).items()}
     summary["figures_fixed_range"] = {k: str(v) for k, v in save_all_figures(
-        mean_history([m.history for m in first], fixed_key), out / "figures_fixed_range", header=header).items()}
+        mean_history(histories_first, fixed_key), out / "figures_fixed_range", header=header).items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -32,7 +32,8 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=4000)
     p.add_argument("--measurements", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--kde", action="store_true", help="also record the KDE upper bound, sigma^2 = 0.1 (slower)")
+    p.add_argument("--kde", action="store_true",
+                   help="also record the KDE upper bound, sigma^2 = 0.1 (slower)")
     p.add_argument("--smoke", action="store_true", help="tiny run that exercises everything")
     args = p.parse_args(argv)
     if args.smoke:
@@ -42,7 +43,8 @@ def main(argv=None) -> dict:
     t0 = time.time()
     monitors = train_seeds(
         "tanh", tuple(range(args.seeds)), epochs=args.epochs, lr=args.lr, measurements=args.measurements,
-        estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})] + ([("kde", {"noise_var": 0.1})] if args.kde else []),
+        estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})]
+        + ([("kde", {"noise_var": 0.1})] if args.kde else []),
         out=out, run_prefix="tanh",
         log_every=0 if args.smoke else 500,
     )
@@ -50,17 +52,19 @@ def main(argv=None) -> dict:
     histories = [m.history for m in monitors]
     table = seed_table(histories, "binning", layer_labels=LABELS)
     if args.kde:
-        table += "\n\nKDE upper bound on I(X; T+N(0, 0.1)):\n\n" + seed_table(histories, "kde", layer_labels=LABELS)
+        table += "\n\nKDE upper bound on I(X; T+N(0, 0.1)):\n\n" + seed_table(histories, "kde",
+                                                                                  layer_labels=LABELS)
     summary = {"runtime_s": runtime, "seeds": args.seeds, "epochs": args.epochs, "table": table,
                "run_logs": [str(m.log_path) for m in monitors]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nSZT tanh, 30 bins on [-1,1], {args.seeds} seeds x {args.epochs} epochs, {runtime:.0f}s\n{table}")
+    print(f"\nSZT tanh, 30 bins on [-1,1], {args.seeds} seeds x {args.epochs} epochs, {runtime:.0f}s\n"
+          f"{table}")
     try:
         from ibhooks.plotting import save_all_figures
     except ImportError:
         return summary
-    summary["figures"] = {k: str(v) for k, v in save_all_figures(mean_history(histories, "binning"), out / "figures",
-                                                                 header={"coverage": []}).items()}
+    figures = save_all_figures(mean_history(histories, "binning"), out / "figures", header={"coverage": []})
+    summary["figures"] = {k: str(v) for k, v in figures.items()}
     summary["figures_seed0"] = {k: str(v) for k, v in monitors[0].save_figures(out / "figures_seed0").items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

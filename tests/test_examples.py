@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import ibhooks
+from ibhooks.schema import Quantity, WarningCode
 
 pytest.importorskip("matplotlib")
 
@@ -73,11 +74,11 @@ def check_pngs(folder, names):
 
 
 def figure_names(estimators, *, dpi=True):
-    """What ``save_all_figures`` writes: plane and curves per estimator (suffixed when there are several)
-    and the DPI panel."""
+    """What ``save_all_figures`` writes: the plane, the curves and (``dpi``: two or more layers) the DPI
+    panel of every estimator, suffixed ``_<estimator>`` when the run has several."""
     suffixes = [""] if len(estimators) == 1 else [f"_{e}" for e in estimators]
-    names = [f"{kind}{s}" for s in suffixes for kind in ("information_plane", "layer_curves")]
-    return names + (["dpi"] if dpi else [])
+    kinds = ("information_plane", "layer_curves") + (("dpi",) if dpi else ())
+    return [f"{kind}{s}" for s in suffixes for kind in kinds]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def test_transformer_encoder_flatten_keeps_the_chain(tmp_path):
     run = check_run(out["run_log"])
     assert [c["layers"] for c in run.header["chains"]] == [["encoder.layers.0", "encoder.layers.1",
                                                             "encoder.layers.2"]]
-    assert run.records[-1].checks["dpi"]["summary"]["kde"]["I_XT"]["pairs_checked"] == 2
+    assert run.records[-1].checks.tally("kde", Quantity.I_XT).pairs_checked == 2
 
 
 def test_resnet_blocks_smoke(tmp_path):
@@ -131,7 +132,8 @@ def test_resnet_blocks_smoke(tmp_path):
     run = check_run(out["run_log"])
     assert run.layers == ["stem", "block1", "block2", "block3", "head"]
     assert [c["layers"] for c in run.header["chains"]] == [run.layers]  # every block output is lossless
-    assert all(rec.checks["dpi"]["totals"]["pairs_checked"] == 2 * 2 * 4 for rec in run.records)
+    # 2 estimators x 2 quantities x 4 adjacent pairs, at every measurement
+    assert all(rec.checks.dpi_total().pairs_checked == 2 * 2 * 4 for rec in run.records)
     check_pngs(tmp_path / "figures", figure_names(["renyi", "kde"]))
 
 
@@ -151,9 +153,11 @@ def test_noisy_network_smoke(tmp_path):
     out = example_main("noisy_network")(["--smoke", "--out", str(tmp_path)])
     run = check_run(out["run_log"])
     assert run.layers == ["1", "4", "7", "10", "13"]
-    check_pngs(tmp_path / "figures", figure_names(["goldfeld_sp", "binning"]) + ["dpi_binning"])
+    check_pngs(tmp_path / "figures", figure_names(["goldfeld_sp", "binning"]))  # dpi_binning among them
     dpi = out["dpi"]
-    # Sample propagation measures the noisy network itself: the DPI holds along the chain.
+    # Sample propagation measures the noisy network itself (its Estimates say so): the DPI holds.
+    sp_traits = {res["goldfeld_sp"].i_xt.traits for rec in run.records for res in rec.layers.values()}
+    assert all(t.noise_in_network and not t.adds_noise for t in sp_traits)
     for q in ("I_XT", "I_TY"):
         assert dpi[f"goldfeld_sp/{q}"]["pairs_checked"] == 4 * len(run.records)
         assert dpi[f"goldfeld_sp/{q}"]["significant"] == 0
@@ -205,5 +209,9 @@ def test_saxe_relu_smoke(tmp_path):
         check_run(log)
     assert len(list(tmp_path.glob("relu_*_seed*.jsonl"))) == 4
     assert summary["clipped_range_warning_layers"]  # the [-1, 1] trap is flagged
+    seed0 = ibhooks.load_run(tmp_path / "relu_pass1_seed0.jsonl").records[-1]  # binning_1: the fixed [-1, 1]
+    flagged = {w.layer for w in seed0.warnings
+               if w.code is WarningCode.OUTSIDE_RANGE and w.estimator == "binning_1"}
+    assert flagged and flagged <= set(summary["clipped_range_warning_layers"])
     for folder in ("figures_run_range", "figures_fixed_range"):
         check_pngs(tmp_path / folder, figure_names(["binning"]))
