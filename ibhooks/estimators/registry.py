@@ -16,6 +16,9 @@ _REGISTRY: Dict[str, str] = {
     "ross": "ibhooks.estimators.knn:Ross",
     "renyi": "ibhooks.estimators.renyi:MatrixRenyi",
     "infonce": "ibhooks.estimators.infonce:InfoNCE",
+    "classifier_probe": "ibhooks.estimators.classifier_probe:ClassifierProbe",
+    "gaussian": "ibhooks.estimators.gaussian:GaussianMI",
+    "gcmi": "ibhooks.estimators.gcmi:GaussianCopulaMI",
 }
 
 EstimatorSpec = Union[str, Estimator, Tuple[str, Mapping[str, Any]]]
