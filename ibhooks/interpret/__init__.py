@@ -13,11 +13,11 @@ from .checks import CHECKS, Check, check_record
 from .dpi import dpi_note
 from .phases import CAVEAT_CODES, PhaseTracker, detect_phases
 from .statistics import MannKendall, adjust_pvalues, mann_kendall, theil_sen
-from .trend import PhaseConfig, SeriesAnalysis, analyse_series, thin_log
+from .trend import PhaseConfig, SeriesAnalysis, SeriesTest, analyse_series, thin_log
 
 __all__ = [
     "CAVEAT_CODES", "CHECKS", "Check", "CheckConfig", "CheckContext", "Findings", "MannKendall",
-    "NON_SATURATING_ACTIVATIONS", "PhaseConfig", "PhaseTracker", "SATURATING_ACTIVATIONS", "SeriesAnalysis",
+    "NON_SATURATING_ACTIVATIONS", "PhaseConfig", "PhaseTracker", "SATURATING_ACTIVATIONS", "SeriesAnalysis", "SeriesTest",
     "adjust_pvalues", "analyse_series", "check_record", "detect_phases", "dpi_note", "mann_kendall", "thin_log",
     "normalise_activation", "theil_sen",
 ]

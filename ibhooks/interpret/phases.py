@@ -4,7 +4,7 @@
 * **compression**: I(X;T) falling after its peak.
 
 Each :meth:`PhaseTracker.update` is one *decision*: every series (layer x estimator x phase) is
-tested on its buffered points (:func:`~.trend.analyse_series`: peak, held-out segment, one-sided
+tested on its buffered points (:class:`~.trend.SeriesTest`: peak, held-out segment, one-sided
 Mann-Kendall, ramp size against the estimates' uncertainty), the p-values of all series tested at
 this decision are adjusted together (Holm by default, or Benjamini-Hochberg), and a series is
 *significant* when its adjusted p-value is at most ``alpha`` and its ramp exceeds the uncertainty.
@@ -43,7 +43,7 @@ from ..schema.findings import WarningCode
 from ..schema.phases import PHASE_QUANTITY, PhaseDecision, PhaseStatus, SeriesKey
 from ..schema.record import Record
 from .statistics import adjust_pvalues
-from .trend import FIRST_LEVEL, PhaseConfig, SeriesAnalysis, analyse_series
+from .trend import FIRST_LEVEL, PhaseConfig, SeriesAnalysis, SeriesTest
 
 #: Warning codes that can fake or hide a phase, carried into its decision as caveats.
 CAVEAT_CODES: Tuple[WarningCode, ...] = (
@@ -63,7 +63,7 @@ def _bucket(step: float, level: int) -> int:
 class _Series:
     """Bounded points of one series, thinned evenly in log(step + 1), plus its recent outcomes."""
 
-    __slots__ = ("steps", "values", "stderr", "count", "level", "recent", "cache", "described")
+    __slots__ = ("steps", "values", "stderr", "count", "level", "recent", "cache")
 
     def __init__(self) -> None:
         self.steps: List[float] = []
@@ -72,8 +72,7 @@ class _Series:
         self.count = 0
         self.level = FIRST_LEVEL
         self.recent: List[Tuple[float, bool]] = []
-        self.cache: Optional[SeriesAnalysis] = None
-        self.described: Optional[SeriesAnalysis] = None
+        self.cache: Optional[SeriesTest] = None
 
     def _tail_is_extra(self) -> bool:
         """Whether the latest point shares its cell with the point before it (kept only as the latest)."""
@@ -94,7 +93,7 @@ class _Series:
             for name in ("steps", "values", "stderr"):
                 col = getattr(self, name)
                 setattr(self, name, [col[i] for i in keep])
-        self.cache = self.described = None
+        self.cache = None
 
     def _pop(self) -> None:
         for col in (self.steps, self.values, self.stderr):
@@ -107,23 +106,17 @@ class _Series:
             self.count -= 1  # thinned-away measurements are not counted back: approximate
         self.count = max(self.count, len(self.steps))
         self.recent = [(s, sig) for s, sig in self.recent if s < step]
-        self.cache = self.described = None
+        self.cache = None
 
-    def analysis(self, phase: str, cfg: PhaseConfig, describe: bool = False) -> SeriesAnalysis:
-        """The test on the buffered points (cached until a point changes); ``describe`` adds the slopes."""
-        if describe:
-            if self.described is None:
-                self.described = self._analyse(phase, cfg, True)
-            return self.described
+    def test(self, phase: str, cfg: PhaseConfig) -> SeriesTest:
+        """The staged test on the buffered points (kept until a point changes)."""
         if self.cache is None:
-            self.cache = self._analyse(phase, cfg, False)
+            self.cache = SeriesTest(self.steps, self.values, self.stderr, phase, cfg)
         return self.cache
 
-    def _analyse(self, phase: str, cfg: PhaseConfig, describe: bool) -> SeriesAnalysis:
-        a = analyse_series(self.steps, self.values, self.stderr, phase=phase, config=cfg, describe=describe)
-        if self.count > len(self.steps):  # report how many measurements the thinned points stand for
-            a = replace(a, n_measurements=self.count, thinned_from=self.count)
-        return a
+    def report(self, a: SeriesAnalysis) -> SeriesAnalysis:
+        """``a`` with how many measurements the (thinned) points stand for."""
+        return replace(a, n_measurements=self.count, thinned_from=self.count) if self.count > len(self.steps) else a
 
     def consecutive(self) -> int:
         run = 0
@@ -296,18 +289,24 @@ class PhaseTracker:
 
     def _decide(self, step: int) -> List[PhaseDecision]:
         cfg = self.config
-        analyses = {k: s.analysis(k[2], cfg) for k, s in self._series.items()}
-        tested = [k for k, a in analyses.items() if a.tested]
-        adjusted = dict(zip(tested, adjust_pvalues([analyses[k].p_value for k in tested], cfg.correction)))
+        tests = {k: s.test(k[2], cfg) for k, s in self._series.items()}
+        tested = [k for k, t in tests.items() if t.tested.tested]
+        adjusted = dict(zip(tested, adjust_pvalues([tests[k].tested.p_value for k in tested], cfg.correction)))
         changed: List[PhaseDecision] = []
-        for key, a in analyses.items():
+        for key, test in tests.items():
             series = self._series[key]
             p_adj = adjusted.get(key)
+            a = test.tested
+            # The adjusted p is never below the raw one: a ramp is fitted only where the raw p can pass,
+            # slopes are described only for the phases that are shown (candidate or detected).
+            if a.p_value is not None and a.p_value <= cfg.alpha:
+                a = test.with_ramp()
             significant = bool(p_adj is not None and p_adj <= cfg.alpha and a.exceeds_uncertainty)
-            if significant:  # slopes are described for phases that are shown (candidate or detected)
-                a = series.analysis(key[2], cfg, describe=True)
+            if significant:
+                a = test.with_slopes(per_step=False)  # decisions carry the slope per decade
             series.recent = (series.recent + [(float(step), significant)])[-int(cfg.persistence):]
-            decision = self._decision(key, step, a, p_adj, significant, series.consecutive(), len(tested))
+            decision = self._decision(key, step, series.report(a), p_adj, significant, series.consecutive(),
+                                      len(tested))
             if not decision.same_outcome(self._latest.get(key)):
                 changed.append(decision)
             self._latest[key] = decision

@@ -27,7 +27,7 @@ The family adjustment and persistence (steps 5 and 6) are decided across series 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -160,6 +160,131 @@ def _step(x: float) -> float:
     return int(x) if float(x).is_integer() else float(x)
 
 
+class SeriesTest:
+    """The stages of one series' test, each computed once, on demand.
+
+    :attr:`tested` (steps 1-3: peak, held-out segment, Mann-Kendall) is cheap; :meth:`with_ramp`
+    adds step 4 (the ramp and its size against the uncertainty) and :meth:`with_slopes` the Theil-Sen
+    slopes. The phase tracker fits the ramp only where the raw p-value can still pass and describes
+    slopes only for phases it shows; :func:`analyse_series` runs every stage.
+    """
+
+    def __init__(self, steps: Sequence[float], values: Sequence[float], stderr: Optional[Sequence[float]],
+                 phase: str, config: PhaseConfig) -> None:
+        if phase not in PHASE_QUANTITY:
+            raise ValueError(f"phase must be one of {sorted(PHASE_QUANTITY)}, got {phase!r}")
+        cfg = self.cfg = config
+        t = np.asarray(steps, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64)
+        se = np.full(v.size, np.nan) if stderr is None else np.asarray(stderr, dtype=np.float64)
+        if not (t.shape == v.shape == se.shape) or v.ndim != 1:
+            raise ValueError(f"steps, values and stderr must be 1-D of one length, got {t.shape}, {v.shape}, "
+                             f"{se.shape}")
+        thinned_from = None
+        if v.size > cfg.max_points:
+            keep = thin_log(t, int(cfg.max_points))
+            thinned_from = int(v.size)
+            t, v, se = t[keep], v[keep], se[keep]
+        self.t, self.v, self.se, self.phase = t, v, se, phase
+        self._ramp: Optional[SeriesAnalysis] = None
+        self._slopes: Optional[SeriesAnalysis] = None
+        self._ramp_idx: Optional[Tuple[int, int]] = None
+        self.tested = self._test(thinned_from)
+
+    def _test(self, thinned_from: Optional[int]) -> SeriesAnalysis:
+        cfg, v, phase = self.cfg, self.v, self.phase
+        n = int(v.size)
+        base: Dict[str, Any] = {"phase": phase, "n_measurements": thinned_from or n, "thinned_from": thinned_from}
+        direction = PHASE_DIRECTION[phase]
+        w = min(int(cfg.smooth), n if n % 2 == 1 else n - 1) if n > 0 else 1
+        h = self.h = max(w, 1) // 2
+        self.seg = np.arange(0)
+        if n < cfg.min_points + h + 1:
+            return SeriesAnalysis(**base, reason=f"{n} measurements; the test needs at least {cfg.min_points + h + 1}")
+        sm = running_mean(v, max(w, 1))
+        p = int(np.argmax(sm))
+        candidates = [p]
+        if phase == "compression":
+            late = n // 2 + int(np.argmax(sm[n // 2:]))
+            if late != p and n - (late + h + 1) >= cfg.min_points:
+                candidates.append(late)
+
+        def segment(peak: int) -> np.ndarray:
+            return np.arange(peak + h + 1, n) if phase == "compression" else np.arange(0, max(peak - h, 0))
+
+        tests = []
+        for cand in candidates:
+            seg = segment(cand)
+            if seg.size >= cfg.min_points:
+                tests.append((mann_kendall(v[seg], direction, exact_max_n=cfg.exact_max_n), cand, seg))
+        if tests:
+            mk, p, seg = min(tests, key=lambda x: x[0].p_value)
+        else:
+            mk, seg = None, segment(p)
+        self.peak, self.seg = p, seg
+        base["peak_step"] = _step(self.t[p])
+        base["n_points"] = int(seg.size)
+        if mk is None:
+            where = "after" if phase == "compression" else "before"
+            return SeriesAnalysis(**base, reason=(f"only {seg.size} measurements {where} the peak at step "
+                                                  f"{base['peak_step']} (need {cfg.min_points})"))
+        base["test"] = mk.method + (f", best of {len(tests)} candidate peaks (Bonferroni)" if len(tests) > 1 else "")
+        base["statistic"] = (mk.s, mk.var_s, mk.z)
+        base["p_value"] = min(1.0, mk.p_value * len(tests))
+        return SeriesAnalysis(**base)
+
+    def with_ramp(self) -> SeriesAnalysis:
+        """Step 4: the ramp's change points, height, and whether it beats the uncertainty."""
+        if self._ramp is not None:
+            return self._ramp
+        a = self.tested
+        if not a.tested:
+            self._ramp = a
+            return a
+        cfg, t, v, se, n, h = self.cfg, self.t, self.v, self.se, int(self.v.size), self.h
+        direction = PHASE_DIRECTION[self.phase]
+        fit_lo, fit_hi = (self.peak, n) if self.phase == "compression" else (0, min(self.peak + h + 1, n))
+        ramp = fit_ramp(v[fit_lo:fit_hi], 1 if direction == "increasing" else -1)
+        if ramp is None:
+            self._ramp = replace(a, change_bits=0.0, exceeds_uncertainty=False,
+                                 reason=f"no {direction} ramp fits the measurements")
+            return self._ramp
+        c1, c2, _, b = ramp
+        i1, i2 = fit_lo + c1, fit_lo + c2
+        change = abs(b) * (c2 - c1)
+        ends_se = se[[i1, i2]]
+        unc: Optional[float] = None
+        if np.isfinite(ends_se).all():
+            unc = float(math.sqrt(float((ends_se ** 2).sum())))
+            exceeds = bool(change > cfg.z * unc + cfg.min_change_bits)
+        else:
+            exceeds = bool(change > cfg.min_change_bits)
+        ongoing = bool(fit_hi == n and i2 >= n - 1 - h)
+        self._ramp_idx = (i1, n - 1 if ongoing else i2)
+        self._ramp = replace(a, change_bits=float(change), uncertainty_bits=unc, exceeds_uncertainty=exceeds,
+                             ongoing=ongoing, start_step=_step(t[i1]), end_step=None if ongoing else _step(t[i2]))
+        return self._ramp
+
+    def with_slopes(self, per_step: bool = True) -> SeriesAnalysis:
+        """The ramp plus Theil-Sen slopes over it, per decade of step + 1 (and per step)."""
+        if self._slopes is not None and (self._slopes.slope_bits_per_step is not None or not per_step):
+            return self._slopes
+        a = self.with_ramp()
+        if self._ramp_idx is None:
+            self._slopes = a
+            return a
+        lo, hi = self._ramp_idx
+        if hi - lo + 1 < 3:
+            lo, hi = int(self.seg[0]), int(self.seg[-1])
+        xs, ys = self.t[lo: hi + 1], self.v[lo: hi + 1]
+        s2 = theil_sen(np.log10(np.maximum(xs, 0.0) + 1.0), ys, self.cfg.ci_level)
+        self._slopes = replace(a, slope_bits_per_decade=s2[0], slope_ci_per_decade=(s2[1], s2[2]))
+        if per_step:
+            s1 = theil_sen(xs, ys, self.cfg.ci_level)
+            self._slopes = replace(self._slopes, slope_bits_per_step=s1[0], slope_ci_per_step=(s1[1], s1[2]))
+        return self._slopes
+
+
 def analyse_series(
     steps: Sequence[float],
     values: Sequence[float],
@@ -180,83 +305,8 @@ def analyse_series(
             :func:`thin_log` (evenly in log(step + 1), keeping the first and the latest).
         describe: Also compute the Theil-Sen slopes.
     """
-    if phase not in PHASE_QUANTITY:
-        raise ValueError(f"phase must be one of {sorted(PHASE_QUANTITY)}, got {phase!r}")
-    cfg = config if config is not None else PhaseConfig()
-    t = np.asarray(steps, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    se = np.full(v.size, np.nan) if stderr is None else np.asarray(stderr, dtype=np.float64)
-    if not (t.shape == v.shape == se.shape) or v.ndim != 1:
-        raise ValueError(f"steps, values and stderr must be 1-D of one length, got {t.shape}, {v.shape}, {se.shape}")
-    thinned_from = None
-    if v.size > cfg.max_points:
-        keep = thin_log(t, int(cfg.max_points))
-        thinned_from = int(v.size)
-        t, v, se = t[keep], v[keep], se[keep]
-    n = int(v.size)
-    base: Dict[str, Any] = {"phase": phase, "n_measurements": thinned_from or n, "thinned_from": thinned_from}
-    direction = PHASE_DIRECTION[phase]
-    w = min(int(cfg.smooth), n if n % 2 == 1 else n - 1) if n > 0 else 1
-    h = max(w, 1) // 2
-    if n < cfg.min_points + h + 1:
-        return SeriesAnalysis(**base, reason=f"{n} measurements; the test needs at least {cfg.min_points + h + 1}")
-    sm = running_mean(v, max(w, 1))
-    p = int(np.argmax(sm))
-    candidates = [p]
-    if phase == "compression":
-        late = n // 2 + int(np.argmax(sm[n // 2:]))
-        if late != p and n - (late + h + 1) >= cfg.min_points:
-            candidates.append(late)
-
-    def segment(peak: int) -> np.ndarray:
-        return np.arange(peak + h + 1, n) if phase == "compression" else np.arange(0, max(peak - h, 0))
-
-    tests = []
-    for cand in candidates:
-        seg = segment(cand)
-        if seg.size >= cfg.min_points:
-            tests.append((mann_kendall(v[seg], direction, exact_max_n=cfg.exact_max_n), cand, seg))
-    if tests:
-        mk, p, seg = min(tests, key=lambda x: x[0].p_value)
-    else:
-        mk, seg = None, segment(p)
-    base["peak_step"] = _step(t[p])
-    base["n_points"] = int(seg.size)
-    if mk is None:
-        where = "after" if phase == "compression" else "before"
-        return SeriesAnalysis(**base, reason=(f"only {seg.size} measurements {where} the peak at step "
-                                              f"{base['peak_step']} (need {cfg.min_points})"))
-    base["test"] = mk.method + (f", best of {len(tests)} candidate peaks (Bonferroni)" if len(tests) > 1 else "")
-    base["statistic"] = (mk.s, mk.var_s, mk.z)
-    base["p_value"] = min(1.0, mk.p_value * len(tests))
-    fit_lo, fit_hi = (p, n) if phase == "compression" else (0, min(p + h + 1, n))
-    ramp = fit_ramp(v[fit_lo:fit_hi], 1 if direction == "increasing" else -1)
-    if ramp is None:
-        return SeriesAnalysis(**base, change_bits=0.0, exceeds_uncertainty=False,
-                              reason=f"no {direction} ramp fits the measurements")
-    c1, c2, _, b = ramp
-    i1, i2 = fit_lo + c1, fit_lo + c2
-    change = abs(b) * (c2 - c1)
-    ends_se = se[[i1, i2]]
-    unc: Optional[float] = None
-    if np.isfinite(ends_se).all():
-        unc = float(math.sqrt(float((ends_se ** 2).sum())))
-        exceeds = bool(change > cfg.z * unc + cfg.min_change_bits)
-    else:
-        exceeds = bool(change > cfg.min_change_bits)
-    ongoing = bool(fit_hi == n and i2 >= n - 1 - h)
-    base.update(change_bits=float(change), uncertainty_bits=unc, exceeds_uncertainty=exceeds, ongoing=ongoing,
-                start_step=_step(t[i1]), end_step=None if ongoing else _step(t[i2]))
-    if describe:
-        lo, hi = i1, (n - 1 if ongoing else i2)
-        if hi - lo + 1 < 3:
-            lo, hi = int(seg[0]), int(seg[-1])
-        xs, ys = t[lo: hi + 1], v[lo: hi + 1]
-        s1 = theil_sen(xs, ys, cfg.ci_level)
-        s2 = theil_sen(np.log10(np.maximum(xs, 0.0) + 1.0), ys, cfg.ci_level)
-        base.update(slope_bits_per_step=s1[0], slope_ci_per_step=(s1[1], s1[2]),
-                    slope_bits_per_decade=s2[0], slope_ci_per_decade=(s2[1], s2[2]))
-    return SeriesAnalysis(**base)
+    test = SeriesTest(steps, values, stderr, phase, config if config is not None else PhaseConfig())
+    return test.with_slopes() if describe else test.with_ramp()
 
 
-__all__ = ["FIRST_LEVEL", "PhaseConfig", "SeriesAnalysis", "analyse_series", "thin_log"]
+__all__ = ["FIRST_LEVEL", "PhaseConfig", "SeriesAnalysis", "SeriesTest", "analyse_series", "thin_log"]
