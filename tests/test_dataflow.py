@@ -209,6 +209,35 @@ def test_outputs_are_held_during_the_pass_and_released_after():
     assert flow.chains == [] and flow.feeds == {"a": [], "b": []}
 
 
+@pytest.mark.gpu
+def test_cuda_reused_storage_is_not_a_link():
+    """On CUDA the caching allocator hands a freed block to the next tensor of the same size at once:
+    without the tracer holding a's output, b would seem to consume it."""
+    class Reuse(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 64)
+            self.ptrs = []
+
+        def forward(self, x):
+            h = self.a(x)
+            self.ptrs.append(h.untyped_storage().data_ptr())
+            t = torch.tanh(h)
+            del h
+            fresh = torch.empty_like(t).copy_(t)  # a new tensor: here, in a's freed block
+            self.ptrs.append(fresh.untyped_storage().data_ptr())
+            return self.b(fresh)
+
+    model = Reuse().cuda().eval()
+    x = torch.randn(4, 64, device="cuda")
+    with torch.no_grad():
+        model(x)
+    if model.ptrs[0] != model.ptrs[1]:
+        pytest.skip("the caching allocator did not reuse the block; nothing to check")
+    flow = trace_chains(model, {"a": model.a, "b": model.b}, run_forward(model, x))
+    assert flow.chains == [] and "b" not in flow.follows
+
+
 def test_repeated_calls_and_silent_modules():
     class Twice(nn.Module):
         def __init__(self) -> None:
