@@ -201,6 +201,7 @@ class IBMonitor:
             BackgroundRunner(pipeline, self.console, queue_size=ec.queue_size) if ec.background
             else SyncRunner(pipeline))
         self._coverage_sent = self.probe is not None
+        self._initial: Optional[Snapshot] = None
         if self.is_writer:
             self.sinks.call("start", self._header())
             self.console.say(self.coverage_table())
@@ -211,7 +212,11 @@ class IBMonitor:
             self._capture.attach()
             self._arm_for(self.step_count + 1)
         elif measure_initial and not rl.resume and self.is_writer and self._due(0):
-            self._runner.submit(self._taker.take(0, None))
+            # The initial weights exist only now: take their snapshot (the probe pass); estimating it is
+            # left to the first step()/flush() (or the worker), so the constructor itself measures nothing.
+            self._initial = self._taker.take(0, None)
+            if self._runner.background:
+                self._submit_initial()
 
     # ------------------------------------------------------------------------------------------
     # Coverage and configuration
@@ -268,6 +273,11 @@ class IBMonitor:
     # ------------------------------------------------------------------------------------------
     # The training-loop API
     # ------------------------------------------------------------------------------------------
+    def _submit_initial(self) -> None:
+        initial, self._initial = self._initial, None
+        if initial is not None:
+            self._runner.submit(initial)
+
     def _due(self, step: int) -> bool:
         try:
             return bool(self.schedule(step))
@@ -287,6 +297,7 @@ class IBMonitor:
         """
         if self._closed:
             raise RuntimeError("IBMonitor.step() called after close()")
+        self._submit_initial()
         self.step_count = int(step) if step is not None else self.step_count + 1
         if self.mode == "passive" and self._capture.armed:
             self._collect_passive(y)
@@ -321,13 +332,16 @@ class IBMonitor:
     def measure(self, *, step: Optional[int] = None, epoch: Optional[int] = None) -> Optional[Record]:
         """Take a measurement now (whatever the schedule says). Returns its Record (``None`` in
         background mode)."""
+        self._submit_initial()
         if step is not None:
             self.step_count = int(step)
         snapshot: Snapshot = self._taker.take(self.step_count, epoch)
         return self._runner.submit(snapshot)
 
     def flush(self) -> None:
-        """Wait until every queued measurement is processed and written (background mode)."""
+        """Process the pending step-0 snapshot and wait until every queued measurement is written."""
+        if not self._closed:
+            self._submit_initial()
         self._runner.flush()
 
     # ------------------------------------------------------------------------------------------
@@ -364,7 +378,10 @@ class IBMonitor:
         and close the sinks. Idempotent."""
         if self._closed:
             return
-        self._closed = True
+        try:
+            self._submit_initial()
+        finally:
+            self._closed = True
         try:
             self._runner.close()
         finally:
