@@ -8,12 +8,13 @@ pool and the head. It uses the module tree only, no model-specific names:
    identity aside) are all composite modules: ResNet's ``layer1``, HF ``encoder.layer`` / GPT-2's
    ``h`` / ViT's ``layers`` / ResNet's and ConvNeXt's ``encoder.stages``, timm's ``blocks`` and
    ``stages``.
-2. The children of every ``nn.Sequential`` and ``nn.ModuleList`` met on the way down are monitored
-   as units (the blocks, or the layers of a plain ``nn.Sequential`` model: SZT's MLP is unchanged).
+2. The children of an ``nn.Sequential`` or ``nn.ModuleList`` met on the way down are monitored as
+   units (the blocks, or the layers of a plain ``nn.Sequential`` model: SZT's MLP is unchanged).
 3. At a **trunk level**, a level where some child contains a block sequence, every other composite
-   child is one unit: the embedding module (HF ``embeddings`` / ``embedder``, timm ``patch_embed``),
-   a pooler, a composite head; leaf children (``wte``, ``ln_f``, ``avgpool``, ``fc``) are monitored
-   as they are. A run of conv / norm / activation / pooling leaves before the first block sequence
+   child (an ``nn.Sequential`` without blocks included) is one unit: the embedding module (HF
+   ``embeddings`` / ``embedder``, timm ``patch_embed``), a pooler, a head (HF ResNet's
+   ``classifier``); leaf children (``wte``, ``ln_f``, ``avgpool``, ``fc``) are monitored as they
+   are. A run of conv / norm / activation / pooling leaves before the first block sequence
    (torchvision's ``conv1, bn1, relu, maxpool``) is one **stem**: only its last module is monitored.
 4. Elsewhere composite modules are opened and their leaves monitored (small hand-written models).
 5. Dropout, identity and reshape modules are skipped (they carry the same information).
