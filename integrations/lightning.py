@@ -41,6 +41,7 @@ import torch
 
 from ibhooks.monitor import IBMonitor
 from ibhooks.capture.probe import default_batch_to_xy
+from ibhooks.labels import as_labels
 from ibhooks.sinks.base import Sink
 
 __all__ = ["IBCallback"]
@@ -359,17 +360,13 @@ class IBCallback(_Base):
             return None
         if y is None:
             return None
-        if not isinstance(y, torch.Tensor):
-            y = torch.as_tensor(y)
-        if y.dim() == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.dim() != 1 or y.is_floating_point() or y.is_complex():
+        try:
+            y = as_labels(y.detach() if isinstance(y, torch.Tensor) else y, what="the batch target")
+        except (TypeError, ValueError) as exc:
             self._use_labels = False
-            self._warn(("labels",), f"ibhooks: the batch target (shape {tuple(y.shape)}, {y.dtype}) is not "
-                       "1-D integer class labels, so I(T;Y) is not measured; pass "
-                       "IBCallback(target_getter=...)")
+            self._warn(("labels",), f"ibhooks: {exc} I(T;Y) is not measured; pass IBCallback(target_getter=...)")
             return None
-        return y.detach()
+        return y
 
     def _capture(self) -> Any:
         mon = self.monitor

@@ -207,7 +207,7 @@ def test_probe_sources_and_label_checks(tmp_path):
     with pytest.warns(RuntimeWarning) as caught:
         fit(tmp_path / "b", cb, val=False, max_epochs=1)
     messages = " ".join(str(w.message) for w in caught)
-    assert "passive mode" in messages and "not 1-D integer class labels" in messages
+    assert "passive mode" in messages and "needs 1-D integer class labels" in messages
     assert [r.step for r in cb.history] == [4, 8]
     assert all(r.mode == "passive" and r.h_y is None for r in cb.history)
     # a user probe (tensors) is used as given
