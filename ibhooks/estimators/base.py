@@ -5,6 +5,13 @@ It never sees modules or hooks. Implement :meth:`Estimator.layer_information` (X
 rows of ``t``, so I(X;T) is a property of ``t`` alone) and, where it makes sense,
 :meth:`Estimator.mutual_information` for a general pair; declare ``traits``. Then add one line to
 ``registry.py``.
+
+The pattern the built-in estimators follow (as torchmetrics does): the math lives in plain kernel
+functions of tensors that keep no state (``binned_layer_information``, ``ksg_mi``, ...), each taking a
+``provenance`` (:class:`~ibhooks.estimators._common.Provenance`: name, settings, traits) to stamp on
+its Estimates; the class holds the settings and any per-layer state and calls its kernel with
+``provenance=self.provenance()``. Randomness comes from a ``torch.Generator`` seeded from the
+estimator's own ``seed``, never from torch's or numpy's global streams.
 """
 from __future__ import annotations
 
