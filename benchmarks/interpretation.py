@@ -11,6 +11,7 @@ Targets (issue 12): time at 3,200 <= 1.5 x time at 100; RSS growth <= 8 KB per u
 
 Usage: python benchmarks/interpretation.py [--quick] [--layers 10] [--records 3200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,16 +52,34 @@ def make_record(k: int, n_records: int, layers: List[str], rng: np.random.Genera
     for li, layer in enumerate(layers):
         depth = li / max(len(layers) - 1, 1)
         top, start, comp = 12 - 6 * depth, 9.5 - 6 * depth, 2.6 * depth
-        ixt = min(CAP, start + (top - start) * (1 - math.exp(-7 * t)) - comp * max(0.0, t - 0.45) ** 1.3
-                  + float(rng.normal(0, 0.03)))
+        ixt = min(
+            CAP,
+            start
+            + (top - start) * (1 - math.exp(-7 * t))
+            - comp * max(0.0, t - 0.45) ** 1.3
+            + float(rng.normal(0, 0.03)),
+        )
         ity = min(ixt, 0.05 + 0.9 / (1 + math.exp(-10 * (t - 0.35 - 0.04 * li))) + float(rng.normal(0, 0.01)))
         common = dict(kind="exact", estimator="binning", n=N, dim=10, params={"n_bins": 30}, traits=BINNING)
-        per[layer] = {"binning": LayerResult(
-            make_estimate(ixt, "H(bin30(T))", ci=(ixt - 0.05, min(CAP, ixt + 0.05)), cap=CAP,
-                          diagnostics={"fraction_outside_range": 0.0, "fraction_in_extreme_bins": 0.1 + 0.3 * t,
-                                       "range_used": [-1.0, 1.0]}, **common),
-            make_estimate(ity, "I(bin30(T); Y)", ci=(ity - 0.02, ity + 0.02), diagnostics={"H_Y": 1.0}, **common),
-        )}
+        per[layer] = {
+            "binning": LayerResult(
+                make_estimate(
+                    ixt,
+                    "H(bin30(T))",
+                    ci=(ixt - 0.05, min(CAP, ixt + 0.05)),
+                    cap=CAP,
+                    diagnostics={
+                        "fraction_outside_range": 0.0,
+                        "fraction_in_extreme_bins": 0.1 + 0.3 * t,
+                        "range_used": [-1.0, 1.0],
+                    },
+                    **common,
+                ),
+                make_estimate(
+                    ity, "I(bin30(T); Y)", ci=(ity - 0.02, ity + 0.02), diagnostics={"H_Y": 1.0}, **common
+                ),
+            )
+        }
     return Record(step=step, mode="probe", n_samples=N, layers=per, h_y=1.0)
 
 
@@ -89,10 +108,11 @@ def run(n_records: int, n_layers: int, early: int, window: int, seed: int = 0) -
 
     def around(i: int) -> float:
         lo = max(0, i - window)
-        return statistics.median(times[lo: i + window])
+        return statistics.median(times[lo : i + window])
 
     return {
-        "t_early": around(early - 1), "t_late": around(n_records - 1),
+        "t_early": around(early - 1),
+        "t_late": around(n_records - 1),
         "state_bytes": float(len(pickle.dumps(tracker.state_dict()))),
         "rss_per_update": (rss1 - rss0) / max(n_records - warm, 1),
         "max_points": float(max(tracker.series_sizes().values())),
@@ -110,7 +130,11 @@ def main() -> None:
     r = run(n, args.layers, early, window)
     ratio = r["t_late"] / r["t_early"]
     rows = [
-        (f"check_record + update at record {early} (median of {2 * window})", f"{1e3 * r['t_early']:.2f} ms", ""),
+        (
+            f"check_record + update at record {early} (median of {2 * window})",
+            f"{1e3 * r['t_early']:.2f} ms",
+            "",
+        ),
         (f"check_record + update at record {n} (median of {2 * window})", f"{1e3 * r['t_late']:.2f} ms", ""),
         (f"ratio record {n} / record {early}", f"{ratio:.2f}x", "<= 1.5x"),
         (f"tracker state_dict, pickled, at {n}", f"{r['state_bytes'] / 1024:.1f} KB", "<= 1024 KB"),

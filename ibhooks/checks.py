@@ -1,5 +1,6 @@
 """Compatibility module: the checks now live in :mod:`ibhooks.interpret` (typed findings, trait-driven),
 the chain type in :mod:`ibhooks.chains`."""
+
 from __future__ import annotations
 
 from .chains import Chain, as_chains, validate_chains
@@ -18,6 +19,15 @@ from .schema.findings import WarningCode
 WARNING_CODES = tuple(c.value for c in WarningCode)
 
 __all__ = [
-    "CHECKS", "Chain", "CheckConfig", "CheckContext", "Findings", "NON_SATURATING_ACTIVATIONS",
-    "SATURATING_ACTIVATIONS", "WARNING_CODES", "as_chains", "check_record", "validate_chains",
+    "CHECKS",
+    "Chain",
+    "CheckConfig",
+    "CheckContext",
+    "Findings",
+    "NON_SATURATING_ACTIVATIONS",
+    "SATURATING_ACTIVATIONS",
+    "WARNING_CODES",
+    "as_chains",
+    "check_record",
+    "validate_chains",
 ]

@@ -97,9 +97,18 @@ def make_history(
                 if li == 2 and ei == 0 and t > 0.8:  # late: the last layer's I(T;Y) above the one before it
                     ity = min(H_Y, per_layer[layers[1]][est].i_ty.value + 0.012)
                 per_layer[layer][est] = _layer_result(li, est, ixt, min(ity, ixt), with_ci)
-        rec = Record(step=step, mode="probe", n_samples=N, layers=per_layer, h_y=H_Y,
-                     seconds=0.12 + 0.01 * len(layers), epoch=step // 100)
-        rec.checks, rec.warnings = check_record(rec, chains, layer_info={x: {"activation": "tanh"} for x in layers})
+        rec = Record(
+            step=step,
+            mode="probe",
+            n_samples=N,
+            layers=per_layer,
+            h_y=H_Y,
+            seconds=0.12 + 0.01 * len(layers),
+            epoch=step // 100,
+        )
+        rec.checks, rec.warnings = check_record(
+            rec, chains, layer_info={x: {"activation": "tanh"} for x in layers}
+        )
         rec.phase_changes = tracker.update(rec)
         out.append(rec)
     return out
@@ -147,8 +156,12 @@ def make_header(layers: Sequence[str] = LAYERS, estimators: Sequence[str] = ("bi
 
 def write_log(path, records: Sequence[Record], header: Optional[Dict[str, Any]] = None) -> None:
     """Write a version-2 run log: a header line, then one ``record.to_dict()`` line per Record."""
-    head = {"type": "header", "format": "ibhooks-run", "version": 2,
-            **(header if header is not None else make_header())}
+    head = {
+        "type": "header",
+        "format": "ibhooks-run",
+        "version": 2,
+        **(header if header is not None else make_header()),
+    }
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(jsonable(head), allow_nan=False) + "\n")
         for rec in records:

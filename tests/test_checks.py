@@ -1,5 +1,6 @@
 """Checks of one Record: chains, within-layer bounds (bugs vs inconsistencies), the DPI along chains
 with size and significance, and each artefact warning, as typed findings."""
+
 from __future__ import annotations
 
 import json
@@ -35,19 +36,46 @@ BINNING = EstimatorTraits(discretises=True, exact=True, cap="log2_n")
 NOISY = EstimatorTraits(adds_noise=True, pairwise=True, cap="log2_n")
 
 
-def est(v, *, se=None, kind="estimate", name="kde", cap=None, n=1000, dim=3, diagnostics=None, params=None,
-        traits=None):
+def est(
+    v,
+    *,
+    se=None,
+    kind="estimate",
+    name="kde",
+    cap=None,
+    n=1000,
+    dim=3,
+    diagnostics=None,
+    params=None,
+    traits=None,
+):
     ci = None if se is None else (v - 1.959964 * se, v + 1.959964 * se)
     if traits is None:
         traits = BINNING if name == "binning" else NOISY if name == "kde" else EstimatorTraits()
-    return make_estimate(v, "q", kind=kind, estimator=name, ci=ci, cap=cap, n=n, dim=dim,
-                         diagnostics=diagnostics, params=params, traits=traits)
+    return make_estimate(
+        v,
+        "q",
+        kind=kind,
+        estimator=name,
+        ci=ci,
+        cap=cap,
+        n=n,
+        dim=dim,
+        diagnostics=diagnostics,
+        params=params,
+        traits=traits,
+    )
 
 
 def record(layers, h_y=1.0, step=7):
     """layers: {layer: {estimator: (I_XT Estimate, I_TY Estimate)}}."""
-    return Record(step=step, mode="probe", n_samples=1000, h_y=h_y,
-                  layers={l: {e: LayerResult(*pair) for e, pair in per.items()} for l, per in layers.items()})
+    return Record(
+        step=step,
+        mode="probe",
+        n_samples=1000,
+        h_y=h_y,
+        layers={l: {e: LayerResult(*pair) for e, pair in per.items()} for l, per in layers.items()},
+    )
 
 
 def codes(warnings, layer=None):
@@ -89,7 +117,9 @@ def test_chain_validation_and_declarations():
     assert as_chains({"f": ["a", "b"]}) == (Chain("f", ("a", "b")),)
     assert as_chains([["a", "b"], {"name": "g", "layers": ["b", "c"]}, c])[0] == Chain("chain0", ("a", "b"))
     assert as_chains([Chain("x", ("a",)), Chain("x", ("b",)), Chain("x", ("a",))]) == (
-        Chain("x", ("a",)), Chain("x#2", ("b",)))  # duplicates dropped, clashing names made unique
+        Chain("x", ("a",)),
+        Chain("x#2", ("b",)),
+    )  # duplicates dropped, clashing names made unique
     with pytest.raises(ValueError, match="list of layer-name lists"):
         as_chains(["a", "b"])
     assert validate_chains([["a", "b"]], ["a", "b"]) == (Chain("chain0", ("a", "b")),)
@@ -107,11 +137,16 @@ def test_capture_chain_objects_are_accepted():
         layers: tuple
         source: str = "sequential"
 
-    rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
-                  "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))}})
+    rec = record(
+        {
+            "a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
+            "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))},
+        }
+    )
     checks, _ = check_record(rec, [OtherChain("net", ("a", "b"))])
     assert [c.to_dict() for c in checks.chains] == [
-        {"name": "net", "layers": ["a", "b"], "source": "sequential", "missing": []}]
+        {"name": "net", "layers": ["a", "b"], "source": "sequential", "missing": []}
+    ]
     assert checks.dpi_total().violated == 1
 
 
@@ -133,15 +168,23 @@ def test_check_record_rejects_unknown_chain_layers_when_strict():
 
 
 def test_dpi_violation_reported_with_size_and_significance():
-    rec = record({
-        "l1": {"kde": (est(5.0, se=0.1), est(0.80, se=0.02)),
-               "binning": (est(9.0, kind="exact", name="binning"), est(0.70, kind="exact", name="binning"))},
-        "l2": {"kde": (est(5.6, se=0.1), est(0.82, se=0.02)),    # I_XT +0.6 (> 1.96*0.141): significant
-               "binning": (est(9.01, kind="exact", name="binning"), est(0.60, kind="exact", name="binning"))},
-        "l3": {"kde": (est(5.5, se=0.1), est(0.7, se=0.02)),
-               "binning": (est(8.0, kind="exact", name="binning"), est(0.55, kind="exact", name="binning"))},
-        "side": {"kde": (est(1.0, se=0.1), est(0.1, se=0.02))},
-    })
+    rec = record(
+        {
+            "l1": {
+                "kde": (est(5.0, se=0.1), est(0.80, se=0.02)),
+                "binning": (est(9.0, kind="exact", name="binning"), est(0.70, kind="exact", name="binning")),
+            },
+            "l2": {
+                "kde": (est(5.6, se=0.1), est(0.82, se=0.02)),  # I_XT +0.6 (> 1.96*0.141): significant
+                "binning": (est(9.01, kind="exact", name="binning"), est(0.60, kind="exact", name="binning")),
+            },
+            "l3": {
+                "kde": (est(5.5, se=0.1), est(0.7, se=0.02)),
+                "binning": (est(8.0, kind="exact", name="binning"), est(0.55, kind="exact", name="binning")),
+            },
+            "side": {"kde": (est(1.0, se=0.1), est(0.1, se=0.02))},
+        }
+    )
     checks, warnings = check_record(rec, [Chain("body", ("l1", "l2", "l3"))])
     v = {(x.estimator, x.quantity, x.upstream): x for x in checks.dpi_violations}
     assert set(v) == {("kde", XT, "l1"), ("kde", TY, "l1"), ("binning", XT, "l1")}
@@ -163,10 +206,15 @@ def test_dpi_violation_reported_with_size_and_significance():
     assert counts(total) == (8, 3, 2, 0) and total.not_assessed == 0
     assert checks.not_on_chain == ("side",)
     dpi_w = [w for w in warnings if w.code is WarningCode.DPI_VIOLATION]
-    assert {w.estimator for w in dpi_w} == {"kde", "binning"}  # significant ones only, one per chain x estimator
+    assert {w.estimator for w in dpi_w} == {
+        "kde",
+        "binning",
+    }  # significant ones only, one per chain x estimator
     assert all(w.layer and w.evidence["violations"] and w.remedy for w in dpi_w)
     # "all" pairs also compares l1 with l3
-    checks_all, _ = check_record(rec, [Chain("body", ("l1", "l2", "l3"))], config=CheckConfig(dpi_pairs="all"))
+    checks_all, _ = check_record(
+        rec, [Chain("body", ("l1", "l2", "l3"))], config=CheckConfig(dpi_pairs="all")
+    )
     assert tally(checks_all, "kde", XT).pairs_checked == 3
     assert tally(checks_all, "kde", XT).violated == 2
 
@@ -177,18 +225,26 @@ def test_consistent_estimates_report_no_violation():
     assert checks.dpi_violations == () and checks.dpi_total().violated == 0
     assert checks.dpi_total().pairs_checked == 8
     assert checks.bound_violations == () and checks.bounds_checked == 5 * 4  # no caps: 4 rules a layer
-    assert WarningCode.DPI_VIOLATION not in codes(warnings) and WarningCode.BOUND_VIOLATION not in codes(warnings)
+    assert WarningCode.DPI_VIOLATION not in codes(warnings) and WarningCode.BOUND_VIOLATION not in codes(
+        warnings
+    )
     assert checks.not_on_chain == ()
     json.dumps(checks.to_dict()), json.dumps([w.to_dict() for w in warnings])
 
 
 def test_dpi_unknown_uncertainty_and_bound_kinds():
-    rec = record({
-        "a": {"knn": (est(3.0, name="knn"), est(0.5, name="knn")),
-              "nce": (est(4.0, kind="lower_bound", se=0.01, name="nce"), None)},
-        "b": {"knn": (est(3.5, name="knn"), est(0.5, name="knn")),
-              "nce": (est(4.5, kind="lower_bound", se=0.01, name="nce"), None)},
-    })
+    rec = record(
+        {
+            "a": {
+                "knn": (est(3.0, name="knn"), est(0.5, name="knn")),
+                "nce": (est(4.0, kind="lower_bound", se=0.01, name="nce"), None),
+            },
+            "b": {
+                "knn": (est(3.5, name="knn"), est(0.5, name="knn")),
+                "nce": (est(4.5, kind="lower_bound", se=0.01, name="nce"), None),
+            },
+        }
+    )
     checks, _ = check_record(rec, [["a", "b"]])
     v = {x.estimator: x for x in checks.dpi_violations}
     assert v["knn"].significant is None and v["knn"].uncertainty_bits is None
@@ -206,13 +262,21 @@ def test_dpi_unknown_uncertainty_and_bound_kinds():
 
 
 def test_bound_violations_are_bugs_for_exact_and_inconsistencies_otherwise():
-    rec = record({
-        "x": {"binning": (est(2.0, kind="exact", name="binning", cap=8.0),
-                          est(2.5, kind="exact", name="binning", diagnostics={"H_Y": 1.0}))},
-        "y": {"kde": (est(2.0, se=0.1, cap=10.0), est(2.05, se=0.1)),
-              "ksg": (est(1.0, se=0.01, name="ksg"), est(-0.2, se=0.01, name="ksg")),
-              "nce": (est(8.2, se=0.1, cap=8.0, name="nce"), None)},
-    })
+    rec = record(
+        {
+            "x": {
+                "binning": (
+                    est(2.0, kind="exact", name="binning", cap=8.0),
+                    est(2.5, kind="exact", name="binning", diagnostics={"H_Y": 1.0}),
+                )
+            },
+            "y": {
+                "kde": (est(2.0, se=0.1, cap=10.0), est(2.05, se=0.1)),
+                "ksg": (est(1.0, se=0.01, name="ksg"), est(-0.2, se=0.01, name="ksg")),
+                "nce": (est(8.2, se=0.1, cap=8.0, name="nce"), None),
+            },
+        }
+    )
     checks, warnings = check_record(rec, [])
     b = {(v.layer, v.estimator, v.bound): v for v in checks.bound_violations}
     assert b[("x", "binning", "I_TY <= I_XT")].is_bug
@@ -234,7 +298,14 @@ def test_bound_violations_are_bugs_for_exact_and_inconsistencies_otherwise():
 def test_bounds_hold_exactly_for_binning_property():
     """Property: for the real Binning estimator, within-layer bounds are never violated."""
     g = torch.Generator().manual_seed(1234)
-    settings = [(2, "layer"), (5, (-1.0, 1.0)), (30, (-1.0, 1.0)), (30, "layer"), (100, "layer"), (10, (0.0, 10.0))]
+    settings = [
+        (2, "layer"),
+        (5, (-1.0, 1.0)),
+        (30, (-1.0, 1.0)),
+        (30, "layer"),
+        (100, "layer"),
+        (10, (0.0, 10.0)),
+    ]
     n_cases = 0
     for case in range(80):
         n = int(torch.randint(1, 400, (1,), generator=g))
@@ -289,16 +360,30 @@ def test_saturating_units_warning():
     sat = torch.tanh(8 * torch.randn(512, 4, generator=g))  # mostly at +-1
     mild = torch.tanh(0.3 * torch.randn(512, 4, generator=g))
     relu = torch.relu(torch.randn(512, 4, generator=g)) * 0.1
-    rec = Record(step=1, mode="probe", n_samples=512,
-                 layers={"sat": {"binning": _binned(sat, y)}, "mild": {"binning": _binned(mild, y)},
-                         "relu": {"binning": _binned(relu, y)}, "relu_unknown": {"binning": _binned(relu, y)}})
-    _, warnings = check_record(rec, [], layer_info={"sat": {"activation": "tanh"}, "relu": {"activation": "ReLU"}})
+    rec = Record(
+        step=1,
+        mode="probe",
+        n_samples=512,
+        layers={
+            "sat": {"binning": _binned(sat, y)},
+            "mild": {"binning": _binned(mild, y)},
+            "relu": {"binning": _binned(relu, y)},
+            "relu_unknown": {"binning": _binned(relu, y)},
+        },
+    )
+    _, warnings = check_record(
+        rec, [], layer_info={"sat": {"activation": "tanh"}, "relu": {"activation": "ReLU"}}
+    )
     w = _only(warnings, WarningCode.SATURATING_UNITS, "sat")
     assert w.evidence["fraction_in_extreme_bins"] > 0.8 and w.evidence["activation"] == "tanh"
     assert "Saxe" in w.message and "tanh" in w.message
     assert WarningCode.SATURATING_UNITS not in codes(warnings, "mild")
-    assert WarningCode.SATURATING_UNITS not in codes(warnings, "relu")  # ReLU's zeros in the lowest bin: no artefact
-    assert WarningCode.SATURATING_UNITS not in codes(warnings, "relu_unknown")  # unknown, values at one end only
+    assert WarningCode.SATURATING_UNITS not in codes(
+        warnings, "relu"
+    )  # ReLU's zeros in the lowest bin: no artefact
+    assert WarningCode.SATURATING_UNITS not in codes(
+        warnings, "relu_unknown"
+    )  # unknown, values at one end only
 
 
 def test_saturating_units_for_an_unknown_activation_needs_both_ends():
@@ -306,14 +391,27 @@ def test_saturating_units_for_an_unknown_activation_needs_both_ends():
         diag = {"fraction_in_extreme_bins": frac, "range_used": [-1.0, 1.0]}
         if low is not None:
             diag.update(fraction_in_lowest_bin=low, fraction_in_highest_bin=high)
-        return {"binning": LayerResult(est(5.0, kind="exact", name="binning", diagnostics=diag,
-                                           params={"n_bins": 30}), None)}
+        return {
+            "binning": LayerResult(
+                est(5.0, kind="exact", name="binning", diagnostics=diag, params={"n_bins": 30}), None
+            )
+        }
 
-    rec = Record(step=1, mode="probe", n_samples=1000, layers={
-        "both": binned(0.6, 0.3, 0.3), "low_only": binned(0.6, 0.6, 0.0), "no_ends": binned(0.6, None, None),
-        "sigmoid_low": binned(0.6, 0.6, 0.0), "gelu_both": binned(0.6, 0.3, 0.3)})
-    _, warnings = check_record(rec, [], layer_info={"sigmoid_low": {"activation": "Sigmoid"},
-                                                    "gelu_both": {"activation": "GELU"}})
+    rec = Record(
+        step=1,
+        mode="probe",
+        n_samples=1000,
+        layers={
+            "both": binned(0.6, 0.3, 0.3),
+            "low_only": binned(0.6, 0.6, 0.0),
+            "no_ends": binned(0.6, None, None),
+            "sigmoid_low": binned(0.6, 0.6, 0.0),
+            "gelu_both": binned(0.6, 0.3, 0.3),
+        },
+    )
+    _, warnings = check_record(
+        rec, [], layer_info={"sigmoid_low": {"activation": "Sigmoid"}, "gelu_both": {"activation": "GELU"}}
+    )
     w = _only(warnings, WarningCode.SATURATING_UNITS, "both")
     assert "activation unknown" in w.message and w.evidence["fraction_in_lowest_bin"] == 0.3
     _only(warnings, WarningCode.SATURATING_UNITS, "sigmoid_low")  # a known saturating activation
@@ -325,8 +423,12 @@ def test_outside_range_warning():
     g = torch.Generator().manual_seed(1)
     y = torch.randint(0, 2, (256,), generator=g)
     t = torch.relu(3 * torch.randn(256, 5, generator=g))
-    rec = Record(step=1, mode="probe", n_samples=256,
-                 layers={"fixed": {"binning": _binned(t, y)}, "own": {"binning": _binned(t, y, rng="layer")}})
+    rec = Record(
+        step=1,
+        mode="probe",
+        n_samples=256,
+        layers={"fixed": {"binning": _binned(t, y)}, "own": {"binning": _binned(t, y, rng="layer")}},
+    )
     _, warnings = check_record(rec, [], layer_info={"fixed": {"activation": "relu"}})
     w = _only(warnings, WarningCode.OUTSIDE_RANGE, "fixed")
     assert w.evidence["fraction_outside_range"] > 0.2 and list(w.evidence["range_used"]) == [-1.0, 1.0]
@@ -336,10 +438,14 @@ def test_outside_range_warning():
 
 def test_at_cap_warning():
     t = torch.arange(64, dtype=torch.float32).unsqueeze(1)  # 64 distinct rows -> H = log2 64 = cap
-    y = (torch.arange(64) % 2)
+    y = torch.arange(64) % 2
     nce = est(7.99, se=0.05, cap=8.0, name="infonce", n=4096, traits=EstimatorTraits(cap="log2_k"))
-    rec = Record(step=1, mode="probe", n_samples=64,
-                 layers={"l1": {"binning": _binned(t, y, bins=64, rng="layer")}, "l2": {"infonce": LayerResult(nce)}})
+    rec = Record(
+        step=1,
+        mode="probe",
+        n_samples=64,
+        layers={"l1": {"binning": _binned(t, y, bins=64, rng="layer")}, "l2": {"infonce": LayerResult(nce)}},
+    )
     _, warnings = check_record(rec, [])
     w = _only(warnings, WarningCode.AT_CAP, "l1")
     assert w.evidence["value"] == pytest.approx(6.0) and w.evidence["cap"] == pytest.approx(6.0)
@@ -349,9 +455,13 @@ def test_at_cap_warning():
 
 
 def test_too_few_samples_warning():
-    rec = record({"wide": {"kde": (est(5.0, se=0.1, n=150, dim=20), est(0.5, se=0.1, n=150, dim=20))},
-                  "ok": {"kde": (est(5.0, se=0.1, n=2000, dim=20), est(0.5, se=0.1, n=2000, dim=20))},
-                  "binned": {"binning": (est(5.0, kind="exact", name="binning", n=150, dim=20), None)}})
+    rec = record(
+        {
+            "wide": {"kde": (est(5.0, se=0.1, n=150, dim=20), est(0.5, se=0.1, n=150, dim=20))},
+            "ok": {"kde": (est(5.0, se=0.1, n=2000, dim=20), est(0.5, se=0.1, n=2000, dim=20))},
+            "binned": {"binning": (est(5.0, kind="exact", name="binning", n=150, dim=20), None)},
+        }
+    )
     _, warnings = check_record(rec, [])
     w = _only(warnings, WarningCode.TOO_FEW_SAMPLES, "wide")
     assert w.evidence == {"n": 150, "dim": 20, "required": 1024, "rule": "n >= max(10*d, 2**min(d, 10))"}
@@ -366,11 +476,18 @@ def test_duplicate_rows_warning():
     y = torch.randint(0, 2, (300,), generator=g)
     t = torch.randn(300, 2, generator=g)
     knn_diag = {"fraction_duplicate_rows": 0.7, "distinct_rows": 90}
-    rec = Record(step=1, mode="probe", n_samples=300,
-                 layers={"coarse": {"binning": _binned(t, y, bins=3, rng="layer")},
-                         "fine": {"binning": _binned(t, y, bins=100, rng="layer")},
-                         "knn": {"ksg": LayerResult(est(3.0, se=0.1, n=300, dim=2, diagnostics=knn_diag,
-                                                        name="ksg"), None)}})
+    rec = Record(
+        step=1,
+        mode="probe",
+        n_samples=300,
+        layers={
+            "coarse": {"binning": _binned(t, y, bins=3, rng="layer")},
+            "fine": {"binning": _binned(t, y, bins=100, rng="layer")},
+            "knn": {
+                "ksg": LayerResult(est(3.0, se=0.1, n=300, dim=2, diagnostics=knn_diag, name="ksg"), None)
+            },
+        },
+    )
     _, warnings = check_record(rec, [])
     w = _only(warnings, WarningCode.DUPLICATE_ROWS, "coarse")
     assert w.evidence["fraction_duplicate_rows"] > 0.9 and w.severity is Severity.INFO
@@ -390,8 +507,12 @@ def test_errored_layers_are_skipped():
 
 
 def test_record_roundtrip_keeps_checks():
-    rec = record({"a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
-                  "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))}})
+    rec = record(
+        {
+            "a": {"kde": (est(3.0, se=0.1), est(0.5, se=0.1))},
+            "b": {"kde": (est(3.9, se=0.1), est(0.5, se=0.1))},
+        }
+    )
     rec.checks, rec.warnings = check_record(rec, [Chain("c", ("a", "b"))])
     assert rec.warnings  # the significant DPI violation
     back = Record.from_dict(json.loads(json.dumps(rec.to_dict())))
@@ -409,9 +530,16 @@ def test_quantities_that_are_not_mutual_information_are_not_checked():
     y = (t[:, 0] > 0).long()
     i_xt, i_ty = KSG().layer_information(t, y, layer="a")
     assert i_xt.value < 0 and i_xt.traits.xt_is_entropy
-    rec = Record(step=1, mode="probe", n_samples=300, h_y=1.0,
-                 layers={"a": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)},
-                         "b": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)}})
+    rec = Record(
+        step=1,
+        mode="probe",
+        n_samples=300,
+        h_y=1.0,
+        layers={
+            "a": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)},
+            "b": {"ksg": LayerResult(i_xt=i_xt, i_ty=i_ty)},
+        },
+    )
     checks, warnings = check_record(rec, [Chain("c", ("a", "b"))])
     assert not [v for v in checks.bound_violations if v.bound.startswith("I_XT") or "<= I_XT" in v.bound]
     assert tally(checks, "ksg", XT).pairs_checked == 0

@@ -1,5 +1,6 @@
 """PhaseTracker: incremental decisions equal a replay, a resumed tracker equals an uninterrupted
 one, re-measured steps roll back, state stays bounded, malformed state is refused."""
+
 from __future__ import annotations
 
 import io
@@ -28,11 +29,13 @@ LOGS = np.log10(STEPS + 1.0)
 
 
 def _est(v, se=0.05):
-    return Estimate(value=float(v), quantity="q", kind="estimate", estimator="kde", ci=(v - 1.96 * se, v + 1.96 * se))
+    return Estimate(
+        value=float(v), quantity="q", kind="estimate", estimator="kde", ci=(v - 1.96 * se, v + 1.96 * se)
+    )
 
 
 def history(steps=STEPS, seed=0, mode="probe", warn_from=60):
-    """Two layers: fitting then compression in 'deep', flat I(X;T) in 'flat'; saturating-unit warnings late."""
+    """Two layers: fitting then compression in 'deep', flat I(X;T) in 'flat'; saturation warnings late."""
     rng = np.random.default_rng(seed)
     logs = np.log10(np.asarray(steps) + 1.0)
     ixt = np.interp(logs, [0, 2.5, 4.0], [6, 9, 7]) + 0.05 * rng.standard_normal(logs.size)
@@ -40,10 +43,15 @@ def history(steps=STEPS, seed=0, mode="probe", warn_from=60):
     flat = 5.0 + 0.05 * rng.standard_normal(logs.size)
     recs = []
     for k, s in enumerate(steps):
-        layers = {"deep": {"kde": LayerResult(_est(ixt[k]), _est(ity[k]))},
-                  "flat": {"kde": LayerResult(_est(flat[k]), _est(0.5 + 0.01 * rng.standard_normal()))}}
-        warnings = [IBWarning("deep", "kde", Quantity.I_XT, WarningCode.SATURATING_UNITS, Severity.WARNING, "m")] \
-            if k >= warn_from else []
+        layers = {
+            "deep": {"kde": LayerResult(_est(ixt[k]), _est(ity[k]))},
+            "flat": {"kde": LayerResult(_est(flat[k]), _est(0.5 + 0.01 * rng.standard_normal()))},
+        }
+        warnings = (
+            [IBWarning("deep", "kde", Quantity.I_XT, WarningCode.SATURATING_UNITS, Severity.WARNING, "m")]
+            if k >= warn_from
+            else []
+        )
         recs.append(Record(step=int(s), mode=mode, n_samples=100, layers=layers, warnings=warnings))
     return recs
 
@@ -130,8 +138,14 @@ def test_state_stays_bounded_over_3200_updates():
     sizes = {}
     for k, s in enumerate(steps):
         v = 5.0 + 0.05 * rng.standard_normal()
-        tracker.update(Record(step=int(s), mode="probe", n_samples=10,
-                              layers={"l": {"kde": LayerResult(_est(v), _est(0.5))}}))
+        tracker.update(
+            Record(
+                step=int(s),
+                mode="probe",
+                n_samples=10,
+                layers={"l": {"kde": LayerResult(_est(v), _est(0.5))}},
+            )
+        )
         assert max(tracker.series_sizes().values()) <= cfg.max_points
         if (k + 1) % 800 == 0:
             sizes[k + 1] = len(pickle.dumps(tracker.state_dict()))

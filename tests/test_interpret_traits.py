@@ -1,4 +1,5 @@
 """Checks treat an estimator by the traits its Estimates carry, never by its registered name."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,13 @@ from ibhooks.estimators.base import Estimator
 from ibhooks.interpret import check_record
 from ibhooks.schema import EstimatorTraits, LayerResult, Quantity, Record, WarningCode, make_estimate
 
-DIAG = {"fraction_in_extreme_bins": 0.9, "fraction_in_lowest_bin": 0.45, "fraction_in_highest_bin": 0.45,
-        "fraction_outside_range": 0.2, "range_used": [-1.0, 1.0]}
+DIAG = {
+    "fraction_in_extreme_bins": 0.9,
+    "fraction_in_lowest_bin": 0.45,
+    "fraction_in_highest_bin": 0.45,
+    "fraction_outside_range": 0.2,
+    "range_used": [-1.0, 1.0],
+}
 
 
 class _Fake(Estimator):
@@ -30,10 +36,19 @@ class _Fake(Estimator):
         n = t.shape[0]
         value = math.log2(n) - self.offset - float(t.mean())
         ci = None if self.kind == "exact" else (value - 0.01, value + 0.01)
-        mk = dict(kind=self.kind, estimator=self.name, n=n, dim=t.shape[1], params=self.params(),
-                  traits=type(self).traits, ci=ci)
-        return (make_estimate(value, f"I_{self.name}(X;T)", cap=math.log2(n), diagnostics=dict(DIAG), **mk),
-                make_estimate(0.5, f"I_{self.name}(T;Y)", diagnostics={"H_Y": 1.0}, **mk))
+        mk = dict(
+            kind=self.kind,
+            estimator=self.name,
+            n=n,
+            dim=t.shape[1],
+            params=self.params(),
+            traits=type(self).traits,
+            ci=ci,
+        )
+        return (
+            make_estimate(value, f"I_{self.name}(X;T)", cap=math.log2(n), diagnostics=dict(DIAG), **mk),
+            make_estimate(0.5, f"I_{self.name}(T;Y)", diagnostics={"H_Y": 1.0}, **mk),
+        )
 
 
 class Robin(_Fake):
@@ -66,15 +81,18 @@ def _record(estimators) -> Record:
     layers = {}
     for i, layer in enumerate(("a", "b")):
         t = torch.full((64, 3), 0.5 * (1 - i))  # b reports 0.5 bit more than a: a DPI violation
-        layers[layer] = {name: LayerResult(*e.layer_information(t, y, layer=layer)) for name, e in estimators.items()}
+        layers[layer] = {
+            name: LayerResult(*e.layer_information(t, y, layer=layer)) for name, e in estimators.items()
+        }
     return Record(step=3, mode="probe", n_samples=64, layers=layers, h_y=1.0)
 
 
 def test_estimators_are_treated_by_their_traits_not_their_names(registered):
     rec = _record(registered)
     assert rec.layers["a"]["robin"].i_xt.traits.discretises
-    checks, warnings = check_record(rec, [["a", "b"]], layer_info={"a": {"activation": "tanh"},
-                                                                    "b": {"activation": "tanh"}})
+    checks, warnings = check_record(
+        rec, [["a", "b"]], layer_info={"a": {"activation": "tanh"}, "b": {"activation": "tanh"}}
+    )
 
     def codes(est):
         return {w.code for w in warnings if w.estimator == est}

@@ -1,6 +1,7 @@
 """Phase detection: the statistics (Mann-Kendall, Theil-Sen, Holm/BH), false positives under
 no-trend histories, detection and start steps on simulated fitting / compression, persistence,
 order-free replays, as typed PhaseDecisions."""
+
 from __future__ import annotations
 
 import itertools
@@ -20,7 +21,16 @@ from ibhooks.phases import (
     mann_kendall,
     theil_sen,
 )
-from ibhooks.schema import Estimate, IBWarning, LayerResult, PhaseStatus, Quantity, Record, Severity, WarningCode
+from ibhooks.schema import (
+    Estimate,
+    IBWarning,
+    LayerResult,
+    PhaseStatus,
+    Quantity,
+    Record,
+    Severity,
+    WarningCode,
+)
 
 ALPHA = 0.05
 STEPS = np.unique(np.floor(np.logspace(0, 4, 100)).astype(int))  # log-spaced, as SZT/Saxe measure
@@ -165,8 +175,12 @@ def test_detect_phases_null_familywise_rate(with_ci):
     steps = STEPS[::2]  # 50 measurements
     for _ in range(reps):
         series = {
-            f"l{i}": {"kde": (5.0 + 0.1 * rng.standard_normal(steps.size),
-                              0.5 + 0.1 * rng.standard_normal(steps.size))}
+            f"l{i}": {
+                "kde": (
+                    5.0 + 0.1 * rng.standard_normal(steps.size),
+                    0.5 + 0.1 * rng.standard_normal(steps.size),
+                )
+            }
             for i in range(2)
         }
         out = detect_phases(make_history(steps, series, se=0.1 if with_ci else None))
@@ -190,16 +204,26 @@ def test_fitting_and_compression_found_with_start_steps():
     fit_start, fit_end, peak = math.log10(31), math.log10(301), math.log10(301)
     reps, ok_fit, ok_comp = 60, 0, 0
     for _ in range(reps):
-        ity = _piecewise(LOGS, [0, fit_start, fit_end, 5], [0.1, 0.1, 0.9, 0.9]) + 0.04 * rng.standard_normal(LOGS.size)
+        ity = _piecewise(LOGS, [0, fit_start, fit_end, 5], [0.1, 0.1, 0.9, 0.9]) + 0.04 * rng.standard_normal(
+            LOGS.size
+        )
         ixt = _piecewise(LOGS, [0, peak, 4.0], [6.0, 9.0, 6.5]) + 0.04 * rng.standard_normal(LOGS.size)
         out = detect_phases(make_history(STEPS, {"h3": {"kde": (ixt, ity)}}, se=0.04))
         f = out[("h3", "kde", "fitting")]
         c = out[("h3", "kde", "compression")]
-        if f.detected and abs(math.log10(f.start_step + 1) - fit_start) <= 0.25 \
-                and f.end_step is not None and abs(math.log10(f.end_step + 1) - fit_end) <= 0.25:
+        if (
+            f.detected
+            and abs(math.log10(f.start_step + 1) - fit_start) <= 0.25
+            and f.end_step is not None
+            and abs(math.log10(f.end_step + 1) - fit_end) <= 0.25
+        ):
             ok_fit += 1
-        if c.detected and c.ongoing and abs(math.log10(c.start_step + 1) - peak) <= 0.25 \
-                and c.slope_bits_per_decade < 0:
+        if (
+            c.detected
+            and c.ongoing
+            and abs(math.log10(c.start_step + 1) - peak) <= 0.25
+            and c.slope_bits_per_decade < 0
+        ):
             ok_comp += 1
     assert ok_fit >= 0.95 * reps, f"fitting found with its start/end in {ok_fit}/{reps}"
     assert ok_comp >= 0.95 * reps, f"compression found at its peak in {ok_comp}/{reps}"
@@ -210,7 +234,9 @@ def test_compression_after_a_plateau_starts_where_the_fall_starts():
     onset = 3.0  # plateau from step ~100 to step ~1000, then the fall
     hits = fit_false = 0
     for _ in range(40):
-        ixt = _piecewise(LOGS, [0, 2.0, onset, 4.0], [7.0, 9.0, 9.0, 7.0]) + 0.05 * rng.standard_normal(LOGS.size)
+        ixt = _piecewise(LOGS, [0, 2.0, onset, 4.0], [7.0, 9.0, 9.0, 7.0]) + 0.05 * rng.standard_normal(
+            LOGS.size
+        )
         ity = np.full(LOGS.size, 0.9) + 0.05 * rng.standard_normal(LOGS.size)
         out = detect_phases(make_history(STEPS, {"h": {"kde": (ixt, ity)}}, se=0.05))
         c = out[("h", "kde", "compression")]
@@ -239,7 +265,10 @@ def test_slope_and_change_are_reported_in_bits():
     assert c.step == int(STEPS[-1]) and c.n_points >= PhaseConfig().min_points
     # the full series analysis also reports the per-step slope
     a = analyse_series(STEPS, ixt, np.zeros(STEPS.size), phase="compression")
-    assert a.slope_bits_per_step < 0 and a.slope_ci_per_step[0] <= a.slope_bits_per_step <= a.slope_ci_per_step[1]
+    assert (
+        a.slope_bits_per_step < 0
+        and a.slope_ci_per_step[0] <= a.slope_bits_per_step <= a.slope_ci_per_step[1]
+    )
 
 
 def test_change_within_uncertainty_is_not_a_phase():
@@ -268,8 +297,9 @@ def test_persistence_guards_against_flapping():
     hist = make_history(STEPS[:n], {"h": {"binning": (ixt, ity)}}, kind="exact")
     c = detect_phases(hist)[("h", "binning", "compression")]
     assert c.status is PhaseStatus.CANDIDATE and c.consecutive == 1 and not c.detected and c.shown
-    more = make_history(STEPS[: n + 2], {"h": {"binning": (np.append(ixt, [6.9, 6.8]), np.full(n + 2, 0.5))}},
-                        kind="exact")
+    more = make_history(
+        STEPS[: n + 2], {"h": {"binning": (np.append(ixt, [6.9, 6.8]), np.full(n + 2, 0.5))}}, kind="exact"
+    )
     c2 = detect_phases(more)[("h", "binning", "compression")]
     assert c2.status is PhaseStatus.DETECTED and c2.consecutive == 3
     c1 = detect_phases(hist, persistence=1)[("h", "binning", "compression")]
@@ -278,16 +308,27 @@ def test_persistence_guards_against_flapping():
 
 def test_pvalues_adjusted_across_layers_and_phases():
     rng = np.random.default_rng(5)
-    series = {f"l{i}": {"kde": (5 + 0.1 * rng.standard_normal(60) - 0.01 * i * np.arange(60),
-                                0.5 + 0.1 * rng.standard_normal(60))} for i in range(3)}
+    series = {
+        f"l{i}": {
+            "kde": (
+                5 + 0.1 * rng.standard_normal(60) - 0.01 * i * np.arange(60),
+                0.5 + 0.1 * rng.standard_normal(60),
+            )
+        }
+        for i in range(3)
+    }
     out = detect_phases(make_history(STEPS[:60], series, se=0.1), correction="holm")
     cells = [out[(l, "kde", ph)] for l in series for ph in ("fitting", "compression")]
     tested = [c for c in cells if c.p_value is not None]
     assert len(tested) >= 4 and all(c.family_size == len(tested) for c in cells)
-    assert [c.p_adjusted for c in tested] == pytest.approx(adjust_pvalues([c.p_value for c in tested], "holm"))
+    assert [c.p_adjusted for c in tested] == pytest.approx(
+        adjust_pvalues([c.p_value for c in tested], "holm")
+    )
     bh = detect_phases(make_history(STEPS[:60], series, se=0.1), correction="bh")
     bh_tested = [bh[c.key] for c in tested]
-    assert [c.p_adjusted for c in bh_tested] == pytest.approx(adjust_pvalues([c.p_value for c in tested], "bh"))
+    assert [c.p_adjusted for c in bh_tested] == pytest.approx(
+        adjust_pvalues([c.p_value for c in tested], "bh")
+    )
 
 
 def test_order_free_and_json_roundtrip():
@@ -348,12 +389,17 @@ def test_phase_carries_artefact_caveats_from_record_warnings():
     ixt = _piecewise(LOGS, [0, 2.0, 4.0], [6.0, 9.0, 7.0])
     ity = np.full(LOGS.size, 0.5)
     hist = make_history(STEPS, {"h": {"binning": (ixt, ity)}}, kind="exact")
+
     def warn(layer, code, quantity=Quantity.I_XT, estimator="binning"):
         return IBWarning(layer, estimator, quantity, code, Severity.WARNING, "m")
 
     for rec in hist[-10:]:
-        rec.warnings = [warn("h", WarningCode.SATURATING_UNITS), warn("other", WarningCode.OUTSIDE_RANGE),
-                        warn("h", WarningCode.AT_CAP, Quantity.I_TY), warn("h", WarningCode.DPI_VIOLATION)]
+        rec.warnings = [
+            warn("h", WarningCode.SATURATING_UNITS),
+            warn("other", WarningCode.OUTSIDE_RANGE),
+            warn("h", WarningCode.AT_CAP, Quantity.I_TY),
+            warn("h", WarningCode.DPI_VIOLATION),
+        ]
     hist[0].warnings = [warn("h", WarningCode.DUPLICATE_ROWS)]  # before the compression started
     c = detect_phases(hist)[("h", "binning", "compression")]
     assert c.detected and c.caveats == ("saturating_units",)

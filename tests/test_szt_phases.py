@@ -10,6 +10,7 @@ Four seeds are trained together (seed-batched layers, see examples/_szt.py); run
 (tanh: lr 2e-3 for 1500 epochs; ReLU: lr 1e-3 for 600 epochs, two passes, since at 2e-3 some ReLU seeds die,
 which is real information loss, not the binning question tested here) but still show the effect.
 """
+
 import sys
 from pathlib import Path
 
@@ -45,20 +46,46 @@ def threads():
 @pytest.fixture(scope="module")
 def tanh_runs(tmp_path_factory, threads):
     out = tmp_path_factory.mktemp("szt_tanh")
-    return train_seeds("tanh", SEEDS, estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})],
-                       out=out, run_prefix="tanh", **TANH_RUN)
+    return train_seeds(
+        "tanh",
+        SEEDS,
+        estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})],
+        out=out,
+        run_prefix="tanh",
+        **TANH_RUN,
+    )
 
 
 @pytest.fixture(scope="module")
 def relu_runs(tmp_path_factory, threads):
     out = tmp_path_factory.mktemp("szt_relu")
-    first = train_seeds("relu", SEEDS, out=out, run_prefix="relu1",
-                        estimators=[("binning", {"n_bins": 100, "range": "running"}),
-                                    ("binning", {"n_bins": 30, "range": (-1.0, 1.0)})], **RELU_RUN)
-    ranges = [{layer: tuple(res["binning"].i_xt.diagnostics["range_used"])
-               for layer, res in mon.history[-1].layers.items()} for mon in first]
-    second = train_seeds("relu", SEEDS, out=out, run_prefix="relu2", estimators=None,
-                         estimators_per_seed=[[("binning", {"n_bins": 100, "range": r})] for r in ranges], **RELU_RUN)
+    first = train_seeds(
+        "relu",
+        SEEDS,
+        out=out,
+        run_prefix="relu1",
+        estimators=[
+            ("binning", {"n_bins": 100, "range": "running"}),
+            ("binning", {"n_bins": 30, "range": (-1.0, 1.0)}),
+        ],
+        **RELU_RUN,
+    )
+    ranges = [
+        {
+            layer: tuple(res["binning"].i_xt.diagnostics["range_used"])
+            for layer, res in mon.history[-1].layers.items()
+        }
+        for mon in first
+    ]
+    second = train_seeds(
+        "relu",
+        SEEDS,
+        out=out,
+        run_prefix="relu2",
+        estimators=None,
+        estimators_per_seed=[[("binning", {"n_bins": 100, "range": r})] for r in ranges],
+        **RELU_RUN,
+    )
     return first, second
 
 
@@ -91,6 +118,10 @@ def test_relu_on_fixed_range_fires_the_clipped_range_warning(relu_runs):
     first, _ = relu_runs
     fixed = [k for k in first[0].estimators if k != "binning"][0]
     for mon in first:
-        clipped = [w for w in mon.history[-1].warnings if w.code == WarningCode.OUTSIDE_RANGE and w.estimator == fixed]
+        clipped = [
+            w
+            for w in mon.history[-1].warnings
+            if w.code == WarningCode.OUTSIDE_RANGE and w.estimator == fixed
+        ]
         assert set(HIDDEN) <= {w.layer for w in clipped}
         assert all(w.remedy and w.evidence["fraction_outside_range"] > 0 for w in clipped)

@@ -7,6 +7,7 @@
   :func:`detect_phases` replays one over a history.
 * :mod:`.statistics`: Mann-Kendall, Theil-Sen, Holm / BH, with no knowledge of Records.
 """
+
 from .artefacts import NON_SATURATING_ACTIVATIONS, SATURATING_ACTIVATIONS, normalise_activation
 from .base import CheckConfig, CheckContext, Findings
 from .checks import CHECKS, Check, check_record
@@ -16,8 +17,26 @@ from .statistics import MannKendall, adjust_pvalues, mann_kendall, theil_sen
 from .trend import PhaseConfig, SeriesAnalysis, SeriesTest, analyse_series, thin_log
 
 __all__ = [
-    "CAVEAT_CODES", "CHECKS", "Check", "CheckConfig", "CheckContext", "Findings", "MannKendall",
-    "NON_SATURATING_ACTIVATIONS", "PhaseConfig", "PhaseTracker", "SATURATING_ACTIVATIONS", "SeriesAnalysis", "SeriesTest",
-    "adjust_pvalues", "analyse_series", "check_record", "detect_phases", "dpi_note", "mann_kendall", "thin_log",
-    "normalise_activation", "theil_sen",
+    "CAVEAT_CODES",
+    "CHECKS",
+    "Check",
+    "CheckConfig",
+    "CheckContext",
+    "Findings",
+    "MannKendall",
+    "NON_SATURATING_ACTIVATIONS",
+    "PhaseConfig",
+    "PhaseTracker",
+    "SATURATING_ACTIVATIONS",
+    "SeriesAnalysis",
+    "SeriesTest",
+    "adjust_pvalues",
+    "analyse_series",
+    "check_record",
+    "detect_phases",
+    "dpi_note",
+    "mann_kendall",
+    "thin_log",
+    "normalise_activation",
+    "theil_sen",
 ]

@@ -11,6 +11,7 @@
 * ``duplicate_rows``: many coinciding rows (clustering at the bin resolution for exact estimates;
   zero nearest-neighbour distances for the others).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,13 +29,29 @@ SATURATING_ACTIVATIONS = frozenset(
 )
 #: Activations that do not saturate: their extreme bins are no saturation artefact.
 NON_SATURATING_ACTIVATIONS = frozenset(
-    {"relu", "leakyrelu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu", "swish", "mish",
-     "softplus", "hardswish", "linear", "identity", "none"}
+    {
+        "relu",
+        "leakyrelu",
+        "prelu",
+        "rrelu",
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "silu",
+        "swish",
+        "mish",
+        "softplus",
+        "hardswish",
+        "linear",
+        "identity",
+        "none",
+    }
 )
 
 
 def normalise_activation(a: Any) -> Optional[str]:
-    """``"ReLU"``, ``torch.nn.ReLU``, an instance or ``"torch.tanh"`` -> ``"relu"`` / ``"tanh"``; None stays None."""
+    """``"ReLU"``, ``torch.nn.ReLU``, an instance or ``"torch.tanh"`` -> ``"relu"`` / ``"tanh"``."""
     if a is None:
         return None
     if not isinstance(a, str):
@@ -42,13 +59,32 @@ def normalise_activation(a: Any) -> Optional[str]:
     return re.sub(r"[^a-z0-9]", "", a.lower().rsplit(".", 1)[-1]) or None
 
 
-def _warn(layer: str, est: str, e: Estimate, q: Quantity, code: WarningCode, severity: Severity, message: str,
-          evidence: Mapping[str, Any], remedy: str) -> IBWarning:
-    return IBWarning(layer=layer, estimator=est, quantity=q, code=code, severity=severity,
-                     message=message, evidence=dict(evidence), remedy=remedy)
+def _warn(
+    layer: str,
+    est: str,
+    e: Estimate,
+    q: Quantity,
+    code: WarningCode,
+    severity: Severity,
+    message: str,
+    evidence: Mapping[str, Any],
+    remedy: str,
+) -> IBWarning:
+    return IBWarning(
+        layer=layer,
+        estimator=est,
+        quantity=q,
+        code=code,
+        severity=severity,
+        message=message,
+        evidence=dict(evidence),
+        remedy=remedy,
+    )
 
 
-def _saturation(layer: str, est: str, e: Estimate, info: Mapping[str, Any], cfg: CheckConfig) -> List[IBWarning]:
+def _saturation(
+    layer: str, est: str, e: Estimate, info: Mapping[str, Any], cfg: CheckConfig
+) -> List[IBWarning]:
     diag = e.diagnostics
     frac = diag.get("fraction_in_extreme_bins")
     act = normalise_activation(info.get("activation"))
@@ -60,54 +96,103 @@ def _saturation(layer: str, est: str, e: Estimate, info: Mapping[str, Any], cfg:
     if not (known or both_ends):
         return []
     head = f"{info.get('activation')}, " if act else "activation unknown, "
-    return [_warn(
-        layer, est, e, Quantity.I_XT, WarningCode.SATURATING_UNITS, Severity.WARNING,
-        f"Layer {layer!r} ({head}binned with {e.params.get('n_bins')} bins over {diag.get('range_used')}): "
-        f"{frac:.0%} of its unit values fall in the two extreme bins"
-        + ("" if known else f" ({low:.0%} lowest, {high:.0%} highest: saturating units if the activation is "
-                            "bounded, e.g. tanh/sigmoid)")
-        + ". Saturated units make binned I(X;T) fall without any loss of information (Saxe et al. 2018), so "
-        "an apparent compression of this layer under binning may be an artefact.",
-        {"fraction_in_extreme_bins": frac, "fraction_in_lowest_bin": low, "fraction_in_highest_bin": high,
-         "threshold": cfg.extreme_bins_threshold, "n_bins": e.params.get("n_bins"),
-         "range_used": diag.get("range_used"), "activation": info.get("activation")},
-        "Confirm the trend with an estimator that does not bin (e.g. KDE or kNN), or with bins equal in net "
-        "input; read compression of this layer under binning with caution.",
-    )]
+    return [
+        _warn(
+            layer,
+            est,
+            e,
+            Quantity.I_XT,
+            WarningCode.SATURATING_UNITS,
+            Severity.WARNING,
+            f"Layer {layer!r} ({head}binned with {e.params.get('n_bins')} bins over "
+            f"{diag.get('range_used')}): "
+            f"{frac:.0%} of its unit values fall in the two extreme bins"
+            + (
+                ""
+                if known
+                else f" ({low:.0%} lowest, {high:.0%} highest: saturating units if the activation is "
+                "bounded, e.g. tanh/sigmoid)"
+            )
+            + ". Saturated units make binned I(X;T) fall without any loss of information (Saxe et al. 2018), "
+            "so "
+            "an apparent compression of this layer under binning may be an artefact.",
+            {
+                "fraction_in_extreme_bins": frac,
+                "fraction_in_lowest_bin": low,
+                "fraction_in_highest_bin": high,
+                "threshold": cfg.extreme_bins_threshold,
+                "n_bins": e.params.get("n_bins"),
+                "range_used": diag.get("range_used"),
+                "activation": info.get("activation"),
+            },
+            "Confirm the trend with an estimator that does not bin (e.g. KDE or kNN), or with bins equal in "
+            "net "
+            "input; read compression of this layer under binning with caution.",
+        )
+    ]
 
 
-def _outside_range(layer: str, est: str, e: Estimate, info: Mapping[str, Any], cfg: CheckConfig) -> List[IBWarning]:
+def _outside_range(
+    layer: str, est: str, e: Estimate, info: Mapping[str, Any], cfg: CheckConfig
+) -> List[IBWarning]:
     frac = e.diagnostics.get("fraction_outside_range")
     if frac is None or frac <= cfg.outside_range_threshold:
         return []
     act = f"{info.get('activation')} " if normalise_activation(info.get("activation")) else ""
     rng = e.diagnostics.get("range_used")
-    return [_warn(
-        layer, est, e, Quantity.I_XT, WarningCode.OUTSIDE_RANGE, Severity.WARNING,
-        f"Layer {layer!r}: {frac:.1%} of its {act}activations lie outside the fixed bin range {rng} and are "
-        "clipped into the end bins (the ReLU/[-1,1] trap, ravidziv/IDNNs#12): binned I(X;T) is underestimated "
-        "and can show a fake compression.",
-        {"fraction_outside_range": frac, "threshold": cfg.outside_range_threshold, "range_used": rng,
-         "n_bins": e.params.get("n_bins"), "activation": info.get("activation")},
-        "Bin over the layer's own range (range=\"layer\", or \"running\" where available), widen the fixed range "
-        "to cover the activations, or use another estimator (KDE, kNN).",
-    )]
+    return [
+        _warn(
+            layer,
+            est,
+            e,
+            Quantity.I_XT,
+            WarningCode.OUTSIDE_RANGE,
+            Severity.WARNING,
+            f"Layer {layer!r}: {frac:.1%} of its {act}activations lie outside the fixed bin range {rng} and "
+            "are clipped into the end bins (the ReLU/[-1,1] trap, ravidziv/IDNNs#12): binned I(X;T) is "
+            "underestimated "
+            "and can show a fake compression.",
+            {
+                "fraction_outside_range": frac,
+                "threshold": cfg.outside_range_threshold,
+                "range_used": rng,
+                "n_bins": e.params.get("n_bins"),
+                "activation": info.get("activation"),
+            },
+            'Bin over the layer\'s own range (range="layer", or "running" where available), widen the fixed '
+            "range "
+            "to cover the activations, or use another estimator (KDE, kNN).",
+        )
+    ]
 
 
 def _at_cap(layer: str, est: str, e: Estimate, q: Quantity) -> List[IBWarning]:
     if e.cap is None or not (e.saturated or e.value >= e.cap - 1e-9):
         return []
     by_n = e.traits.cap == "log2_n" or (
-        e.traits.cap == "none" and e.n > 1 and abs(e.cap - math.log2(e.n)) < 1e-6)
-    remedy = (f"Use more probe samples: the cap is log2 n = {e.cap:.4g} bits for n = {e.n}." if by_n else
-              "Raise the estimator's cap: more probe samples (log2 n) or, for contrastive bounds, a larger K "
-              "(cap log2 K).")
-    return [_warn(
-        layer, est, e, q, WarningCode.AT_CAP, Severity.INFO if by_n and e.kind == "exact" else Severity.WARNING,
-        f"Layer {layer!r}: {q.label} = {e.value:.4g} bits from {est!r} is at the estimator's cap {e.cap:.4g} bits; "
-        "the true value may be higher, and changes above the cap cannot show.",
-        {"value": e.value, "cap": e.cap, "n": e.n, "quantity": e.quantity, "kind": e.kind}, remedy,
-    )]
+        e.traits.cap == "none" and e.n > 1 and abs(e.cap - math.log2(e.n)) < 1e-6
+    )
+    remedy = (
+        f"Use more probe samples: the cap is log2 n = {e.cap:.4g} bits for n = {e.n}."
+        if by_n
+        else "Raise the estimator's cap: more probe samples (log2 n) or, for contrastive bounds, a larger K "
+        "(cap log2 K)."
+    )
+    return [
+        _warn(
+            layer,
+            est,
+            e,
+            q,
+            WarningCode.AT_CAP,
+            Severity.INFO if by_n and e.kind == "exact" else Severity.WARNING,
+            f"Layer {layer!r}: {q.label} = {e.value:.4g} bits from {est!r} is at the estimator's cap "
+            f"{e.cap:.4g} bits; "
+            "the true value may be higher, and changes above the cap cannot show.",
+            {"value": e.value, "cap": e.cap, "n": e.n, "quantity": e.quantity, "kind": e.kind},
+            remedy,
+        )
+    ]
 
 
 def _too_few_samples(layer: str, est: str, e: Estimate, cfg: CheckConfig) -> List[IBWarning]:
@@ -115,15 +200,23 @@ def _too_few_samples(layer: str, est: str, e: Estimate, cfg: CheckConfig) -> Lis
         return []
     need = cfg.required_samples(e.dim)
     rule = f"n >= max({cfg.samples_per_dim:g}*d, 2**min(d, {cfg.orthant_max_dim}))"
-    return [_warn(
-        layer, est, e, Quantity.I_XT, WarningCode.TOO_FEW_SAMPLES, Severity.WARNING,
-        f"Layer {layer!r}: {est!r} estimates from n = {e.n} samples of a {e.dim}-dimensional T; the rule "
-        f"n >= max({cfg.samples_per_dim:g}*d, 2^min(d,{cfg.orthant_max_dim})) asks for {need}. "
-        "kNN/KDE-type estimates are strongly biased at this sample size.",
-        {"n": e.n, "dim": e.dim, "required": need, "rule": rule},
-        f"Use at least {need} probe samples, or reduce T (a random projection or PCA to a few dimensions) "
-        "before estimating.",
-    )]
+    return [
+        _warn(
+            layer,
+            est,
+            e,
+            Quantity.I_XT,
+            WarningCode.TOO_FEW_SAMPLES,
+            Severity.WARNING,
+            f"Layer {layer!r}: {est!r} estimates from n = {e.n} samples of a {e.dim}-dimensional T; the rule "
+            f"n >= max({cfg.samples_per_dim:g}*d, 2^min(d,{cfg.orthant_max_dim})) asks for {need}. "
+            "kNN/KDE-type estimates are strongly biased at this sample size.",
+            {"n": e.n, "dim": e.dim, "required": need, "rule": rule},
+            f"Use at least {need} probe samples, or reduce T (a random projection or PCA to a few "
+            "dimensions) "
+            "before estimating.",
+        )
+    ]
 
 
 def _duplicate_rows(layer: str, est: str, e: Estimate, cfg: CheckConfig) -> List[IBWarning]:
@@ -132,20 +225,45 @@ def _duplicate_rows(layer: str, est: str, e: Estimate, cfg: CheckConfig) -> List
         return []
     if e.kind == "exact":
         how = "binning" if e.traits.discretises else "discretisation"
-        msg = (f"Layer {layer!r}: {frac:.0%} of the {e.n} rows coincide with another after {how} "
-               f"({e.diagnostics.get('distinct_rows')} distinct). I(X;T) here measures how the discretisation "
-               "merges inputs (clustering at this resolution), not a loss of information by the deterministic "
-               "network.")
-        remedy = "Compare with finer bins or a noise-based estimator before reading a drop of I(X;T) as compression."
+        msg = (
+            f"Layer {layer!r}: {frac:.0%} of the {e.n} rows coincide with another after {how} "
+            f"({e.diagnostics.get('distinct_rows')} distinct). I(X;T) here measures how the discretisation "
+            "merges inputs (clustering at this resolution), not a loss of information by the deterministic "
+            "network."
+        )
+        remedy = (
+            "Compare with finer bins or a noise-based estimator before reading a drop of I(X;T) as "
+            "compression."
+        )
         sev = Severity.INFO
     else:
-        msg = (f"Layer {layer!r}: {frac:.0%} of the {e.n} rows of T duplicate another; ties make nearest-neighbour "
-               "distances zero and bias kNN/KDE estimates.")
-        remedy = "Add a tiny jitter, use a mixed discrete-continuous estimator, or use binning for this layer."
+        msg = (
+            f"Layer {layer!r}: {frac:.0%} of the {e.n} rows of T duplicate another; ties make "
+            "nearest-neighbour "
+            "distances zero and bias kNN/KDE estimates."
+        )
+        remedy = (
+            "Add a tiny jitter, use a mixed discrete-continuous estimator, or use binning for this layer."
+        )
         sev = Severity.WARNING
-    return [_warn(layer, est, e, Quantity.I_XT, WarningCode.DUPLICATE_ROWS, sev, msg,
-                  {"fraction_duplicate_rows": frac, "distinct_rows": e.diagnostics.get("distinct_rows"), "n": e.n,
-                   "threshold": cfg.duplicate_rows_threshold}, remedy)]
+    return [
+        _warn(
+            layer,
+            est,
+            e,
+            Quantity.I_XT,
+            WarningCode.DUPLICATE_ROWS,
+            sev,
+            msg,
+            {
+                "fraction_duplicate_rows": frac,
+                "distinct_rows": e.diagnostics.get("distinct_rows"),
+                "n": e.n,
+                "threshold": cfg.duplicate_rows_threshold,
+            },
+            remedy,
+        )
+    ]
 
 
 def check_artefacts(ctx: CheckContext) -> Findings:

@@ -2,6 +2,7 @@
 its output (:class:`Findings`) and the trait-based helpers that pick usable estimates and judge
 significance. Checks read what an Estimate says it is (``Estimate.traits``, ``kind``), never its
 estimator's name."""
+
 from __future__ import annotations
 
 import math
@@ -137,5 +138,12 @@ def significance_text(sig: Optional[bool], unc: Optional[float], exact: bool, cf
     return f"it {'exceeds' if sig else 'is within'} {cfg.z:g} x the combined standard error {unc:.3g} bits"
 
 
-__all__ = ["CheckConfig", "CheckContext", "Findings", "combined_se", "significance", "significance_text",
-           "usable"]
+__all__ = [
+    "CheckConfig",
+    "CheckContext",
+    "Findings",
+    "combined_se",
+    "significance",
+    "significance_text",
+    "usable",
+]

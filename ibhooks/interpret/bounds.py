@@ -6,6 +6,7 @@ probe rows) these hold exactly, so a violation is a **bug**; so is any value abo
 own cap. Otherwise a violation is an **estimator inconsistency**, reported with its size and
 whether it exceeds the estimates' uncertainty.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,20 +28,52 @@ def _rules(res: LayerResult, h_y_record: Optional[float]) -> List[_Rule]:
     if ixt is not None:
         rules.append(("I_XT >= 0", 0.0, ixt.value, (ixt,), False, f"I(X;T) = {ixt.value:.6g} bits < 0"))
         if ixt.cap is not None:
-            rules.append(("I_XT <= cap", ixt.value, ixt.cap, (ixt,), True,
-                          f"I(X;T) = {ixt.value:.6g} bits > its cap {ixt.cap:.6g} bits"))
+            rules.append(
+                (
+                    "I_XT <= cap",
+                    ixt.value,
+                    ixt.cap,
+                    (ixt,),
+                    True,
+                    f"I(X;T) = {ixt.value:.6g} bits > its cap {ixt.cap:.6g} bits",
+                )
+            )
     if ity is not None:
         rules.append(("I_TY >= 0", 0.0, ity.value, (ity,), False, f"I(T;Y) = {ity.value:.6g} bits < 0"))
         if ixt is not None:
-            rules.append(("I_TY <= I_XT", ity.value, ixt.value, (ity, ixt), False,
-                          f"I(T;Y) = {ity.value:.6g} bits > I(X;T) = {ixt.value:.6g} bits"))
+            rules.append(
+                (
+                    "I_TY <= I_XT",
+                    ity.value,
+                    ixt.value,
+                    (ity, ixt),
+                    False,
+                    f"I(T;Y) = {ity.value:.6g} bits > I(X;T) = {ixt.value:.6g} bits",
+                )
+            )
         h_y = ity.diagnostics.get("H_Y", h_y_record)
         if h_y is not None and math.isfinite(h_y):
-            rules.append(("I_TY <= H_Y", ity.value, float(h_y), (ity,), False,
-                          f"I(T;Y) = {ity.value:.6g} bits > H(Y) = {float(h_y):.6g} bits"))
+            rules.append(
+                (
+                    "I_TY <= H_Y",
+                    ity.value,
+                    float(h_y),
+                    (ity,),
+                    False,
+                    f"I(T;Y) = {ity.value:.6g} bits > H(Y) = {float(h_y):.6g} bits",
+                )
+            )
         if ity.cap is not None:
-            rules.append(("I_TY <= cap", ity.value, ity.cap, (ity,), True,
-                          f"I(T;Y) = {ity.value:.6g} bits > its cap {ity.cap:.6g} bits"))
+            rules.append(
+                (
+                    "I_TY <= cap",
+                    ity.value,
+                    ity.cap,
+                    (ity,),
+                    True,
+                    f"I(T;Y) = {ity.value:.6g} bits > its cap {ity.cap:.6g} bits",
+                )
+            )
     return rules
 
 
@@ -54,26 +87,56 @@ def _violation(layer: str, est: str, rule: _Rule, cfg: CheckConfig) -> Optional[
     bug = exact or cap_rule
     sig = True if cap_rule else significance(size, unc, exact, cfg)
     if bug:
-        why = ("an estimator never reports above its own cap" if cap_rule and not exact else
-               "this inequality holds exactly for the estimated quantity")
-        msg = (f"BUG in estimator {est!r} at layer {layer!r}: {text} (by {size:.3g} bits); {why}, "
-               "so this is a bug, not noise. Please report it with the record.")
+        why = (
+            "an estimator never reports above its own cap"
+            if cap_rule and not exact
+            else "this inequality holds exactly for the estimated quantity"
+        )
+        msg = (
+            f"BUG in estimator {est!r} at layer {layer!r}: {text} (by {size:.3g} bits); {why}, "
+            "so this is a bug, not noise. Please report it with the record."
+        )
     else:
-        msg = (f"Estimator inconsistency of {est!r} at layer {layer!r}: {text} (by {size:.3g} bits); "
-               f"{significance_text(sig, unc, exact, cfg)}.")
-    return BoundViolation(layer=layer, estimator=est, bound=name, lhs_bits=lhs, rhs_bits=rhs, size_bits=size,
-                          uncertainty_bits=unc, significant=sig, is_bug=bug, message=msg)
+        msg = (
+            f"Estimator inconsistency of {est!r} at layer {layer!r}: {text} (by {size:.3g} bits); "
+            f"{significance_text(sig, unc, exact, cfg)}."
+        )
+    return BoundViolation(
+        layer=layer,
+        estimator=est,
+        bound=name,
+        lhs_bits=lhs,
+        rhs_bits=rhs,
+        size_bits=size,
+        uncertainty_bits=unc,
+        significant=sig,
+        is_bug=bug,
+        message=msg,
+    )
 
 
 def _warning(v: BoundViolation) -> IBWarning:
     return IBWarning(
-        layer=v.layer, estimator=v.estimator, quantity=v.quantity, code=WarningCode.BOUND_VIOLATION,
-        severity=Severity.ERROR if v.is_bug else Severity.WARNING, message=v.message,
-        evidence={"bound": v.bound, "lhs_bits": v.lhs_bits, "rhs_bits": v.rhs_bits, "size_bits": v.size_bits,
-                  "uncertainty_bits": v.uncertainty_bits, "significant": v.significant},
-        remedy=("Report the bug with this record (estimator, params, layer shape)." if v.is_bug else
-                "Treat this layer's estimates as unreliable at this measurement: more probe samples, or a "
-                "different estimator setting."),
+        layer=v.layer,
+        estimator=v.estimator,
+        quantity=v.quantity,
+        code=WarningCode.BOUND_VIOLATION,
+        severity=Severity.ERROR if v.is_bug else Severity.WARNING,
+        message=v.message,
+        evidence={
+            "bound": v.bound,
+            "lhs_bits": v.lhs_bits,
+            "rhs_bits": v.rhs_bits,
+            "size_bits": v.size_bits,
+            "uncertainty_bits": v.uncertainty_bits,
+            "significant": v.significant,
+        },
+        remedy=(
+            "Report the bug with this record (estimator, params, layer shape)."
+            if v.is_bug
+            else "Treat this layer's estimates as unreliable at this measurement: more probe samples, or a "
+            "different estimator setting."
+        ),
     )
 
 
@@ -84,7 +147,9 @@ def check_bounds(ctx: CheckContext) -> Findings:
         rules = _rules(res, ctx.record.h_y)
         checked += len(rules)
         found += [v for v in (_violation(layer, est, r, ctx.config) for r in rules) if v is not None]
-    return Findings(bounds_checked=checked, bound_violations=tuple(found), warnings=tuple(_warning(v) for v in found))
+    return Findings(
+        bounds_checked=checked, bound_violations=tuple(found), warnings=tuple(_warning(v) for v in found)
+    )
 
 
 __all__ = ["check_bounds"]

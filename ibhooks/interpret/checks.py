@@ -3,6 +3,7 @@
 A check is a function ``CheckContext -> Findings`` (see :mod:`.base`); :data:`CHECKS` lists them in
 the order they run. Adding a check = one function + one line in :data:`CHECKS`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Mapping, Optional, Tuple
@@ -49,7 +50,9 @@ def check_record(
         DPI warnings (:class:`~ibhooks.schema.IBWarning`) in the order of :data:`CHECKS`.
     """
     if not isinstance(record, Record):
-        raise TypeError(f"check_record needs a Record, got {type(record).__name__}; use Record.from_dict for a dict")
+        raise TypeError(
+            f"check_record needs a Record, got {type(record).__name__}; use Record.from_dict for a dict"
+        )
     cfg = config if config is not None else CheckConfig()
     chains_t = as_chains(chains)
     if strict:

@@ -7,6 +7,7 @@ discretises each layer or adds noise to it for analysis does not propagate that 
 The explanation in each message is chosen from the estimates' traits. A violation whose
 significance is unknown (no uncertainty) is counted as ``not_assessed``.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
@@ -21,23 +22,33 @@ def dpi_note(ests: Sequence[Estimate], label: str = "") -> str:
     """Why a cross-layer violation can happen for estimates like ``ests``, from their traits."""
     traits = [e.traits for e in ests]
     if any(t.discretises for t in traits):
-        note = ("Binning (discretisation) is applied to each layer for analysis only: its quantisation noise "
-                "is not propagated through the network, so binned layers need not obey the DPI (Saxe et al. "
-                "2018, App. C). The estimate, not the network, is inconsistent.")
+        note = (
+            "Binning (discretisation) is applied to each layer for analysis only: its quantisation noise "
+            "is not propagated through the network, so binned layers need not obey the DPI (Saxe et al. "
+            "2018, App. C). The estimate, not the network, is inconsistent."
+        )
     elif any(t.adds_noise for t in traits):
-        note = ("The noise of this estimator is added to each layer for analysis only; it is not propagated "
-                "through the network, so the estimates need not obey the DPI (Saxe et al. 2018, App. C). "
-                "The estimate, not the network, is inconsistent.")
+        note = (
+            "The noise of this estimator is added to each layer for analysis only; it is not propagated "
+            "through the network, so the estimates need not obey the DPI (Saxe et al. 2018, App. C). "
+            "The estimate, not the network, is inconsistent."
+        )
     elif any(t.noise_in_network for t in traits):
-        note = ("The noise is part of the network, so the DPI holds for the true quantities; a violation is "
-                f"an estimation error (bias or sampling noise) of the {label or 'estimator'} estimates.")
+        note = (
+            "The noise is part of the network, so the DPI holds for the true quantities; a violation is "
+            f"an estimation error (bias or sampling noise) of the {label or 'estimator'} estimates."
+        )
     else:
-        note = ("The true information is non-increasing along a chain of a network; a violation is an artefact "
-                f"(bias or noise) of the {label or 'estimator'} estimates, not a property of the network.")
+        note = (
+            "The true information is non-increasing along a chain of a network; a violation is an artefact "
+            f"(bias or noise) of the {label or 'estimator'} estimates, not a property of the network."
+        )
     bounds = sorted({e.kind.replace("_", " ") for e in ests if e.kind in ("upper_bound", "lower_bound")})
     if bounds:
-        note += (f" The values are {' / '.join(bounds)}s, whose tightness can differ between layers, "
-                 "so their ordering does not by itself contradict the DPI.")
+        note += (
+            f" The values are {' / '.join(bounds)}s, whose tightness can differ between layers, "
+            "so their ordering does not by itself contradict the DPI."
+        )
     return note
 
 
@@ -58,12 +69,17 @@ def check_dpi(ctx: CheckContext) -> Findings:
     violations: List[DpiViolation] = []
     for chain in ctx.chains:
         present = [x for x in chain.layers if x in rec.layers]
-        chains.append(ChainCheck(chain.name, chain.layers, chain.source,
-                                 tuple(x for x in chain.layers if x not in rec.layers)))
+        chains.append(
+            ChainCheck(
+                chain.name, chain.layers, chain.source, tuple(x for x in chain.layers if x not in rec.layers)
+            )
+        )
         for est in _estimators(ctx, present):
             for q in QUANTITIES:
-                cell = counts.setdefault((est, q), dict.fromkeys(
-                    ("pairs_checked", "violated", "significant", "not_assessed", "skipped"), 0))
+                cell = counts.setdefault(
+                    (est, q),
+                    dict.fromkeys(("pairs_checked", "violated", "significant", "not_assessed", "skipped"), 0),
+                )
                 for a, b in chain.pairs(cfg.dpi_pairs):
                     ea = usable(rec.layers.get(a, {}).get(est), q)
                     eb = usable(rec.layers.get(b, {}).get(est), q)
@@ -80,20 +96,37 @@ def check_dpi(ctx: CheckContext) -> Findings:
                     sig = significance(size, unc, exact, cfg)
                     cell["significant"] += bool(sig)
                     cell["not_assessed"] += sig is None
-                    violations.append(DpiViolation(
-                        chain=chain.name, estimator=est, quantity=q, upstream=a, downstream=b,
-                        upstream_bits=ea.value, downstream_bits=eb.value, size_bits=size, uncertainty_bits=unc,
-                        significant=sig, estimate_kinds=(ea.kind, eb.kind),
-                        message=(f"DPI violated along chain {chain.name!r} under {est!r}: {q.label} of {b!r} = "
-                                 f"{eb.value:.4g} bits exceeds {q.label} of the earlier layer {a!r} = "
-                                 f"{ea.value:.4g} bits by {size:.3g} bits; "
-                                 f"{significance_text(sig, unc, exact, cfg)}. {dpi_note((ea, eb), est)}"),
-                    ))
+                    violations.append(
+                        DpiViolation(
+                            chain=chain.name,
+                            estimator=est,
+                            quantity=q,
+                            upstream=a,
+                            downstream=b,
+                            upstream_bits=ea.value,
+                            downstream_bits=eb.value,
+                            size_bits=size,
+                            uncertainty_bits=unc,
+                            significant=sig,
+                            estimate_kinds=(ea.kind, eb.kind),
+                            message=(
+                                f"DPI violated along chain {chain.name!r} under {est!r}: "
+                                f"{q.label} of {b!r} = "
+                                f"{eb.value:.4g} bits exceeds {q.label} of the earlier layer {a!r} = "
+                                f"{ea.value:.4g} bits by {size:.3g} bits; "
+                                f"{significance_text(sig, unc, exact, cfg)}. {dpi_note((ea, eb), est)}"
+                            ),
+                        )
+                    )
     on_chain = {x for c in ctx.chains for x in c.layers}
     tallies = tuple(DpiTally(est, q, **cell) for (est, q), cell in counts.items())
-    return Findings(chains=tuple(chains), dpi=tallies, dpi_violations=tuple(violations),
-                    not_on_chain=tuple(x for x in rec.layers if x not in on_chain),
-                    warnings=tuple(_warnings(ctx, violations)))
+    return Findings(
+        chains=tuple(chains),
+        dpi=tallies,
+        dpi_violations=tuple(violations),
+        not_on_chain=tuple(x for x in rec.layers if x not in on_chain),
+        warnings=tuple(_warnings(ctx, violations)),
+    )
 
 
 def _warnings(ctx: CheckContext, violations: Sequence[DpiViolation]) -> List[IBWarning]:
@@ -105,20 +138,44 @@ def _warnings(ctx: CheckContext, violations: Sequence[DpiViolation]) -> List[IBW
     out = []
     for (chain, est), vs in grouped.items():
         worst = max(vs, key=lambda v: v.size_bits)
-        ests = [e for v in vs for e in (usable(ctx.record.layers[x].get(est), v.quantity)
-                                        for x in (v.upstream, v.downstream)) if e is not None]
+        ests = [
+            e
+            for v in vs
+            for e in (usable(ctx.record.layers[x].get(est), v.quantity) for x in (v.upstream, v.downstream))
+            if e is not None
+        ]
         pairs = ", ".join(f"{v.quantity.label} {v.upstream}->{v.downstream} +{v.size_bits:.3g}" for v in vs)
-        out.append(IBWarning(
-            layer=worst.downstream, estimator=est, quantity=worst.quantity, code=WarningCode.DPI_VIOLATION,
-            severity=Severity.WARNING,
-            message=(f"{len(vs)} significant DPI violation(s) along chain {chain!r} under {est!r} ({pairs} bits). "
-                     + dpi_note(ests, est)),
-            evidence={"chain": chain, "violations": [
-                {"quantity": v.quantity.value, "upstream": v.upstream, "downstream": v.downstream,
-                 "size_bits": v.size_bits, "uncertainty_bits": v.uncertainty_bits} for v in vs]},
-            remedy=("Do not read the ordering of these layers in the information plane as real; compare with an "
-                    "estimator whose noise is part of the network, or with more probe samples."),
-        ))
+        out.append(
+            IBWarning(
+                layer=worst.downstream,
+                estimator=est,
+                quantity=worst.quantity,
+                code=WarningCode.DPI_VIOLATION,
+                severity=Severity.WARNING,
+                message=(
+                    f"{len(vs)} significant DPI violation(s) along chain {chain!r} under {est!r} "
+                    f"({pairs} bits). " + dpi_note(ests, est)
+                ),
+                evidence={
+                    "chain": chain,
+                    "violations": [
+                        {
+                            "quantity": v.quantity.value,
+                            "upstream": v.upstream,
+                            "downstream": v.downstream,
+                            "size_bits": v.size_bits,
+                            "uncertainty_bits": v.uncertainty_bits,
+                        }
+                        for v in vs
+                    ],
+                },
+                remedy=(
+                    "Do not read the ordering of these layers in the information plane as real; compare with "
+                    "an "
+                    "estimator whose noise is part of the network, or with more probe samples."
+                ),
+            )
+        )
     return out
 
 

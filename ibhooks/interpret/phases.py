@@ -33,6 +33,7 @@ thinned-away measurement cannot be restored, so after such a rollback the thinni
 The state (:meth:`PhaseTracker.state_dict`) is plain lists, numbers and strings; a tracker loaded
 from it reaches exactly the decisions of the uninterrupted one.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,12 @@ from .trend import FIRST_LEVEL, PhaseConfig, SeriesAnalysis, SeriesTest
 
 #: Warning codes that can fake or hide a phase, carried into its decision as caveats.
 CAVEAT_CODES: Tuple[WarningCode, ...] = (
-    WarningCode.SATURATING_UNITS, WarningCode.OUTSIDE_RANGE, WarningCode.DUPLICATE_ROWS, WarningCode.AT_CAP,
-    WarningCode.TOO_FEW_SAMPLES, WarningCode.BOUND_VIOLATION,
+    WarningCode.SATURATING_UNITS,
+    WarningCode.OUTSIDE_RANGE,
+    WarningCode.DUPLICATE_ROWS,
+    WarningCode.AT_CAP,
+    WarningCode.TOO_FEW_SAMPLES,
+    WarningCode.BOUND_VIOLATION,
 )
 _CAVEAT_ORDER = {c.value: i for i, c in enumerate(CAVEAT_CODES)}
 _STATE_VERSION = 1
@@ -57,7 +62,7 @@ CaveatKey = Tuple[str, Optional[str], Optional[str]]  # (layer, estimator or Non
 
 def _bucket(step: float, level: int) -> int:
     """Cell of ``step`` on a grid of ``2**level`` cells per doubling of ``step + 1``."""
-    return math.floor(math.log2(max(step, 0.0) + 1.0) * 2.0 ** level)
+    return math.floor(math.log2(max(step, 0.0) + 1.0) * 2.0**level)
 
 
 class _Series:
@@ -76,7 +81,9 @@ class _Series:
 
     def _tail_is_extra(self) -> bool:
         """Whether the latest point shares its cell with the point before it (kept only as the latest)."""
-        return len(self.steps) >= 2 and _bucket(self.steps[-1], self.level) == _bucket(self.steps[-2], self.level)
+        return len(self.steps) >= 2 and _bucket(self.steps[-1], self.level) == _bucket(
+            self.steps[-2], self.level
+        )
 
     def append(self, step: float, value: float, se: float, capacity: int) -> None:
         if self._tail_is_extra():
@@ -116,7 +123,11 @@ class _Series:
 
     def report(self, a: SeriesAnalysis) -> SeriesAnalysis:
         """``a`` with how many measurements the (thinned) points stand for."""
-        return replace(a, n_measurements=self.count, thinned_from=self.count) if self.count > len(self.steps) else a
+        return (
+            replace(a, n_measurements=self.count, thinned_from=self.count)
+            if self.count > len(self.steps)
+            else a
+        )
 
     def consecutive(self) -> int:
         run = 0
@@ -127,9 +138,14 @@ class _Series:
         return run
 
     def to_state(self) -> Dict[str, Any]:
-        return {"steps": list(self.steps), "values": list(self.values),
-                "stderr": [None if math.isnan(x) else x for x in self.stderr], "count": self.count,
-                "level": self.level, "recent": [[x, sig] for x, sig in self.recent]}
+        return {
+            "steps": list(self.steps),
+            "values": list(self.values),
+            "stderr": [None if math.isnan(x) else x for x in self.stderr],
+            "count": self.count,
+            "level": self.level,
+            "recent": [[x, sig] for x, sig in self.recent],
+        }
 
     @classmethod
     def from_state(cls, d: Mapping[str, Any]) -> "_Series":
@@ -194,23 +210,32 @@ class PhaseTracker:
             "mode": self._mode,
             "last_step": self._last_step,
             "series": [{"key": list(k), **s.to_state()} for k, s in self._series.items()],
-            "caveats": [[k[0], k[1], k[2], code, fl[0], fl[1]] for k, codes in self._caveats.items()
-                        for code, fl in codes.items()],
+            "caveats": [
+                [k[0], k[1], k[2], code, fl[0], fl[1]]
+                for k, codes in self._caveats.items()
+                for code, fl in codes.items()
+            ],
             "latest": [d.to_dict() for d in self._latest.values()],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output; ``ValueError`` naming the problem if it is malformed."""
         if not isinstance(state, Mapping):
-            raise ValueError(f"PhaseTracker state must be a dict from PhaseTracker.state_dict(), got "
-                             f"{type(state).__name__}")
+            raise ValueError(
+                f"PhaseTracker state must be a dict from PhaseTracker.state_dict(), got "
+                f"{type(state).__name__}"
+            )
         if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"PhaseTracker state has version {state.get('version')!r}, expected {_STATE_VERSION}; "
-                             "pass a dict from PhaseTracker.state_dict() of this ibhooks")
+            raise ValueError(
+                f"PhaseTracker state has version {state.get('version')!r}, expected {_STATE_VERSION}; "
+                "pass a dict from PhaseTracker.state_dict() of this ibhooks"
+            )
         saved_cfg = state.get("config")
         if saved_cfg != self.config.to_dict():
-            raise ValueError(f"PhaseTracker state was saved with config {saved_cfg!r}, this tracker has "
-                             f"{self.config.to_dict()!r}; construct the tracker with the same PhaseConfig")
+            raise ValueError(
+                f"PhaseTracker state was saved with config {saved_cfg!r}, this tracker has "
+                f"{self.config.to_dict()!r}; construct the tracker with the same PhaseConfig"
+            )
         try:
             series = {_key(s["key"]): _Series.from_state(s) for s in state["series"]}
             caveats: Dict[CaveatKey, Dict[str, List[float]]] = {}
@@ -221,8 +246,10 @@ class PhaseTracker:
             mode = state["mode"]
             last_step = None if state["last_step"] is None else int(state["last_step"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed PhaseTracker state ({type(exc).__name__}: {exc}); pass the dict "
-                             "returned by PhaseTracker.state_dict()") from exc
+            raise ValueError(
+                f"malformed PhaseTracker state ({type(exc).__name__}: {exc}); pass the dict "
+                "returned by PhaseTracker.state_dict()"
+            ) from exc
         self._series, self._caveats, self._latest = series, caveats, latest
         self._mode, self._last_step = mode, last_step
 
@@ -291,7 +318,9 @@ class PhaseTracker:
         cfg = self.config
         tests = {k: s.test(k[2], cfg) for k, s in self._series.items()}
         tested = [k for k, t in tests.items() if t.tested.tested]
-        adjusted = dict(zip(tested, adjust_pvalues([tests[k].tested.p_value for k in tested], cfg.correction)))
+        adjusted = dict(
+            zip(tested, adjust_pvalues([tests[k].tested.p_value for k in tested], cfg.correction))
+        )
         changed: List[PhaseDecision] = []
         for key, test in tests.items():
             series = self._series[key]
@@ -304,16 +333,25 @@ class PhaseTracker:
             significant = bool(p_adj is not None and p_adj <= cfg.alpha and a.exceeds_uncertainty)
             if significant:
                 a = test.with_slopes(per_step=False)  # decisions carry the slope per decade
-            series.recent = (series.recent + [(float(step), significant)])[-int(cfg.persistence):]
-            decision = self._decision(key, step, series.report(a), p_adj, significant, series.consecutive(),
-                                      len(tested))
+            series.recent = (series.recent + [(float(step), significant)])[-int(cfg.persistence) :]
+            decision = self._decision(
+                key, step, series.report(a), p_adj, significant, series.consecutive(), len(tested)
+            )
             if not decision.same_outcome(self._latest.get(key)):
                 changed.append(decision)
             self._latest[key] = decision
         return changed
 
-    def _decision(self, key: SeriesKey, step: int, a: SeriesAnalysis, p_adj: Optional[float], significant: bool,
-                  consecutive: int, family: int) -> PhaseDecision:
+    def _decision(
+        self,
+        key: SeriesKey,
+        step: int,
+        a: SeriesAnalysis,
+        p_adj: Optional[float],
+        significant: bool,
+        consecutive: int,
+        family: int,
+    ) -> PhaseDecision:
         cfg = self.config
         reason = a.reason
         if not a.tested:
@@ -329,16 +367,33 @@ class PhaseTracker:
                 reason = f"adjusted p = {p_adj:.3g} > alpha = {cfg.alpha:g}"
             elif reason is None and a.exceeds_uncertainty is False:
                 unc = a.uncertainty_bits
-                reason = (f"change {a.change_bits:.3g} bits does not exceed "
-                          + (f"{cfg.z:g} x the combined uncertainty {unc:.3g} bits + " if unc is not None else "")
-                          + f"min_change_bits = {cfg.min_change_bits:g}")
+                reason = (
+                    f"change {a.change_bits:.3g} bits does not exceed "
+                    + (f"{cfg.z:g} x the combined uncertainty {unc:.3g} bits + " if unc is not None else "")
+                    + f"min_change_bits = {cfg.min_change_bits:g}"
+                )
         return PhaseDecision(
-            layer=key[0], estimator=key[1], phase=key[2], step=step, status=status,
-            start_step=a.start_step, end_step=a.end_step, peak_step=a.peak_step, ongoing=a.ongoing,
-            change_bits=a.change_bits, uncertainty_bits=a.uncertainty_bits, p_value=a.p_value, p_adjusted=p_adj,
-            family_size=family, consecutive=consecutive, slope_bits_per_decade=_finite(a.slope_bits_per_decade),
-            slope_ci_per_decade=_finite_pair(a.slope_ci_per_decade), n_points=a.n_points, test=a.test,
-            reason=reason, caveats=self._caveats_of(key[0], key[1], key[2], a.start_step),
+            layer=key[0],
+            estimator=key[1],
+            phase=key[2],
+            step=step,
+            status=status,
+            start_step=a.start_step,
+            end_step=a.end_step,
+            peak_step=a.peak_step,
+            ongoing=a.ongoing,
+            change_bits=a.change_bits,
+            uncertainty_bits=a.uncertainty_bits,
+            p_value=a.p_value,
+            p_adjusted=p_adj,
+            family_size=family,
+            consecutive=consecutive,
+            slope_bits_per_decade=_finite(a.slope_bits_per_decade),
+            slope_ci_per_decade=_finite_pair(a.slope_ci_per_decade),
+            n_points=a.n_points,
+            test=a.test,
+            reason=reason,
+            caveats=self._caveats_of(key[0], key[1], key[2], a.start_step),
         )
 
     def series_sizes(self) -> Dict[SeriesKey, int]:
@@ -363,8 +418,9 @@ def _finite_pair(p: Optional[Tuple[float, float]]) -> Optional[Tuple[float, floa
     return (float(p[0]), float(p[1]))
 
 
-def detect_phases(records: Iterable[Record], config: Optional[PhaseConfig] = None,
-                  **overrides: Any) -> Dict[SeriesKey, PhaseDecision]:
+def detect_phases(
+    records: Iterable[Record], config: Optional[PhaseConfig] = None, **overrides: Any
+) -> Dict[SeriesKey, PhaseDecision]:
     """The latest decision of every series after replaying ``records`` through a :class:`PhaseTracker`.
 
     Order-free: records are taken in step order, a step measured twice keeps its last Record, and

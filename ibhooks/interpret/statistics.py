@@ -4,6 +4,7 @@ Holm / Benjamini-Hochberg adjustment, a running mean and a least-squares ramp fi
 No knowledge of Records or estimators: numbers in, numbers out. Every function is vectorised over
 the pairs of a series (O(n^2) memory for n points; the phase tracker bounds n).
 """
+
 from __future__ import annotations
 
 import functools
@@ -86,7 +87,9 @@ def mann_kendall(y: Sequence[float], alternative: str = "two-sided", *, exact_ma
         exact_max_n: Largest tie-free n for the exact distribution.
     """
     if alternative not in ALTERNATIVES:
-        raise ValueError(f"alternative must be 'increasing', 'decreasing' or 'two-sided', got {alternative!r}")
+        raise ValueError(
+            f"alternative must be 'increasing', 'decreasing' or 'two-sided', got {alternative!r}"
+        )
     v = np.asarray(y, dtype=np.float64)
     n = int(v.size)
     if n < 2:
@@ -209,5 +212,15 @@ def fit_ramp(v: np.ndarray, sign: int) -> Optional[Tuple[int, int, float, float]
     return int(c1[k]), int(c2[k]), float(a), float(b[k])
 
 
-__all__ = ["ALTERNATIVES", "MannKendall", "adjust_pvalues", "fit_ramp", "mahonian_cdf", "mann_kendall",
-           "norm_sf", "running_mean", "theil_sen", "tie_term"]
+__all__ = [
+    "ALTERNATIVES",
+    "MannKendall",
+    "adjust_pvalues",
+    "fit_ramp",
+    "mahonian_cdf",
+    "mann_kendall",
+    "norm_sf",
+    "running_mean",
+    "theil_sen",
+    "tie_term",
+]

@@ -24,6 +24,7 @@ i = 0..n-1):
 The family adjustment and persistence (steps 5 and 6) are decided across series by
 :class:`~.phases.PhaseTracker`.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,15 +84,21 @@ class PhaseConfig:
         if int(self.persistence) < 1:
             raise ValueError(f"PhaseConfig: persistence must be >= 1, got {self.persistence!r}")
         if self.correction not in ("holm", "bh", "none"):
-            raise ValueError(f"PhaseConfig: correction must be 'holm', 'bh' or 'none', got {self.correction!r}")
+            raise ValueError(
+                f"PhaseConfig: correction must be 'holm', 'bh' or 'none', got {self.correction!r}"
+            )
         if int(self.max_points) < 2 * int(self.min_points) + int(self.smooth):
-            raise ValueError(f"PhaseConfig: max_points must be >= 2 * min_points + smooth, got {self.max_points!r}")
+            raise ValueError(
+                f"PhaseConfig: max_points must be >= 2 * min_points + smooth, got {self.max_points!r}"
+            )
         if not 0.0 < self.ci_level < 1.0:
             raise ValueError(f"PhaseConfig: ci_level must be in (0, 1), got {self.ci_level!r}")
         if self.mode is not None and self.mode not in ("probe", "passive"):
             raise ValueError(f"PhaseConfig: mode must be 'probe', 'passive' or None, got {self.mode!r}")
         if isinstance(self.phases, str):
-            raise ValueError(f"PhaseConfig: phases must be a sequence of phase names, got the string {self.phases!r}")
+            raise ValueError(
+                f"PhaseConfig: phases must be a sequence of phase names, got the string {self.phases!r}"
+            )
         unknown = [p for p in self.phases if p not in PHASE_QUANTITY]
         if unknown:
             raise ValueError(f"PhaseConfig: unknown phase(s) {unknown}; known: {sorted(PHASE_QUANTITY)}")
@@ -148,7 +155,7 @@ def thin_log(steps: Sequence[float], capacity: int, level: int = FIRST_LEVEL) ->
     t = np.log2(np.maximum(np.asarray(steps, dtype=np.float64), 0.0) + 1.0)
     keep = np.arange(t.size)
     while keep.size > max(int(capacity), 2):
-        cells = np.floor(t * 2.0 ** level)
+        cells = np.floor(t * 2.0**level)
         first = np.concatenate([[True], cells[1:] != cells[:-1]])
         first[-1] = True
         keep = np.flatnonzero(first)
@@ -169,8 +176,14 @@ class SeriesTest:
     slopes only for phases it shows; :func:`analyse_series` runs every stage.
     """
 
-    def __init__(self, steps: Sequence[float], values: Sequence[float], stderr: Optional[Sequence[float]],
-                 phase: str, config: PhaseConfig) -> None:
+    def __init__(
+        self,
+        steps: Sequence[float],
+        values: Sequence[float],
+        stderr: Optional[Sequence[float]],
+        phase: str,
+        config: PhaseConfig,
+    ) -> None:
         if phase not in PHASE_QUANTITY:
             raise ValueError(f"phase must be one of {sorted(PHASE_QUANTITY)}, got {phase!r}")
         cfg = self.cfg = config
@@ -178,8 +191,9 @@ class SeriesTest:
         v = np.asarray(values, dtype=np.float64)
         se = np.full(v.size, np.nan) if stderr is None else np.asarray(stderr, dtype=np.float64)
         if not (t.shape == v.shape == se.shape) or v.ndim != 1:
-            raise ValueError(f"steps, values and stderr must be 1-D of one length, got {t.shape}, {v.shape}, "
-                             f"{se.shape}")
+            raise ValueError(
+                f"steps, values and stderr must be 1-D of one length, got {t.shape}, {v.shape}, {se.shape}"
+            )
         thinned_from = None
         if v.size > cfg.max_points:
             keep = thin_log(t, int(cfg.max_points))
@@ -194,18 +208,24 @@ class SeriesTest:
     def _test(self, thinned_from: Optional[int]) -> SeriesAnalysis:
         cfg, v, phase = self.cfg, self.v, self.phase
         n = int(v.size)
-        base: Dict[str, Any] = {"phase": phase, "n_measurements": thinned_from or n, "thinned_from": thinned_from}
+        base: Dict[str, Any] = {
+            "phase": phase,
+            "n_measurements": thinned_from or n,
+            "thinned_from": thinned_from,
+        }
         direction = PHASE_DIRECTION[phase]
         w = min(int(cfg.smooth), n if n % 2 == 1 else n - 1) if n > 0 else 1
         h = self.h = max(w, 1) // 2
         self.seg = np.arange(0)
         if n < cfg.min_points + h + 1:
-            return SeriesAnalysis(**base, reason=f"{n} measurements; the test needs at least {cfg.min_points + h + 1}")
+            return SeriesAnalysis(
+                **base, reason=f"{n} measurements; the test needs at least {cfg.min_points + h + 1}"
+            )
         sm = running_mean(v, max(w, 1))
         p = int(np.argmax(sm))
         candidates = [p]
         if phase == "compression":
-            late = n // 2 + int(np.argmax(sm[n // 2:]))
+            late = n // 2 + int(np.argmax(sm[n // 2 :]))
             if late != p and n - (late + h + 1) >= cfg.min_points:
                 candidates.append(late)
 
@@ -226,9 +246,16 @@ class SeriesTest:
         base["n_points"] = int(seg.size)
         if mk is None:
             where = "after" if phase == "compression" else "before"
-            return SeriesAnalysis(**base, reason=(f"only {seg.size} measurements {where} the peak at step "
-                                                  f"{base['peak_step']} (need {cfg.min_points})"))
-        base["test"] = mk.method + (f", best of {len(tests)} candidate peaks (Bonferroni)" if len(tests) > 1 else "")
+            return SeriesAnalysis(
+                **base,
+                reason=(
+                    f"only {seg.size} measurements {where} the peak at step "
+                    f"{base['peak_step']} (need {cfg.min_points})"
+                ),
+            )
+        base["test"] = mk.method + (
+            f", best of {len(tests)} candidate peaks (Bonferroni)" if len(tests) > 1 else ""
+        )
         base["statistic"] = (mk.s, mk.var_s, mk.z)
         base["p_value"] = min(1.0, mk.p_value * len(tests))
         return SeriesAnalysis(**base)
@@ -246,8 +273,12 @@ class SeriesTest:
         fit_lo, fit_hi = (self.peak, n) if self.phase == "compression" else (0, min(self.peak + h + 1, n))
         ramp = fit_ramp(v[fit_lo:fit_hi], 1 if direction == "increasing" else -1)
         if ramp is None:
-            self._ramp = replace(a, change_bits=0.0, exceeds_uncertainty=False,
-                                 reason=f"no {direction} ramp fits the measurements")
+            self._ramp = replace(
+                a,
+                change_bits=0.0,
+                exceeds_uncertainty=False,
+                reason=f"no {direction} ramp fits the measurements",
+            )
             return self._ramp
         c1, c2, _, b = ramp
         i1, i2 = fit_lo + c1, fit_lo + c2
@@ -255,14 +286,21 @@ class SeriesTest:
         ends_se = se[[i1, i2]]
         unc: Optional[float] = None
         if np.isfinite(ends_se).all():
-            unc = float(math.sqrt(float((ends_se ** 2).sum())))
+            unc = float(math.sqrt(float((ends_se**2).sum())))
             exceeds = bool(change > cfg.z * unc + cfg.min_change_bits)
         else:
             exceeds = bool(change > cfg.min_change_bits)
         ongoing = bool(fit_hi == n and i2 >= n - 1 - h)
         self._ramp_idx = (i1, n - 1 if ongoing else i2)
-        self._ramp = replace(a, change_bits=float(change), uncertainty_bits=unc, exceeds_uncertainty=exceeds,
-                             ongoing=ongoing, start_step=_step(t[i1]), end_step=None if ongoing else _step(t[i2]))
+        self._ramp = replace(
+            a,
+            change_bits=float(change),
+            uncertainty_bits=unc,
+            exceeds_uncertainty=exceeds,
+            ongoing=ongoing,
+            start_step=_step(t[i1]),
+            end_step=None if ongoing else _step(t[i2]),
+        )
         return self._ramp
 
     def with_slopes(self, per_step: bool = True) -> SeriesAnalysis:
@@ -276,7 +314,7 @@ class SeriesTest:
         lo, hi = self._ramp_idx
         if hi - lo + 1 < 3:
             lo, hi = int(self.seg[0]), int(self.seg[-1])
-        xs, ys = self.t[lo: hi + 1], self.v[lo: hi + 1]
+        xs, ys = self.t[lo : hi + 1], self.v[lo : hi + 1]
         s2 = theil_sen(np.log10(np.maximum(xs, 0.0) + 1.0), ys, self.cfg.ci_level)
         self._slopes = replace(a, slope_bits_per_decade=s2[0], slope_ci_per_decade=(s2[1], s2[2]))
         if per_step:
