@@ -26,7 +26,7 @@ from .chains import Chain, as_chains, validate_chains
 from .config import CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig, build_configs
 from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of, select_layers
-from .capture.taker import SnapshotTaker, check_probe_budget
+from .capture.taker import SnapshotTaker, check_probe_budget, trace_probe_dataflow
 from .pipeline.estimation import build_estimators
 from .pipeline import (BackgroundRunner, Console, Interpreter, MeasurementPipeline, SeriesHistory, SinkSet,
                        SyncRunner)
@@ -144,6 +144,15 @@ class IBMonitor:
         self.mode = "probe" if self.probe is not None else "passive"
 
         selection = select_layers(self.model, layers)
+        flow = None
+        if self.probe is not None:  # chains from the observed data flow; outputs without a batch dim out
+            flow = trace_probe_dataflow(self.model, self.probe, dict(selection.monitored), probe_forward)
+            if flow.non_batch and len(flow.non_batch) < len(selection.monitored):
+                selection = selection.drop(flow.non_batch)
+            silent = flow.silent(dict(selection.monitored))
+            if silent:
+                self.console.warn_once(("silent",), f"selected module(s) {silent} never ran on the probe's forward "
+                                       "pass: they are not measured (unused modules, or another input path?)")
         self.layer_names: List[str] = [n for n, _ in selection.monitored]
         self._modules: Dict[str, nn.Module] = dict(selection.monitored)
         self._skipped = selection.skipped
@@ -162,7 +171,7 @@ class IBMonitor:
             check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb)
 
         if chains == "auto":
-            self._chain_candidates: List[Chain] = list(as_chains(list(selection.chains)))
+            self._chain_candidates: List[Chain] = _merge_chains(flow.chains if flow else [], selection.chains)
         elif chains is None:
             self._chain_candidates = []
         else:
@@ -444,3 +453,16 @@ class IBMonitor:
 def _default_run_name() -> str:
     """Unique across processes started in the same second (time, pid)."""
     return _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+
+
+def _merge_chains(traced: Sequence[Any], structural: Sequence[Any]) -> List[Chain]:
+    """Chains seen in the data flow, plus structural ones (children of one nn.Sequential, applied in
+    order: a Markov chain by construction, also where unmonitored modules sit between the layers) over
+    the layers no traced chain covers."""
+    out = list(as_chains(list(traced)))
+    covered = {n for c in out for n in c.layers}
+    for c in as_chains(list(structural)):
+        rest = c.restricted(n for n in c.layers if n not in covered)
+        if rest is not None:
+            out.append(rest)
+    return list(as_chains(out))

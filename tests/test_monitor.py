@@ -210,7 +210,8 @@ def test_transformer_auto_layers_and_coverage(tmp_path):
     assert cov["encoder.layers.0"]["shape"] == ["B", 6, 16]
     assert cov["encoder.layers.0"]["reduction"] == "flatten" and cov["encoder.layers.0"]["dim"] == 96
     assert cov["encoder.layers.0.self_attn"]["status"] == "skipped"
-    assert [c.layers for c in mon.chains] == [("encoder.layers.0", "encoder.layers.1")]
+    # from the data flow: the embedding feeds the first block (the head reads a mean over tokens: off the chain)
+    assert [c.layers for c in mon.chains] == [("embed", "encoder.layers.0", "encoder.layers.1")]
     rec = mon.step()
     mon.close()
     assert set(rec.layers) == set(mon.layer_names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -15,6 +15,9 @@ from .hooks import Capture
 from .probe import Probe
 from .reservoir import PassiveReservoir
 from .snapshot import Snapshot
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..dataflow import DataFlow
 
 PASSIVE_NOTE = "passive: activations of training batches; X and the network change within the window"
 
@@ -136,3 +139,17 @@ def check_probe_budget(capture: Capture, rows: int, budget_mb: float) -> None:
             f"{budget_mb:g}. Use fewer probe samples (max_samples=), a reducing reduction ('mean' or "
             "'project:64'), fewer layers, or raise memory_budget_mb."
         )
+
+
+def trace_probe_dataflow(model: nn.Module, probe: Probe, monitored: Dict[str, nn.Module],
+                         forward: Optional[Callable[[nn.Module, Any], Any]] = None) -> "DataFlow":
+    """Which monitored module's output feeds which, seen on two probe rows (eval, no_grad, forked RNG)."""
+    from ..dataflow import trace_chains
+
+    rows = min(2, probe.n)
+
+    def run() -> None:
+        with _eager():
+            probe.run(model, batch_size=rows, limit=rows, begin_pass=lambda n: None, forward=forward)
+
+    return trace_chains(model, monitored, run, n_rows=rows)
