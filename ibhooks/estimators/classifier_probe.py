@@ -24,10 +24,13 @@ Details that define the quantity:
   over column blocks, so the cost is O(n^2 d) once, then the fit is in n dimensions. Here the columns
   are standardised with all rows' statistics (label-free; within sampling noise of a fold's). The
   same holds for the MLP's first layer when only it and the output layer are penalised.
-* L2 strength: a fixed ``l2`` or, by default, a grid 10^0 ... 10^-4 (half decades) walked from strong
-  to weak with warm starts; each outer fold picks its lambda on an inner validation fold (the next
-  fold, so the held-out rows never choose lambda), then refits on its whole training part. The walk
-  stops when the validation loss has not improved for two grid points in every fold.
+* L2 strength: a fixed ``l2`` or, by default, the decades 10^0 ... 10^-4, walked with warm starts
+  (strong to weak for the linear probe, weak to strong for the MLP); each outer fold picks its lambda
+  on an inner validation fold (the next fold, so the held-out rows never choose lambda), then refits
+  on its whole training part. The walk stops when the validation loss has not improved for two grid
+  points in every fold; then each fold tries half a decade either side of its choice. The refit on
+  (F-1)/(F-2) times the inner rows uses lambda x (F-2)/(F-1) (lambda multiplies a mean loss, so the
+  same prior strength scales as 1/rows). Path fits stop at a gradient of 1e-4, the final fit at 1e-5.
 * Optimiser: full-batch L-BFGS, all folds in one batched run (:mod:`._lbfgs`), on the tensor's device.
 * Warm start: per ``layer`` name the final weights and chosen lambdas are kept and start the next
   measurement (when shapes match); the grid walk is then limited to one decade around the previous
@@ -45,10 +48,16 @@ import torch
 from ..schema.estimate import Estimate, EstimatorTraits, make_estimate
 from ._common import LN2, check_labels, check_samples
 from ._label_only import LabelInformationEstimator
-from ._lbfgs import autograd_objective, batched_lbfgs
+from ._lbfgs import Objective, autograd_objective, batched_lbfgs
 
-#: Default L2 grid (relative to the mean feature variance): 1, 10^-0.5, ..., 10^-4.
-DEFAULT_L2_GRID: Tuple[float, ...] = tuple(10.0 ** (-k / 2) for k in range(9))
+#: Default L2 grid (relative to the mean feature variance): decades 1 ... 10^-4.
+DEFAULT_L2_GRID: Tuple[float, ...] = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
+
+#: Gradient tolerance of the fits along the L2 path (they only choose lambda; the final fit uses 1e-5).
+PATH_GTOL = 1e-4
+
+#: After the walk each fold also tries its chosen lambda times and divided by this (half a decade).
+REFINE_STEP = 10.0 ** 0.5
 
 #: Columns of T standardised per block while accumulating the Gram matrix (bounds the temporary copy).
 GRAM_COLUMN_BLOCK = 8192
@@ -163,9 +172,32 @@ class _ProbeModel:
         picked = lg.gather(2, self.codes[:, None, None].expand(-1, self.folds, 1))[:, :, 0]
         return (torch.logsumexp(lg, dim=2) - picked).T
 
-    def objective(self, weights: torch.Tensor, l2: torch.Tensor):
+    def objective(self, weights: torch.Tensor, l2: torch.Tensor) -> Objective:
+        """x -> (per-fold loss, gradient): mean cross-entropy under ``weights`` (F, n) plus the penalty."""
         scale = 0.5 * l2 * self.feature_var
-        return autograd_objective(lambda x: (self.row_losses(x) * weights).sum(1) + scale * self.penalty(x))
+        if self.h > 0:
+            return autograd_objective(lambda x: (self.row_losses(x) * weights).sum(1) + scale * self.penalty(x))
+        return lambda x: self._linear_value_and_grad(x, weights, scale)
+
+    def _linear_value_and_grad(self, x: torch.Tensor, weights: torch.Tensor,
+                               scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Closed-form gradient of the linear probe's objective (no autograd graph)."""
+        w = x[:, : self.p * self.k].view(self.folds, self.p, self.k)
+        lg = self.logits(x)  # (n, F, K)
+        lse = torch.logsumexp(lg, dim=2)
+        picked = lg.gather(2, self.codes[:, None, None].expand(-1, self.folds, 1))[:, :, 0]
+        wt = weights.T  # (n, F)
+        pen = (w * w).sum((1, 2))
+        f = ((lse - picked) * wt).sum(0) + scale * pen
+        r = torch.exp(lg - lse[:, :, None])
+        r.scatter_add_(2, self.codes[:, None, None].expand(-1, self.folds, 1),
+                       -torch.ones(lg.shape[0], self.folds, 1, dtype=lg.dtype, device=lg.device))
+        r = r * wt[:, :, None]  # d loss / d logits
+        g_raw = (self.z.T @ r.reshape(r.shape[0], -1)).view(self.p, self.folds, self.k).permute(1, 0, 2)
+        g_b = r.sum(0)  # (F, K)
+        g_w = g_raw * self.inv_sd[:, :, None] - (self.mu * self.inv_sd)[:, :, None] * g_b[:, None, :]
+        g_w = g_w + 2.0 * scale[:, None, None] * w
+        return f, torch.cat([g_w.reshape(self.folds, -1), g_b], dim=1)
 
 
 def _mean_weights(mask: torch.Tensor) -> torch.Tensor:
@@ -185,7 +217,9 @@ def fit_probe(z: torch.Tensor, codes: torch.Tensor, fold: torch.Tensor, *, folds
     gen = gen if gen is not None else torch.Generator(device=z.device)
     x = init if init is not None and tuple(init.shape) == (folds, model.m) else model.init(gen)
     x = x.to(device=z.device, dtype=z.dtype)
-    iterations, grid = 0, sorted({float(v) for v in l2}, reverse=True)
+    # strong to weak for the convex linear probe; weak to strong for the MLP, whose zero weights (where
+    # a strong penalty leads) are a saddle that a warm start cannot leave
+    iterations, grid = 0, sorted({float(v) for v in l2}, reverse=hidden == 0)
     if len(grid) > 1:
         val = torch.stack([fold == (f + 1) % folds for f in range(folds)]).to(z.dtype)
         inner = _mean_weights(model.train * (1 - val))
@@ -193,19 +227,31 @@ def fit_probe(z: torch.Tensor, codes: torch.Tensor, fold: torch.Tensor, *, folds
         best = z.new_full((folds,), math.inf)
         best_x, best_l2 = x.clone(), z.new_full((folds,), grid[0])
         worse = torch.zeros(folds, dtype=torch.long, device=z.device)
-        for lam in grid:  # the regularisation path: a few grid points, each a batched fit
-            res = batched_lbfgs(model.objective(inner, z.new_full((folds,), lam)), x, max_iter=max_iter)
-            x, iterations = res.x, iterations + res.iterations
+
+        def try_l2(lam: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+            nonlocal best, best_x, best_l2, iterations
+            res = batched_lbfgs(model.objective(inner, lam), start, max_iter=max_iter, gtol=PATH_GTOL)
+            iterations += res.iterations
             with torch.no_grad():
-                v = (model.row_losses(x) * val_w).sum(1)
+                v = (model.row_losses(res.x) * val_w).sum(1)
             better = v < best
             best = torch.where(better, v, best)
-            best_x = torch.where(better[:, None], x, best_x)
-            best_l2 = torch.where(better, z.new_full((folds,), lam), best_l2)
+            best_x = torch.where(better[:, None], res.x, best_x)
+            best_l2 = torch.where(better, lam, best_l2)
+            return better
+
+        for lam in grid:  # the regularisation path: a few grid points, each a batched fit
+            better = try_l2(z.new_full((folds,), lam), x if lam == grid[0] else best_x)
             worse = torch.where(better, torch.zeros_like(worse), worse + 1)
             if bool((worse >= 2).all()):
                 break
-        x, lam_f = best_x, best_l2
+        if len(grid) >= 3:  # refine each fold's choice by the geometric midpoints to its neighbours
+            centre = best_l2.clone()
+            for step in (REFINE_STEP, 1.0 / REFINE_STEP):
+                try_l2(centre * step, best_x)
+        # the inner fits saw (F-2)/(F-1) of the refit's rows: keep the total penalty strength (lambda
+        # multiplies a mean loss, so it scales as 1 / rows)
+        x, lam_f = best_x, best_l2 * ((folds - 2) / (folds - 1))
     else:
         lam_f = z.new_full((folds,), grid[0])
     res = batched_lbfgs(model.objective(_mean_weights(model.train), lam_f), x, max_iter=max_iter)
