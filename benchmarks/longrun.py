@@ -9,8 +9,11 @@ with binning on a probe of 512 rows, ``schedule=1`` (a measurement at every step
 JSONL run log as the only sink, ``verbose=False``. Record k is the measurement of step k - 1 (the
 constructor's step-0 measurement is record 1). Three targets:
 
-* **Time**: the median time of ``monitor.step()`` over the 20 measurements up to record 100 and up to
-  the last record (3,200); ratio late / early <= 1.5. The same ratio is printed for the
+* **Time**: the median time of ``monitor.step()`` over 20 measurements up to record 100 and 20 after
+  record 3,200; ratio late / early <= 1.5. So that machine load cannot tilt the ratio, the verdict
+  compares them *interleaved*: after record 3,200 a fresh monitor on the same model is brought to
+  record 80, and the two measure in turn, 20 records each. The sequential ratio (records 81-100
+  against 3,181-3,200 of the long run, minutes apart) is printed too, and both for the
   interpretation stage alone (checks + incremental phase tests, timed by wrapping the pipeline's
   interpreter), the part that used to re-analyse the whole history.
 * **Memory**: process RSS (``/proc/self/statm`` after ``gc.collect()``) at record 200 and at the last
@@ -106,39 +109,69 @@ class TimedInterpreter:
         return getattr(self.inner, name)
 
 
-def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
-    """``total`` measurements (records 1..total); returns the timings, RSS checkpoints and state size."""
-    model, layers = build_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    g = torch.Generator().manual_seed(1)
-    probe = (torch.randn(probe_rows, 12, generator=g), torch.randint(0, 2, (probe_rows,), generator=g))
-    batches = [(torch.randn(batch, 12, generator=g), torch.randint(0, 2, (batch,), generator=g)) for _ in range(8)]
+class Loop:
+    """The model, its optimizer, fixed batches and the probe."""
 
+    def __init__(self, probe_rows: int, batch: int) -> None:
+        self.model, self.layers = build_model()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        g = torch.Generator().manual_seed(1)
+        self.probe = (torch.randn(probe_rows, 12, generator=g), torch.randint(0, 2, (probe_rows,), generator=g))
+        self.batches = [(torch.randn(batch, 12, generator=g), torch.randint(0, 2, (batch,), generator=g))
+                        for _ in range(8)]
+        self.i = 0
+
+    def train_step(self) -> None:
+        x, y = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        loss = F.cross_entropy(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def monitor(self, name: str, logdir: str, size: int) -> Tuple[ibhooks.IBMonitor, TimedInterpreter]:
+        """A monitor measuring at every step (its constructor takes record 1) with a timed interpreter."""
+        mon = ibhooks.IBMonitor(self.model, layers=self.layers, probe=self.probe, schedule=1,
+                                estimators=["binning"], log_dir=logdir, run_name=name, verbose=False,
+                                max_samples=self.probe[0].shape[0])
+        pipeline = mon._runner.pipeline
+        timer = TimedInterpreter(pipeline.interpreter, size)
+        pipeline.interpreter = timer
+        return mon, timer
+
+    def timed_step(self, mon: ibhooks.IBMonitor) -> float:
+        """One training step, then ``mon.step()`` (which must measure); returns the step() time."""
+        self.train_step()
+        t0 = time.perf_counter()
+        out = mon.step()
+        took = time.perf_counter() - t0
+        if out is None:
+            raise RuntimeError(f"step {mon.step_count}: step() measured nothing; the schedule should be due")
+        return took
+
+
+def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
+    """``total`` measurements (records 1..total); returns the timings, RSS checkpoints and state size.
+
+    Then, to compare the cost at the two ends of the history under the same machine load, a fresh
+    monitor on the same model is brought to record ``100 - WINDOW`` and the two monitors measure in
+    turn (order alternating) for WINDOW more records each: records up to 100 of the fresh one
+    against records ``total + 1 ...`` of the long one."""
+    loop = Loop(probe_rows, batch)
     step_s = np.full(total + 1, np.nan)  # index = record number; record 1 (construction) is not timed
     early_end = min(100, total)
     mem_first = min(200, total // 2)
     checkpoints = sorted({mem_first, *(c for c in (400, 800, 1600) if mem_first < c < total), total})
     raw: Dict[int, int] = {}
     trimmed: Dict[int, int] = {}
+    paired: Dict[str, List[float]] = {"long": [], "fresh": [], "long_interp": [], "fresh_interp": []}
 
     t_start = time.perf_counter()
-    mon = ibhooks.IBMonitor(model, layers=layers, probe=probe, schedule=1, estimators=["binning"],
-                            log_dir=logdir, run_name="longrun", verbose=False, max_samples=probe_rows)
-    pipeline = mon._runner.pipeline
-    timer = TimedInterpreter(pipeline.interpreter, total + 1)
-    pipeline.interpreter = timer
+    mon, timer = loop.monitor("longrun", logdir, total + WINDOW + 1)
+    fresh = None
     try:
         for record in range(2, total + 1):
-            x, y = batches[record % len(batches)]
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            t0 = time.perf_counter()
-            out = mon.step()
-            step_s[record] = time.perf_counter() - t0
-            if out is None:
-                raise RuntimeError(f"record {record}: step() measured nothing; the schedule should be due")
+            step_s[record] = loop.timed_step(mon)
             if record in checkpoints:
                 raw[record] = rss()
                 trimmed[record] = trimmed_rss()
@@ -146,8 +179,18 @@ def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
         state_bytes = len(pickle.dumps(mon.state_dict()))
         series_bytes = mon.history_series.nbytes()
         n_records = len(mon.history_series)
+
+        fresh, fresh_timer = loop.monitor("fresh", logdir, early_end + 1)
+        for _ in range(2, early_end - WINDOW + 1):
+            loop.timed_step(fresh)
+        for i in range(WINDOW):
+            for name, m, t in (("long", mon, timer), ("fresh", fresh, fresh_timer))[:: 1 if i % 2 == 0 else -1]:
+                paired[name].append(loop.timed_step(m))
+                paired[name + "_interp"].append(float(t.seconds[t.i - 1]))
     finally:
         mon.close()
+        if fresh is not None:
+            fresh.close()
     # interpreter call i is record i + 1
     interp = np.concatenate([[np.nan], timer.seconds[: total]])
     return {
@@ -157,6 +200,7 @@ def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
         "late": (total - WINDOW + 1, total),
         "step_s": step_s,
         "interp_s": interp,
+        "paired": paired,
         "checkpoints": checkpoints,
         "raw": raw,
         "trimmed": trimmed,
@@ -165,10 +209,6 @@ def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
         "series_bytes": series_bytes,
         "wall": wall,
     }
-
-
-def _median(a: np.ndarray, lo: int, hi: int) -> float:
-    return float(statistics.median(a[lo: hi + 1].tolist()))
 
 
 def report(r: Dict[str, Any], quick: bool) -> List[str]:
@@ -182,18 +222,28 @@ def report(r: Dict[str, Any], quick: bool) -> List[str]:
             missed.append(f"{what} ({by})")
         return "met" if ok else f"MISSED ({by})"
 
-    print(f"\n## measurement time: median over records {e0}-{e1} against records {l0}-{l1}; "
-          f"target late / early <= {TARGET_TIME_RATIO}")
-    head = f"{'part':<34}{'early ms':>10}{'late ms':>10}{'late/early':>12}  target"
+    p = r["paired"]
+    print(f"\n## measurement time at record ~100 against record ~{total:,}; target late / early <= "
+          f"{TARGET_TIME_RATIO}")
+    head = f"{'how':<13}{'part':<34}{'early ms':>10}{'late ms':>10}{'late/early':>12}  target"
     print(head)
     print("-" * len(head))
-    for name, key, target in (("one measurement (monitor.step())", "step_s", True),
-                              ("interpretation (checks + phases)", "interp_s", False)):
-        early, late = _median(r[key], e0, e1), _median(r[key], l0, l1)
+    rows = (
+        ("interleaved", "one measurement (monitor.step())", p["fresh"], p["long"], True),
+        ("interleaved", "interpretation (checks + phases)", p["fresh_interp"], p["long_interp"], False),
+        ("sequential", "one measurement (monitor.step())", r["step_s"][e0: e1 + 1], r["step_s"][l0: l1 + 1], False),
+        ("sequential", "interpretation (checks + phases)", r["interp_s"][e0: e1 + 1], r["interp_s"][l0: l1 + 1],
+         False),
+    )
+    for how, name, early_s, late_s, target in rows:
+        early, late = statistics.median(list(early_s)), statistics.median(list(late_s))
         ratio = late / early
         ok = verdict(ratio <= TARGET_TIME_RATIO, f"{name} time ratio",
-                     f"{ratio:.2f} > {TARGET_TIME_RATIO}") if target else "(part of the above)"
-        print(f"{name:<34}{1e3 * early:>10.2f}{1e3 * late:>10.2f}{ratio:>12.2f}  {ok}")
+                     f"{ratio:.2f} > {TARGET_TIME_RATIO}") if target else "(not the verdict)"
+        print(f"{how:<13}{name:<34}{1e3 * early:>10.2f}{1e3 * late:>10.2f}{ratio:>12.2f}  {ok}")
+    print(f"# interleaved (the verdict): a fresh monitor's records {e0}-{e1} and this run's records {total + 1:,}-"
+          f"{total + WINDOW:,}, measured in turn on the same model (same machine load);\n# sequential: this run's "
+          f"records {e0}-{e1} against {l0:,}-{l1:,}, minutes apart (the machine's load may differ); medians")
 
     print(f"\n## process RSS after gc.collect(), MB (10^6 bytes), from record {first:,} to record {total:,}; "
           f"target growth <= {TARGET_RSS_PER_MEAS / KB:.0f} KB per measurement")

@@ -1,7 +1,7 @@
 """Smoke runs of the benchmark scripts (benchmarks/*.py --quick): each finishes and prints its table.
 
 No timing or accuracy is asserted (shared machines are noisy; the numbers live in
-benchmarks/RESULTS.md). The four scripts start together as subprocesses, single-threaded, so the
+benchmarks/RESULTS.md). The five scripts start together as subprocesses, single-threaded, so the
 whole module costs about the slowest of them rather than their sum.
 """
 
@@ -30,7 +30,24 @@ SCRIPTS: Dict[str, Tuple[List[str], List[str]]] = {
     ),
     "overhead.py": (
         ["--quick"],
-        ["## (a) steps with no measurement due", "## (b) amortised overhead", "resnet18", "component"],
+        [
+            "## (a) steps with no measurement due",
+            "## (b) amortised overhead",
+            "## (c) training thread blocked per measurement",
+            "szt-mlp",
+            "resnet18",
+            "component",
+            "background",
+        ],
+    ),
+    "longrun.py": (
+        ["--quick"],
+        [
+            "## measurement time",
+            "## process RSS after gc.collect()",
+            "## monitor state at record 200",
+            "pickle.dumps(monitor.state_dict())",
+        ],
     ),
     "memory.py": (
         ["--quick"],
@@ -58,7 +75,7 @@ SCRIPTS: Dict[str, Tuple[List[str], List[str]]] = {
 @pytest.fixture(scope="module")
 def runs() -> Dict[str, subprocess.Popen]:
     env = dict(os.environ)
-    # one thread per process for numpy/scipy/torch alike: four processes share a 2-core box
+    # one thread per process for numpy/scipy/torch alike: five processes share a 2-core box
     env.update(
         OMP_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
@@ -125,3 +142,38 @@ def test_accuracy_skips_a_missing_peer_cleanly() -> None:
     assert peers and all(r.value is None and r.note.startswith("skipped:") for r in peers)
     ksg = next(r for r in rows if r.method == "ibhooks:ksg")
     assert ksg.value is not None and abs(ksg.error) < 0.5
+
+
+def _longrun_result(total: int, late_ms: float, rss_growth: int, state_bytes: int) -> Dict:
+    """A synthetic longrun result: 10 ms per early measurement, ``late_ms`` per late one."""
+    import numpy as np  # noqa: PLC0415
+
+    step_s = np.full(total + 1, 0.010)
+    step_s[total - 19:] = late_ms / 1e3
+    return {
+        "total": total, "records": total, "early": (81, 100), "late": (total - 19, total),
+        "paired": {"fresh": [0.010] * 20, "long": [late_ms / 1e3] * 20, "fresh_interp": [0.005] * 20,
+                   "long_interp": [late_ms / 2e3] * 20},
+        "step_s": step_s, "interp_s": step_s / 2, "checkpoints": [200, total], "mem_first": 200,
+        "raw": {200: 100_000_000, total: 100_000_000 + rss_growth},
+        "trimmed": {200: 100_000_000, total: 100_000_000 + rss_growth},
+        "state_bytes": state_bytes, "series_bytes": 0, "wall": 1.0,
+    }
+
+
+def test_longrun_verdicts_name_each_missed_target(capsys: pytest.CaptureFixture) -> None:
+    """The full run's verdicts: all met -> nothing missed; each target over its limit is named (and a
+    --quick run asserts nothing)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import longrun  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(BENCH))
+    ok = _longrun_result(3200, late_ms=14.0, rss_growth=3000 * 7_000, state_bytes=900_000)
+    assert longrun.report(ok, quick=False) == []
+    bad = _longrun_result(3200, late_ms=16.0, rss_growth=3000 * 9_000, state_bytes=1_100_000)
+    missed = longrun.report(bad, quick=False)
+    assert [m.rsplit(" (", 1)[0] for m in missed] == [
+        "one measurement (monitor.step()) time ratio", "RSS growth per measurement", "state_dict size"]
+    assert longrun.report(bad, quick=True) == []
+    assert "MISSED (1.60 > 1.5)" in capsys.readouterr().out
