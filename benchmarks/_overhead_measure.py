@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from _overhead_setup import DEFAULT_PROBE_BS, NEVER, Bench
 
 import ibhooks
-from _overhead_setup import DEFAULT_PROBE_BS, NEVER, Bench
 
 # ---------------------------------------------------------------- (a) steps with no measurement due
 
@@ -120,8 +120,17 @@ def idle_overhead(bench: Bench, mode: str, reps: int, hook_us: float) -> IdleRow
         plain_times.append(times["A"])
         mon_times.append(times["B"])
     step_ms = statistics.median(plain_times) / n * 1e3
-    return IdleRow(bench.spec.name, mode, hooks, n, step_ms, ratios, min(mon_times) / min(plain_times),
-                   step_call_cost_us(bench, mode), hook_us)
+    return IdleRow(
+        bench.spec.name,
+        mode,
+        hooks,
+        n,
+        step_ms,
+        ratios,
+        min(mon_times) / min(plain_times),
+        step_call_cost_us(bench, mode),
+        hook_us,
+    )
 
 
 # ---------------------------------------------------------------- (b) amortised over a realistic run
@@ -150,7 +159,7 @@ def direct_runs(bench: Bench, length: int, num: int, reps: int) -> Dict[bool, Li
     out: Dict[bool, List[float]] = {False: [], True: []}
     for r in range(reps):
         times: Dict[str, float] = {}
-        for arm in arms[r % 3:] + arms[: r % 3]:
+        for arm in arms[r % 3 :] + arms[: r % 3]:
             gc.collect()
             bench.plain(bench.spec.warmup)
             if arm == "plain":
@@ -278,7 +287,7 @@ def blocked_times(bench: Bench, reps: int) -> BlockedRow:
     arms = ("snap", "sync", "bg")
     try:
         for r in range(reps):
-            for arm in arms[r % 3:] + arms[: r % 3]:
+            for arm in arms[r % 3 :] + arms[: r % 3]:
                 gc.collect()
                 bench.train_step()
                 bench.sync()
@@ -307,7 +316,11 @@ def blocked_times(bench: Bench, reps: int) -> BlockedRow:
         pipeline_mod.run_estimators = run_estimators
         sync_mon.close()
         bg_mon.close()
-    row.estimate, row.interpret, row.sinks = parts["estimate"], parts["interpret"][-reps:], parts["sinks"][-reps:]
+    row.estimate, row.interpret, row.sinks = (
+        parts["estimate"],
+        parts["interpret"][-reps:],
+        parts["sinks"][-reps:],
+    )
     return row
 
 

@@ -55,7 +55,8 @@ def print_runs(rows: List[RunRow]) -> None:
         "measurement cost included; target <= 5 %"
     )
     head = (
-        f"{'model':<10}{'mode':<12}{'L':>7}{'M':>5}{'probe bs':>9}{'step ms':>10}{'meas ms':>10}{'build ms':>10}"
+        f"{'model':<10}{'mode':<12}{'L':>7}{'M':>5}{'probe bs':>9}{'step ms':>10}{'meas ms':>10}"
+        f"{'build ms':>10}"
         f"{'direct':>9}{'[min, max]':>18}{'composed':>10}  target"
     )
     print(head)
@@ -78,7 +79,8 @@ def print_runs(rows: List[RunRow]) -> None:
         "verdict where it exists); composed = (L x idle extra + build + (M-1) x meas) / (L x step);\n"
         "# meas ms = one measurement on the training thread, from (c): the whole of it (sync) or the "
         "blocked time (background: assumes a free core for the worker)\n"
-        f"# probe bs = rows per chunk of the probe forward (the default probe_batch_size is {DEFAULT_PROBE_BS}; "
+        "# probe bs = rows per chunk of the probe forward (the default probe_batch_size is "
+        f"{DEFAULT_PROBE_BS}; "
         "a model's last sync row, if its batch is smaller, uses the training batch size)"
     )
 
@@ -89,7 +91,8 @@ def print_blocked(rows: List[BlockedRow]) -> None:
         "measure(), interleaved; target background <= snapshot x 1.10"
     )
     head = (
-        f"{'model':<10}{'reps':>5}{'snapshot ms':>13}{'sync ms':>10}{'bg ms':>10}{'bg/snap':>9}{'[min, max]':>18}"
+        f"{'model':<10}{'reps':>5}{'snapshot ms':>13}{'sync ms':>10}{'bg ms':>10}{'bg/snap':>9}"
+        f"{'[min, max]':>18}"
         f"{'bg/sync':>9}{'estim ms':>10}{'interp ms':>10}{'sinks ms':>10}  target"
     )
     print(head)
@@ -98,7 +101,8 @@ def print_blocked(rows: List[BlockedRow]) -> None:
         ratio = statistics.median(r.bg_over_snap)
         ok = "met" if ratio <= BLOCKED_TARGET else f"MISSED ({ratio:.2f} > {BLOCKED_TARGET:.2f})"
         print(
-            f"{r.model:<10}{len(r.snap):>5}{1e3 * r.snap_s:>13.2f}{1e3 * r.sync_s:>10.2f}{1e3 * r.bg_s:>10.2f}"
+            f"{r.model:<10}{len(r.snap):>5}{1e3 * r.snap_s:>13.2f}{1e3 * r.sync_s:>10.2f}"
+            f"{1e3 * r.bg_s:>10.2f}"
             f"{ratio:>9.3f}{_spread(r.bg_over_snap):>18}{statistics.median(r.bg_over_sync):>9.3f}"
             f"{1e3 * median_or_nan(r.estimate):>10.2f}{1e3 * median_or_nan(r.interpret):>10.2f}"
             f"{1e3 * median_or_nan(r.sinks):>10.2f}  {ok}"

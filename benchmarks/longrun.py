@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import ibhooks  # noqa: E402
+import ibhooks
 
 KB = 1000
 MB = 1000 * KB
@@ -84,8 +84,15 @@ def build_model(seed: int = 0) -> Tuple[nn.Sequential, List[str]]:
     """12-16-12-8-4-2 tanh MLP; the four tanh outputs and the logits are monitored (5 layers)."""
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 8), nn.Tanh(),
-        nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 2),
+        nn.Linear(12, 16),
+        nn.Tanh(),
+        nn.Linear(16, 12),
+        nn.Tanh(),
+        nn.Linear(12, 8),
+        nn.Tanh(),
+        nn.Linear(8, 4),
+        nn.Tanh(),
+        nn.Linear(4, 2),
     )
     return model, ["1", "3", "5", "7", "8"]
 
@@ -116,9 +123,14 @@ class Loop:
         self.model, self.layers = build_model()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
         g = torch.Generator().manual_seed(1)
-        self.probe = (torch.randn(probe_rows, 12, generator=g), torch.randint(0, 2, (probe_rows,), generator=g))
-        self.batches = [(torch.randn(batch, 12, generator=g), torch.randint(0, 2, (batch,), generator=g))
-                        for _ in range(8)]
+        self.probe = (
+            torch.randn(probe_rows, 12, generator=g),
+            torch.randint(0, 2, (probe_rows,), generator=g),
+        )
+        self.batches = [
+            (torch.randn(batch, 12, generator=g), torch.randint(0, 2, (batch,), generator=g))
+            for _ in range(8)
+        ]
         self.i = 0
 
     def train_step(self) -> None:
@@ -131,9 +143,17 @@ class Loop:
 
     def monitor(self, name: str, logdir: str, size: int) -> Tuple[ibhooks.IBMonitor, TimedInterpreter]:
         """A monitor measuring at every step (its constructor takes record 1) with a timed interpreter."""
-        mon = ibhooks.IBMonitor(self.model, layers=self.layers, probe=self.probe, schedule=1,
-                                estimators=["binning"], log_dir=logdir, run_name=name, verbose=False,
-                                max_samples=self.probe[0].shape[0])
+        mon = ibhooks.IBMonitor(
+            self.model,
+            layers=self.layers,
+            probe=self.probe,
+            schedule=1,
+            estimators=["binning"],
+            log_dir=logdir,
+            run_name=name,
+            verbose=False,
+            max_samples=self.probe[0].shape[0],
+        )
         pipeline = mon._runner.pipeline
         timer = TimedInterpreter(pipeline.interpreter, size)
         pipeline.interpreter = timer
@@ -184,7 +204,9 @@ def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
         for _ in range(2, early_end - WINDOW + 1):
             loop.timed_step(fresh)
         for i in range(WINDOW):
-            for name, m, t in (("long", mon, timer), ("fresh", fresh, fresh_timer))[:: 1 if i % 2 == 0 else -1]:
+            for name, m, t in (("long", mon, timer), ("fresh", fresh, fresh_timer))[
+                :: 1 if i % 2 == 0 else -1
+            ]:
                 paired[name].append(loop.timed_step(m))
                 paired[name + "_interp"].append(float(t.seconds[t.i - 1]))
     finally:
@@ -192,7 +214,7 @@ def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
         if fresh is not None:
             fresh.close()
     # interpreter call i is record i + 1
-    interp = np.concatenate([[np.nan], timer.seconds[: total]])
+    interp = np.concatenate([[np.nan], timer.seconds[:total]])
     return {
         "total": total,
         "records": n_records,
@@ -223,51 +245,90 @@ def report(r: Dict[str, Any], quick: bool) -> List[str]:
         return "met" if ok else f"MISSED ({by})"
 
     p = r["paired"]
-    print(f"\n## measurement time at record ~100 against record ~{total:,}; target late / early <= "
-          f"{TARGET_TIME_RATIO}")
+    print(
+        f"\n## measurement time at record ~100 against record ~{total:,}; target late / early <= "
+        f"{TARGET_TIME_RATIO}"
+    )
     head = f"{'how':<13}{'part':<34}{'early ms':>10}{'late ms':>10}{'late/early':>12}  target"
     print(head)
     print("-" * len(head))
     rows = (
         ("interleaved", "one measurement (monitor.step())", p["fresh"], p["long"], True),
         ("interleaved", "interpretation (checks + phases)", p["fresh_interp"], p["long_interp"], False),
-        ("sequential", "one measurement (monitor.step())", r["step_s"][e0: e1 + 1], r["step_s"][l0: l1 + 1], False),
-        ("sequential", "interpretation (checks + phases)", r["interp_s"][e0: e1 + 1], r["interp_s"][l0: l1 + 1],
-         False),
+        (
+            "sequential",
+            "one measurement (monitor.step())",
+            r["step_s"][e0 : e1 + 1],
+            r["step_s"][l0 : l1 + 1],
+            False,
+        ),
+        (
+            "sequential",
+            "interpretation (checks + phases)",
+            r["interp_s"][e0 : e1 + 1],
+            r["interp_s"][l0 : l1 + 1],
+            False,
+        ),
     )
     for how, name, early_s, late_s, target in rows:
         early, late = statistics.median(list(early_s)), statistics.median(list(late_s))
         ratio = late / early
-        ok = verdict(ratio <= TARGET_TIME_RATIO, f"{name} time ratio",
-                     f"{ratio:.2f} > {TARGET_TIME_RATIO}") if target else "(not the verdict)"
+        ok = (
+            verdict(ratio <= TARGET_TIME_RATIO, f"{name} time ratio", f"{ratio:.2f} > {TARGET_TIME_RATIO}")
+            if target
+            else "(not the verdict)"
+        )
         print(f"{how:<13}{name:<34}{1e3 * early:>10.2f}{1e3 * late:>10.2f}{ratio:>12.2f}  {ok}")
-    print(f"# interleaved (the verdict): a fresh monitor's records {e0}-{e1} and this run's records {total + 1:,}-"
-          f"{total + WINDOW:,}, measured in turn on the same model (same machine load);\n# sequential: this run's "
-          f"records {e0}-{e1} against {l0:,}-{l1:,}, minutes apart (the machine's load may differ); medians")
+    print(
+        f"# interleaved (the verdict): a fresh monitor's records {e0}-{e1} and this run's records "
+        f"{total + 1:,}-{total + WINDOW:,}, measured in turn on the same model (same machine load);\n"
+        f"# sequential: this run's records {e0}-{e1} against {l0:,}-{l1:,}, minutes apart (the machine's "
+        "load may differ); medians"
+    )
 
-    print(f"\n## process RSS after gc.collect(), MB (10^6 bytes), from record {first:,} to record {total:,}; "
-          f"target growth <= {TARGET_RSS_PER_MEAS / KB:.0f} KB per measurement")
+    print(
+        f"\n## process RSS after gc.collect(), MB (10^6 bytes), from record {first:,} to record {total:,}; "
+        f"target growth <= {TARGET_RSS_PER_MEAS / KB:.0f} KB per measurement"
+    )
     cps = r["checkpoints"]
-    head = f"{'RSS':<10}" + "".join(f"{'@' + format(c, ','):>10}" for c in cps) + f"{'growth MB':>11}{'per meas KB':>13}  target"
+    head = (
+        f"{'RSS':<10}"
+        + "".join(f"{'@' + format(c, ','):>10}" for c in cps)
+        + f"{'growth MB':>11}{'per meas KB':>13}  target"
+    )
     print(head)
     print("-" * len(head))
     for kind in ("raw", "trimmed"):
         vals = r[kind]
         grew = vals[total] - vals[first]
         per = grew / max(total - first, 1)
-        ok = verdict(per <= TARGET_RSS_PER_MEAS, "RSS growth per measurement",
-                     f"{per / KB:.1f} KB > {TARGET_RSS_PER_MEAS / KB:.0f} KB") if kind == "raw" else "(after malloc_trim)"
-        print(f"{kind:<10}" + "".join(f"{vals[c] / MB:>10.2f}" for c in cps)
-              + f"{grew / MB:>+11.3f}{per / KB:>+13.2f}  {ok}")
+        ok = (
+            verdict(
+                per <= TARGET_RSS_PER_MEAS,
+                "RSS growth per measurement",
+                f"{per / KB:.1f} KB > {TARGET_RSS_PER_MEAS / KB:.0f} KB",
+            )
+            if kind == "raw"
+            else "(after malloc_trim)"
+        )
+        print(
+            f"{kind:<10}"
+            + "".join(f"{vals[c] / MB:>10.2f}" for c in cps)
+            + f"{grew / MB:>+11.3f}{per / KB:>+13.2f}  {ok}"
+        )
 
-    print(f"\n## monitor state at record {total:,}; target len(pickle.dumps(state_dict())) <= "
-          f"{TARGET_STATE_BYTES / MB:.0f} MB")
+    print(
+        f"\n## monitor state at record {total:,}; target len(pickle.dumps(state_dict())) <= "
+        f"{TARGET_STATE_BYTES / MB:.0f} MB"
+    )
     head = f"{'what':<44}{'bytes':>12}  target"
     print(head)
     print("-" * len(head))
     sb = r["state_bytes"]
-    print(f"{'pickle.dumps(monitor.state_dict())':<44}{sb:>12,}  "
-          f"{verdict(sb <= TARGET_STATE_BYTES, 'state_dict size', f'{sb / MB:.2f} MB > 1 MB')}")
+    print(
+        f"{'pickle.dumps(monitor.state_dict())':<44}{sb:>12,}  "
+        f"{verdict(sb <= TARGET_STATE_BYTES, 'state_dict size', f'{sb / MB:.2f} MB > 1 MB')}"
+    )
     print(f"{'history_series.nbytes() (in-memory series)':<44}{r['series_bytes']:>12,}  (not a target)")
     print(f"# {r['records']:,} records in {r['wall']:.1f} s (training steps included)")
     if quick:
@@ -279,7 +340,9 @@ def report(r: Dict[str, Any], quick: bool) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="200 measurements, no target asserted")
-    ap.add_argument("--measurements", type=int, default=0, help="records in the run (default 3,200; quick 200)")
+    ap.add_argument(
+        "--measurements", type=int, default=0, help="records in the run (default 3,200; quick 200)"
+    )
     ap.add_argument("--probe", type=int, default=512, help="probe rows (default 512)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
     args = ap.parse_args(argv)
@@ -287,9 +350,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if total < 2 * WINDOW + 2:
         ap.error(f"--measurements must be at least {2 * WINDOW + 2}")
     torch.set_num_threads(args.threads)
-    print(f"# ibhooks long-run benchmark  torch={torch.__version__}  threads={torch.get_num_threads()}  "
-          f"quick={args.quick}  measurements={total:,}  probe={args.probe} rows  load average={_loadavg()}")
-    print("# 12-16-12-8-4-2 tanh MLP, 5 monitored layers, binning, schedule=1, sinks: JSONL only, synchronous")
+    print(
+        f"# ibhooks long-run benchmark  torch={torch.__version__}  threads={torch.get_num_threads()}  "
+        f"quick={args.quick}  measurements={total:,}  probe={args.probe} rows  load average={_loadavg()}"
+    )
+    print(
+        "# 12-16-12-8-4-2 tanh MLP, 5 monitored layers, binning, schedule=1, sinks: JSONL only, synchronous"
+    )
     sys.stdout.flush()
     with tempfile.TemporaryDirectory(prefix="ibhooks-longrun-") as logdir:
         result = run(total, args.probe, 64, logdir)

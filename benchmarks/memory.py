@@ -256,7 +256,8 @@ def print_budget(rows: List[Dict[str, object]]) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        b, p, s, x = (float(r[k]) / MiB for k in ("budget", "predicted", "stored", "rss_extra"))  # type: ignore
+        keys = ("budget", "predicted", "stored", "rss_extra")
+        b, p, s, x = (float(r[k]) / MiB for k in keys)  # type: ignore
         ok = "within budget" if s <= b else "OVER BUDGET"
         print(
             f"{r['model']:<6}{r['mode']:<9}{r['rows']:>6}{r['layers']:>7}{r['dims']:>7}{b:>12.1f}{p:>11.2f}"
@@ -337,9 +338,10 @@ def flat_run(
         if i in checkpoints:
             raw[i] = rss()
             trimmed[i] = trimmed_rss()
-            hist[i] = (
-                (len(mon.history_series), history_heap_bytes(mon.history_series)) if mon is not None else (0, 0)
-            )
+            if mon is not None:
+                hist[i] = (len(mon.history_series), history_heap_bytes(mon.history_series))
+            else:
+                hist[i] = (0, 0)
     seconds = time.perf_counter() - t0
     leak_scale = 0
     if mon is not None:

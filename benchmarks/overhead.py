@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from typing import Dict, List, Optional
 
@@ -57,8 +56,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import ibhooks  # noqa: E402
-from _overhead_measure import (  # noqa: E402
+from _overhead_measure import (
     BlockedRow,
     RunRow,
     blocked_times,
@@ -68,12 +66,21 @@ from _overhead_measure import (  # noqa: E402
     per_hook_cost_us,
     sampled_sync,
 )
-from _overhead_report import print_blocked, print_idle, print_runs  # noqa: E402
-from _overhead_setup import DEFAULT_PROBE_BS, Bench, Spec, specs  # noqa: E402
+from _overhead_report import print_blocked, print_idle, print_runs
+from _overhead_setup import DEFAULT_PROBE_BS, Bench, Spec, specs
+
+import ibhooks
 
 
-def bench_model(s: Spec, args: argparse.Namespace, reps: int, hook_us: float,
-                idle: List, runs: List[RunRow], blocked: List[BlockedRow]) -> None:
+def bench_model(
+    s: Spec,
+    args: argparse.Namespace,
+    reps: int,
+    hook_us: float,
+    idle: List,
+    runs: List[RunRow],
+    blocked: List[BlockedRow],
+) -> None:
     """All three targets for one model; rows are appended to ``idle``, ``runs`` and ``blocked``."""
     bench = Bench(s, args.device)
     try:
@@ -94,21 +101,55 @@ def bench_model(s: Spec, args: argparse.Namespace, reps: int, hook_us: float,
         m = len(ibhooks.log_spaced(s.num_sched, length).steps)
         for bg in (False, True):
             cons_s, meas_s = cost[bg]
-            runs.append(RunRow(s.name, "background" if bg else "sync", length, m, step_s * 1e3, meas_s * 1e3,
-                               cons_s * 1e3, direct.get(bg), composed(length, m, step_s, extra, cons_s, meas_s),
-                               pbs))
+            runs.append(
+                RunRow(
+                    s.name,
+                    "background" if bg else "sync",
+                    length,
+                    m,
+                    step_s * 1e3,
+                    meas_s * 1e3,
+                    cons_s * 1e3,
+                    direct.get(bg),
+                    composed(length, m, step_s, extra, cons_s, meas_s),
+                    pbs,
+                )
+            )
         if s.real_len != length:
             m_real = len(ibhooks.log_spaced(s.num_sched, s.real_len).steps)
             for bg in (False, True):
                 cons_s, meas_s = cost[bg]
-                runs.append(RunRow(s.name, "background" if bg else "sync", s.real_len, m_real, step_s * 1e3,
-                                   meas_s * 1e3, cons_s * 1e3, None,
-                                   composed(s.real_len, m_real, step_s, extra, cons_s, meas_s), pbs))
+                runs.append(
+                    RunRow(
+                        s.name,
+                        "background" if bg else "sync",
+                        s.real_len,
+                        m_real,
+                        step_s * 1e3,
+                        meas_s * 1e3,
+                        cons_s * 1e3,
+                        None,
+                        composed(s.real_len, m_real, step_s, extra, cons_s, meas_s),
+                        pbs,
+                    )
+                )
         if s.batch < pbs:  # the realistic run, synchronous, with the probe chunked like a training batch
             m_real = len(ibhooks.log_spaced(s.num_sched, s.real_len).steps)
             cons_b, meas_b = sampled_sync(bench, 1 if args.quick else 2, probe_batch_size=s.batch)
-            runs.append(RunRow(s.name, "sync", s.real_len, m_real, step_s * 1e3, meas_b * 1e3, cons_b * 1e3, None,
-                               composed(s.real_len, m_real, step_s, extra, cons_b, meas_b), s.batch))
+            runs.append(
+                RunRow(
+                    s.name,
+                    "sync",
+                    s.real_len,
+                    m_real,
+                    step_s * 1e3,
+                    meas_b * 1e3,
+                    cons_b * 1e3,
+                    None,
+                    composed(s.real_len, m_real, step_s, extra, cons_b, meas_b),
+                    s.batch,
+                )
+            )
     finally:
         bench.close()
 

@@ -125,7 +125,7 @@ def test_accuracy_skips_a_missing_peer_cleanly() -> None:
     """A peer that is not importable is a 'SKIPPED' note and skipped rows, never a crash."""
     sys.path.insert(0, str(BENCH))
     try:
-        import accuracy  # noqa: PLC0415
+        import accuracy
     finally:
         sys.path.remove(str(BENCH))
     accuracy.PEERS.clear()
@@ -146,7 +146,7 @@ def test_accuracy_skips_a_missing_peer_cleanly() -> None:
 
 def _longrun_result(total: int, late_ms: float, rss_growth: int, state_bytes: int) -> Dict:
     """A synthetic longrun result: 10 ms per early measurement, ``late_ms`` per late one."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     step_s = np.full(total + 1, 0.010)
     step_s[total - 19:] = late_ms / 1e3
@@ -166,7 +166,7 @@ def test_longrun_verdicts_name_each_missed_target(capsys: pytest.CaptureFixture)
     --quick run asserts nothing)."""
     sys.path.insert(0, str(BENCH))
     try:
-        import longrun  # noqa: PLC0415
+        import longrun
     finally:
         sys.path.remove(str(BENCH))
     ok = _longrun_result(3200, late_ms=14.0, rss_growth=3000 * 7_000, state_bytes=900_000)
