@@ -7,12 +7,13 @@ statistics, dropout streams, parameters, gradients and optimizer state are left 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..labels import as_labels
+from .subset import subset_rows
 
 BatchToXY = Callable[[Any], Tuple[Any, Optional[torch.Tensor]]]
 
@@ -74,14 +75,41 @@ def default_batch_to_xy(batch: Any) -> Tuple[Any, Optional[torch.Tensor]]:
     )
 
 
+#: What a probe can be; every probe TypeError ends with it.
+PROBE_FORMS = (
+    "a probe can be (x, y) (x a tensor, a tuple of tensors or a dict of tensors with a batch dimension; "
+    "y integer class labels), an x tensor of shape (n, ...), a dict of input tensors, or a DataLoader / "
+    "list of batches"
+)
+
+
 def _num_rows(x: Any) -> int:
     if isinstance(x, torch.Tensor):
+        if x.dim() == 0:
+            raise TypeError(f"probe inputs are a 0-dim tensor, which has no batch dimension; {PROBE_FORMS}")
         return int(x.shape[0])
-    if isinstance(x, (tuple, list)):
+    if isinstance(x, (tuple, list)) and x:
         return _num_rows(x[0])
     if isinstance(x, dict):
-        return _num_rows(next(iter(x.values())))
-    raise TypeError(f"probe inputs must be a tensor, a tuple/list of tensors or a dict of tensors; got {type(x).__name__}")
+        tensors = [v for v in x.values() if isinstance(v, torch.Tensor)]
+        if not tensors:
+            kinds = sorted({type(v).__name__ for v in x.values()}) or ["nothing"]
+            raise TypeError(f"a dict probe holds the model's keyword inputs and needs tensors; its values are "
+                            f"{', '.join(kinds)}; {PROBE_FORMS}")
+        return _num_rows(tensors[0])
+    raise TypeError(f"probe inputs must be a tensor, a tuple/list of tensors or a dict of tensors; got "
+                    f"{type(x).__name__}; {PROBE_FORMS}")
+
+
+def _index(x: Any, idx: torch.Tensor) -> Any:
+    """Rows ``idx`` of every tensor in ``x`` (other values are kept as they are)."""
+    if isinstance(x, torch.Tensor):
+        return x[idx.to(x.device)]
+    if isinstance(x, (tuple, list)):
+        return type(x)(_index(v, idx) for v in x)
+    if isinstance(x, dict):
+        return {k: _index(v, idx) for k, v in x.items()}
+    return x
 
 
 def _slice(x: Any, start: int, stop: int) -> Any:
@@ -115,6 +143,46 @@ def _cat(parts: List[Any]) -> Any:
     raise TypeError(f"cannot concatenate probe inputs of type {type(first).__name__}")
 
 
+def _map_style_len(dataset: Any) -> int:
+    """Rows of a map-style dataset (``__getitem__`` and ``__len__``), or -1."""
+    if dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
+        return -1
+    try:
+        return int(len(dataset))
+    except TypeError:
+        return -1
+
+
+def _dataset_targets(dataset: Any, n: int) -> Optional[torch.Tensor]:
+    """The dataset's integer ``targets`` (torchvision style) when it has them for every row, else None."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        return None
+    try:
+        t = torch.as_tensor(targets)
+    except Exception:  # noqa: BLE001 - targets of another kind: uniform subset
+        return None
+    if t.dim() != 1 or t.shape[0] != n or t.is_floating_point() or t.dtype == torch.bool:
+        return None
+    return t
+
+
+def _read_batches(loader: Any, limit: Optional[int], batch_to_xy: BatchToXY) -> Tuple[Any, Optional[torch.Tensor]]:
+    """Concatenated ``(x, y)`` of the loader's batches (up to ``limit`` rows when given)."""
+    xs, ys, total = [], [], 0
+    for batch in loader:
+        x, y = batch_to_xy(batch)
+        xs.append(x)
+        ys.append(y)
+        total += _num_rows(x)
+        if limit is not None and total >= limit:
+            break
+    if not xs:
+        raise ValueError("the probe DataLoader yielded no batches")
+    y = None if any(v is None for v in ys) else torch.cat([torch.as_tensor(v) for v in ys])
+    return _cat(xs), y
+
+
 class ProbeForwardError(RuntimeError):
     """The model's forward failed on the probe (the message says it was the probe and how to fix it)."""
 
@@ -122,11 +190,19 @@ class ProbeForwardError(RuntimeError):
 class Probe:
     """A fixed probe set: inputs ``x`` (tensor, tuple or dict of tensors) and optional labels ``y``.
 
-    Build it from tensors or take the first ``max_samples`` rows of a DataLoader once (with the
-    global RNG forked, so a shuffling loader does not shift the user's random stream).
+    A probe larger than ``max_samples`` keeps a seeded random subset of its rows (stratified by label when
+    labels are given), never its first rows; :attr:`info` says what was taken. A DataLoader over a
+    map-style dataset is subsampled by index (stratified when the dataset has ``targets``); an iterable
+    loader without a length gives its first ``max_samples`` rows (with the global RNG forked, so a
+    shuffling loader does not shift the user's random stream), and :attr:`info` says so.
+
+    Attributes:
+        x, y, n: Inputs, labels (or None) and the number of rows kept.
+        info: ``rows_given``, ``rows_used``, ``subset`` (``"all"``, ``"random"``, ``"stratified"`` or
+            ``"first"``) and ``seed``: for the run-log header and the coverage line.
     """
 
-    def __init__(self, x: Any, y: Optional[torch.Tensor] = None) -> None:
+    def __init__(self, x: Any, y: Optional[torch.Tensor] = None, info: Optional[Dict[str, Any]] = None) -> None:
         n = _num_rows(x)
         if n < 2:
             raise ValueError(f"the probe has {n} sample(s); information estimates need at least 2 (use hundreds)")
@@ -135,48 +211,81 @@ class Probe:
         self.x = x
         self.y = y
         self.n = n
+        self.info: Dict[str, Any] = dict(info) if info else {"rows_given": n, "rows_used": n, "subset": "all"}
 
     @classmethod
-    def from_any(cls, probe: Any, *, max_samples: int, batch_to_xy: Optional[BatchToXY] = None) -> "Probe":
+    def from_any(cls, probe: Any, *, max_samples: int, batch_to_xy: Optional[BatchToXY] = None,
+                 seed: int = 0) -> "Probe":
+        """A Probe from what the user passed (see :data:`PROBE_FORMS`); one ``TypeError`` naming the
+        accepted forms for anything else. ``seed`` draws the subset of a probe over ``max_samples``."""
         if isinstance(probe, Probe):
             return probe
-        if isinstance(probe, (str, bytes)) or (isinstance(probe, torch.Tensor) and probe.dim() == 0):
-            raise TypeError(
-                f"probe must be (x, y) tensors, an x tensor with a batch dimension, or a DataLoader; "
-                f"got {type(probe).__name__} {probe!r:.40}"
-            )
+        if isinstance(probe, (str, bytes)):
+            raise TypeError(f"probe is a {type(probe).__name__} ({probe!r:.40}), not data; {PROBE_FORMS}")
         if isinstance(probe, torch.Tensor):
-            return cls(probe[:max_samples])
-        if isinstance(probe, (tuple, list)) and len(probe) == 2 and not isinstance(probe[0], (int, float)):
+            _num_rows(probe)  # a 0-dim tensor: the TypeError
+            return cls._subset(probe, None, max_samples, seed)
+        if isinstance(probe, dict):
+            _num_rows(probe)  # a dict without tensors: the TypeError
+            return cls._subset(probe, None, max_samples, seed)
+        if isinstance(probe, tuple) and len(probe) != 2:
+            raise TypeError(f"probe is a {len(probe)}-tuple; a tuple probe must be (x, y). For a model with "
+                            f"several inputs pass ((x1, x2, ...), y) or a dict of inputs; {PROBE_FORMS}")
+        is_batches = isinstance(probe, list) and all(isinstance(b, (tuple, list, dict)) for b in probe)
+        if isinstance(probe, (tuple, list)) and not is_batches:
+            if len(probe) != 2:
+                raise TypeError(f"probe is a list of {len(probe)} items that are not batches; {PROBE_FORMS}")
             x, y = probe
-            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape[0] != y.shape[0]:
-                raise ValueError(f"probe x has {x.shape[0]} samples but y has {y.shape[0]}; they must be the same length")
+            rows = _num_rows(x)
             if y is not None and not isinstance(y, torch.Tensor):
                 y = torch.as_tensor(y)
-            return cls(_slice(x, 0, max_samples), None if y is None else y[:max_samples])
+            if y is not None and (y.dim() == 0 or y.shape[0] != rows):
+                raise ValueError(f"probe x has {rows} samples but y has "
+                                 f"{y.shape[0] if y.dim() else 'no batch dimension'}; they must be the same length")
+            return cls._subset(x, None if y is None else as_labels(y, rows, what="the probe labels y"),
+                               max_samples, seed)
         if isinstance(probe, torch.utils.data.DataLoader) or hasattr(probe, "__iter__"):
-            return cls._from_loader(probe, max_samples=max_samples, batch_to_xy=batch_to_xy or default_batch_to_xy)
-        raise TypeError(
-            f"probe must be (x, y) tensors, an x tensor, or a DataLoader; got {type(probe).__name__}"
-        )
+            return cls._from_loader(probe, max_samples=max_samples, batch_to_xy=batch_to_xy or default_batch_to_xy,
+                                    seed=seed)
+        raise TypeError(f"probe is a {type(probe).__name__}; {PROBE_FORMS}")
 
     @classmethod
-    def _from_loader(cls, loader: Any, *, max_samples: int, batch_to_xy: BatchToXY) -> "Probe":
-        xs, ys, total = [], [], 0
-        with torch.random.fork_rng(devices=[]):  # a shuffling loader draws its seed from the global RNG
-            for batch in loader:
-                x, y = batch_to_xy(batch)
-                xs.append(x)
-                ys.append(y)
-                total += _num_rows(x)
-                if total >= max_samples:
-                    break
-        if not xs:
-            raise ValueError("the probe DataLoader yielded no batches")
-        x = _slice(_cat(xs), 0, max_samples)
-        y = None if any(v is None for v in ys) else torch.cat([torch.as_tensor(v) for v in ys])[:max_samples]
-        return cls(x, y)
+    def _subset(cls, x: Any, y: Optional[torch.Tensor], max_samples: int, seed: int) -> "Probe":
+        n = _num_rows(x)
+        if n <= max_samples:
+            return cls(x, y, {"rows_given": n, "rows_used": n, "subset": "all"})
+        idx = subset_rows(n, max_samples, seed, y)
+        info = {"rows_given": n, "rows_used": max_samples, "subset": "random" if y is None else "stratified",
+                "seed": int(seed)}
+        return cls(_index(x, idx), None if y is None else y[idx.to(y.device)], info)
 
+    @classmethod
+    def _from_loader(cls, loader: Any, *, max_samples: int, batch_to_xy: BatchToXY, seed: int) -> "Probe":
+        dataset = getattr(loader, "dataset", None)
+        with torch.random.fork_rng(devices=[]):  # a shuffling loader draws its seed from the global RNG
+            if isinstance(loader, torch.utils.data.DataLoader) and _map_style_len(dataset) > max_samples:
+                n = _map_style_len(dataset)
+                targets = _dataset_targets(dataset, n)
+                idx = subset_rows(n, max_samples, seed, targets)
+                sub = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx.tolist()),
+                                                  batch_size=loader.batch_size or 256, shuffle=False,
+                                                  collate_fn=loader.collate_fn)
+                x, y = _read_batches(sub, None, batch_to_xy)
+                info = {"rows_given": n, "rows_used": _num_rows(x), "seed": int(seed),
+                        "subset": "random" if targets is None else "stratified"}
+                return cls(x, y, info)
+            finite = isinstance(loader, (list, tuple)) or (
+                isinstance(loader, torch.utils.data.DataLoader) and _map_style_len(dataset) >= 0)
+            x, y = _read_batches(loader, None if finite else max_samples, batch_to_xy)
+        if finite:
+            return cls._subset(x, y, max_samples, seed)
+        n = _num_rows(x)
+        if n <= max_samples:
+            return cls(x, y, {"rows_given": n, "rows_used": n, "subset": "all"})
+        info = {"rows_given": None, "rows_used": max_samples, "subset": "first",
+                "note": "an iterable loader without a length: its first rows were taken (shuffle it, or pass "
+                        "tensors, for a random subset)"}
+        return cls(_slice(x, 0, max_samples), None if y is None else y[:max_samples], info)
     def run(
         self, model: nn.Module, *, batch_size: int, begin_pass: Callable[[int], None],
         forward: Optional[Callable[[nn.Module, Any], Any]] = None, limit: Optional[int] = None,
