@@ -7,6 +7,7 @@ is :meth:`LabelInformationEstimator.label_information`. The monitor's ``estimato
 such an estimator with an I(X;T) estimator (noisy channel, KDE, binning) and takes I(T;Y) from it;
 code that combines estimators can test ``measures_xt``.
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod

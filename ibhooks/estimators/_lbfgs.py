@@ -5,6 +5,7 @@ Each problem keeps its own curvature pairs (the two-loop recursion is batched ov
 Armijo backtracking step and its own stopping test, so a sum of independent problems converges as
 each would alone. Plain tensor code (no ``torch.optim``), on the device of ``x0``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,16 @@ def autograd_objective(loss: Callable[[torch.Tensor], torch.Tensor]) -> Objectiv
     return fun
 
 
-def batched_lbfgs(fun: Objective, x0: torch.Tensor, *, max_iter: int = 200, history: int = 10,
-                  gtol: float = 1e-5, ftol: float = 1e-9, max_backtracks: int = 30) -> LbfgsResult:
+def batched_lbfgs(
+    fun: Objective,
+    x0: torch.Tensor,
+    *,
+    max_iter: int = 200,
+    history: int = 10,
+    gtol: float = 1e-5,
+    ftol: float = 1e-9,
+    max_backtracks: int = 30,
+) -> LbfgsResult:
     """Minimise ``fun`` (x (P, m) -> (f (P,), grad (P, m))) from ``x0``.
 
     A problem stops when its largest gradient entry is <= ``gtol`` or its objective improves by less
@@ -98,7 +107,9 @@ def batched_lbfgs(fun: Objective, x0: torch.Tensor, *, max_iter: int = 200, hist
         valid = accept & (sy > 1e-10 * (s * s).sum(1).clamp_min(1e-30).sqrt() * (yv * yv).sum(1).sqrt())
         slot = (it - 1) % history
         s_hist[slot], y_hist[slot] = s, yv
-        rho[slot] = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+        rho[slot] = torch.where(
+            valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy)
+        )
         gamma = torch.where(valid, sy / (yv * yv).sum(1).clamp_min(1e-30), gamma)
         small_gain = accept & ((f_old - f) <= ftol * f.abs().clamp_min(1.0))
         stuck = ~ok  # no acceptable step: at the precision limit

@@ -12,8 +12,9 @@ labels (class-conditional Gaussians, GCMI's "gd" model of Ince et al. 2017):
 with one pooled within-class covariance (default, ``class_covariance="pooled"``: the shared-covariance
 model) or per-class covariances (``"per_class"``, Ince's ``mi_model_gd``). Per-class covariances need
 many rows per class: measured at d = 100 with ~410 rows per class and independent labels, the
-bias-corrected per-class value scatters with sd 0.044 nats against 0.002 pooled. h(T) treats T as one Gaussian, so for well separated classes
-(a non-Gaussian mixture) the value can exceed the truth and even H(Y).
+bias-corrected per-class value scatters with sd 0.044 nats against 0.002 pooled. h(T) treats T as
+one Gaussian, so for well separated classes (a non-Gaussian mixture) the value can exceed the truth
+and even H(Y).
 
 * Columns are centred and scaled to unit variance first (MI is invariant to this); constant columns
   carry no information and are dropped.
@@ -28,6 +29,7 @@ bias-corrected per-class value scatters with sd 0.044 nats against 0.002 pooled.
 * Wide inputs (D > n) use the Gram side: log det(delta mu I_D + c X^T X) = D log(delta mu) +
   log det(I_n + c / (delta mu) X X^T) (Sylvester), so d = 10^5 costs O(n^2 d), never a D x D matrix.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,9 +98,13 @@ def logdet_cov(xc: torch.Tensor, *, dof: float, delta: float = 0.0) -> float:
     if mu <= 0:
         raise SingularCovariance("all columns are constant")
     if dim <= n:
-        cov = (1.0 - delta) * (xc.T @ xc) / dof + delta * mu * torch.eye(dim, dtype=xc.dtype, device=xc.device)
+        cov = (1.0 - delta) * (xc.T @ xc) / dof + delta * mu * torch.eye(
+            dim, dtype=xc.dtype, device=xc.device
+        )
         return 2.0 * float(torch.linalg.cholesky(cov).diagonal().log().sum())
-    inner = torch.eye(n, dtype=xc.dtype, device=xc.device) + ((1.0 - delta) / (delta * mu * dof)) * (xc @ xc.T)
+    inner = torch.eye(n, dtype=xc.dtype, device=xc.device) + ((1.0 - delta) / (delta * mu * dof)) * (
+        xc @ xc.T
+    )
     return dim * math.log(delta * mu) + 2.0 * float(torch.linalg.cholesky(inner).diagonal().log().sum())
 
 
@@ -130,8 +136,11 @@ def _resolve(spec: ShrinkageSpec, xc: torch.Tensor, dof: float) -> Optional[floa
     return float(spec)
 
 
-def _logdets(blocks: List[Tuple[str, torch.Tensor, float]], spec: ShrinkageSpec,
-             shared_delta: Optional[torch.Tensor] = None) -> Tuple[Dict[str, float], Dict[str, float]]:
+def _logdets(
+    blocks: List[Tuple[str, torch.Tensor, float]],
+    spec: ShrinkageSpec,
+    shared_delta: Optional[torch.Tensor] = None,
+) -> Tuple[Dict[str, float], Dict[str, float]]:
     """log det of each named centred block ``(name, xc, dof)``; under "auto" any singular one switches
     every block to Ledoit-Wolf. ``shared_delta``: the rows whose LW delta all blocks share."""
     deltas: Dict[str, float] = {}
@@ -139,7 +148,9 @@ def _logdets(blocks: List[Tuple[str, torch.Tensor, float]], spec: ShrinkageSpec,
         d = _resolve(spec, xc if shared_delta is None else shared_delta, dof)
         deltas[name] = d if d is not None else 0.0
     if spec == "auto" and any(v > 0 for v in deltas.values()):  # shrink all or none: one model
-        deltas = {name: ledoit_wolf_delta(xc if shared_delta is None else shared_delta) for name, xc, _ in blocks}
+        deltas = {
+            name: ledoit_wolf_delta(xc if shared_delta is None else shared_delta) for name, xc, _ in blocks
+        }
     try:
         return {name: logdet_cov(xc, dof=dof, delta=deltas[name]) for name, xc, dof in blocks}, deltas
     except SingularCovariance:
@@ -149,8 +160,9 @@ def _logdets(blocks: List[Tuple[str, torch.Tensor, float]], spec: ShrinkageSpec,
     return {name: logdet_cov(xc, dof=dof, delta=max(deltas[name], 1e-12)) for name, xc, dof in blocks}, deltas
 
 
-def gaussian_mi(a: torch.Tensor, b: torch.Tensor, *, shrinkage: ShrinkageSpec = "auto",
-                bias_correct: bool = True) -> GaussianResult:
+def gaussian_mi(
+    a: torch.Tensor, b: torch.Tensor, *, shrinkage: ShrinkageSpec = "auto", bias_correct: bool = True
+) -> GaussianResult:
     """Gaussian I(A;B) in nats for paired rows ``a`` (n, da), ``b`` (n, db); see the module docstring."""
     n = a.shape[0]
     x = standardise_columns(torch.cat([a.to(torch.float64), b.to(torch.float64)], dim=1))
@@ -168,8 +180,14 @@ def gaussian_mi(a: torch.Tensor, b: torch.Tensor, *, shrinkage: ShrinkageSpec = 
     return GaussianResult(mi, deltas, corrected, (xa.shape[1], xb.shape[1]))
 
 
-def gaussian_label_mi(t: torch.Tensor, codes: torch.Tensor, *, shrinkage: ShrinkageSpec = "auto",
-                      bias_correct: bool = True, class_covariance: str = "pooled") -> GaussianResult:
+def gaussian_label_mi(
+    t: torch.Tensor,
+    codes: torch.Tensor,
+    *,
+    shrinkage: ShrinkageSpec = "auto",
+    bias_correct: bool = True,
+    class_covariance: str = "pooled",
+) -> GaussianResult:
     """Gaussian I(T;Y) in nats: h(T) - sum_y phat(y) h(T|y) with class-conditional Gaussians.
 
     ``codes`` are int64 labels 0..K-1 (n,). ``class_covariance``: "per_class" or "pooled".
@@ -181,7 +199,9 @@ def gaussian_label_mi(t: torch.Tensor, codes: torch.Tensor, *, shrinkage: Shrink
     k = int(counts.numel())
     if dim == 0 or k < 2:
         return GaussianResult(0.0, {}, False, (dim,))
-    means = torch.zeros(k, dim, dtype=x.dtype, device=x.device).index_add_(0, codes, x) / counts[:, None].to(x.dtype)
+    means = torch.zeros(k, dim, dtype=x.dtype, device=x.device).index_add_(0, codes, x) / counts[:, None].to(
+        x.dtype
+    )
     within = x - means[codes]
     blocks: List[Tuple[str, torch.Tensor, float]] = [("T", x, n - 1.0)]
     weights: Dict[str, float] = {}
@@ -190,8 +210,10 @@ def gaussian_label_mi(t: torch.Tensor, codes: torch.Tensor, *, shrinkage: Shrink
         weights["pooled"] = 1.0
     else:
         if int(counts.min()) < 2:
-            raise ValueError(f"a class has {int(counts.min())} row(s): a per-class covariance needs >= 2 rows per "
-                             "class; use class_covariance='pooled' or more probe rows")
+            raise ValueError(
+                f"a class has {int(counts.min())} row(s): a per-class covariance needs >= 2 rows per "
+                "class; use class_covariance='pooled' or more probe rows"
+            )
         order = torch.argsort(codes, stable=True)
         for y, rows in enumerate(torch.split(within[order], counts.tolist())):  # a loop over classes
             blocks.append((f"y{y}", rows, rows.shape[0] - 1.0))
@@ -213,7 +235,9 @@ def _check_shrinkage(shrinkage: ShrinkageSpec) -> ShrinkageSpec:
         return shrinkage
     if isinstance(shrinkage, (int, float)) and not isinstance(shrinkage, bool) and 0.0 <= shrinkage <= 1.0:
         return float(shrinkage)
-    raise ValueError(f"shrinkage must be 'auto', 'ledoit_wolf', None/'none' or a number in [0, 1], got {shrinkage!r}")
+    raise ValueError(
+        f"shrinkage must be 'auto', 'ledoit_wolf', None/'none' or a number in [0, 1], got {shrinkage!r}"
+    )
 
 
 class GaussianMI(LabelInformationEstimator):
@@ -231,16 +255,20 @@ class GaussianMI(LabelInformationEstimator):
     traits: ClassVar[EstimatorTraits] = EstimatorTraits()
     _model: ClassVar[str] = "Gaussian"
 
-    def __init__(self, shrinkage: ShrinkageSpec = "auto", bias_correct: bool = True,
-                 class_covariance: str = "pooled") -> None:
+    def __init__(
+        self, shrinkage: ShrinkageSpec = "auto", bias_correct: bool = True, class_covariance: str = "pooled"
+    ) -> None:
         self.shrinkage = _check_shrinkage(shrinkage)
         if class_covariance not in ("per_class", "pooled"):
             raise ValueError(f"class_covariance must be 'per_class' or 'pooled', got {class_covariance!r}")
         self.bias_correct, self.class_covariance = bool(bias_correct), class_covariance
 
     def params(self) -> Dict[str, Any]:
-        return {"shrinkage": self.shrinkage, "bias_correct": self.bias_correct,
-                "class_covariance": self.class_covariance}
+        return {
+            "shrinkage": self.shrinkage,
+            "bias_correct": self.bias_correct,
+            "class_covariance": self.class_covariance,
+        }
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         """Column transform before the Gaussian formula (identity here; normal scores in GCMI)."""
@@ -250,24 +278,46 @@ class GaussianMI(LabelInformationEstimator):
         del da, db
         return "estimate"
 
-    def _estimate(self, res: GaussianResult, quantity: str, kind: str, n: int, dim: int,
-                  extra: Dict[str, Any]) -> Estimate:
-        diag = dict(extra, shrinkage_delta=res.shrinkage, bias_corrected=res.bias_corrected,
-                    dims_used=list(res.dims), nats=res.mi)
-        return make_estimate(res.mi / LN2, quantity, kind=kind, estimator=self.name, n=n, dim=dim,
-                             params=self.params(), diagnostics=diag, traits=self.traits)
+    def _estimate(
+        self, res: GaussianResult, quantity: str, kind: str, n: int, dim: int, extra: Dict[str, Any]
+    ) -> Estimate:
+        diag = dict(
+            extra,
+            shrinkage_delta=res.shrinkage,
+            bias_corrected=res.bias_corrected,
+            dims_used=list(res.dims),
+            nats=res.mi,
+        )
+        return make_estimate(
+            res.mi / LN2,
+            quantity,
+            kind=kind,
+            estimator=self.name,
+            n=n,
+            dim=dim,
+            params=self.params(),
+            diagnostics=diag,
+            traits=self.traits,
+        )
 
     def _label_quantity(self, t_name: str, y_name: str) -> str:
         cov = "per-class covariances" if self.class_covariance == "per_class" else "pooled covariance"
-        return (f"I({t_name};{y_name}) [{self._model} assumption: class-conditional Gaussians, {cov}, "
-                f"h({t_name}) - sum p({y_name.lower()}) h({t_name}|{y_name.lower()})]")
+        return (
+            f"I({t_name};{y_name}) [{self._model} assumption: class-conditional Gaussians, {cov}, "
+            f"h({t_name}) - sum p({y_name.lower()}) h({t_name}|{y_name.lower()})]"
+        )
 
     def _labels(self, t: torch.Tensor, y: torch.Tensor, t_name: str, y_name: str) -> Estimate:
         t = check_samples(t, name=t_name.lower())
         n, d = t.shape
         codes = check_labels(y, n, name=y_name.lower())
-        res = gaussian_label_mi(self._transform(t), codes, shrinkage=self.shrinkage, bias_correct=self.bias_correct,
-                                class_covariance=self.class_covariance)
+        res = gaussian_label_mi(
+            self._transform(t),
+            codes,
+            shrinkage=self.shrinkage,
+            bias_correct=self.bias_correct,
+            class_covariance=self.class_covariance,
+        )
         p = torch.bincount(codes).to(torch.float64) / n
         h_y = float(-(p * p.log()).sum()) / LN2
         extra = {"H_Y_bits": h_y, "exceeds_H_Y": res.mi / LN2 > h_y}
@@ -283,8 +333,11 @@ class GaussianMI(LabelInformationEstimator):
         a = check_samples(a, name="a")
         b = check_samples(b, name="b").to(a.device)
         if a.shape[0] != b.shape[0]:
-            raise ValueError(f"a has {a.shape[0]} rows but b has {b.shape[0]}; they must be paired row by row")
-        res = gaussian_mi(self._transform(a), self._transform(b), shrinkage=self.shrinkage,
-                          bias_correct=self.bias_correct)
+            raise ValueError(
+                f"a has {a.shape[0]} rows but b has {b.shape[0]}; they must be paired row by row"
+            )
+        res = gaussian_mi(
+            self._transform(a), self._transform(b), shrinkage=self.shrinkage, bias_correct=self.bias_correct
+        )
         quantity = f"I(A;B) [{self._model} assumption: 0.5 log(det S_a det S_b / det S_ab)]"
         return self._estimate(res, quantity, self._kind(a.shape[1], b.shape[1]), a.shape[0], a.shape[1], {})

@@ -11,6 +11,7 @@ exactly standard normal and the Gaussian copula has the least MI for its normal-
 (``kind="estimate"``). Against class labels it is the class-conditional Gaussian model on the normal
 scores of T (Ince's ``gcmi_model_cd``): an estimate.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -32,7 +33,8 @@ def copula_normal_scores(x: torch.Tensor) -> torch.Tensor:
     pos = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)[:, None].expand(n, d).reshape(-1)
     total = torch.zeros(n * d, dtype=torch.float64, device=x.device).index_add_(0, run.reshape(-1), pos)
     count = torch.zeros(n * d, dtype=torch.float64, device=x.device).index_add_(
-        0, run.reshape(-1), torch.ones_like(pos))
+        0, run.reshape(-1), torch.ones_like(pos)
+    )
     avg = (total / count.clamp_min(1.0))[run]  # average rank of each sorted entry
     ranks = torch.empty_like(x).scatter_(0, order, avg)
     return torch.special.ndtri(ranks / (n + 1.0))

@@ -7,6 +7,7 @@ an isotropic covariance). Tolerances (nats): 10 classes in 100 dims at n = 4,096
 truth and not above it beyond 2 standard errors; 2 classes in 1-D at n = 2,000 within 0.05;
 independent labels within 0.02 of 0, interval containing 0.
 """
+
 import json
 import math
 
@@ -100,7 +101,7 @@ def test_gram_factor_path_is_the_same_linear_probe():
 
 
 def test_warm_start_state_and_round_trip():
-    means, t, y = mixture(d=20, k=4, n=1000, scale=2.0)
+    _, t, y = mixture(d=20, k=4, n=1000, scale=2.0)
     est = ClassifierProbe()
     first = est.label_information(t, y, layer="a")
     second = est.label_information(t, y, layer="a")
@@ -125,15 +126,15 @@ def test_hundred_classes():
 def test_mlp_probe_finds_what_a_linear_probe_cannot():
     g = torch.Generator().manual_seed(4)
     t = torch.randn(600, 2, generator=g)
-    y = (t.norm(dim=1) > 1.1774).long()  # radial label, H(Y) ~ ln 2, a deterministic function of T
+    y = (t.norm(dim=1) > 1.1774).long()  # radial label, H(Y) ~ 1 bit, a deterministic function of T
     linear = ClassifierProbe(l2=1e-3).label_information(t, y)
-    mlp = ClassifierProbe(hidden=8, l2=1e-3).label_information(t, y)
-    assert abs(linear.value) < 0.05
+    mlp = ClassifierProbe(hidden=8, l2=1e-3, max_iter=60).label_information(t, y)
+    assert abs(linear.value) < 0.05  # bits
     assert mlp.value > 0.6 and "MLP(hidden=8)" in mlp.quantity
 
 
 def test_rng_inference_mode_and_errors():
-    means, t, y = mixture(d=5, k=3, n=300, scale=2.0)
+    _, t, y = mixture(d=5, k=3, n=300, scale=2.0)
     est = ClassifierProbe(l2=1e-2)
     state = torch.random.get_rng_state()
     with torch.inference_mode():
@@ -149,8 +150,15 @@ def test_rng_inference_mode_and_errors():
         ClassifierProbe(folds=5).label_information(t[:4], y[:4])
     with pytest.raises(ValueError, match="NaN"):
         est.label_information(torch.full((10, 2), float("nan")), y[:10])
-    for bad in ({"folds": 1}, {"folds": 2}, {"l2": -1.0}, {"l2": []}, {"hidden": -1}, {"dual": "yes"},
-                {"max_iter": 0}):
+    for bad in (
+        {"folds": 1},
+        {"folds": 2},
+        {"l2": -1.0},
+        {"l2": []},
+        {"hidden": -1},
+        {"dual": "yes"},
+        {"max_iter": 0},
+    ):
         with pytest.raises(ValueError):
             ClassifierProbe(**bad)
     ClassifierProbe(folds=2, l2=1e-2)  # two folds are fine with a fixed l2

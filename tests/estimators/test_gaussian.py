@@ -4,6 +4,7 @@ Tolerances (nats, n = 2,000 unless stated): jointly Gaussian pairs 0.05 (d = 1),
 0.5 (d = 25, total ~21 nats); monotone transforms under GCMI 0.05 (d = 1), 0.15 (d = 5); class
 labels with weakly separated classes 0.05 of the Monte Carlo truth.
 """
+
 import json
 import math
 
@@ -58,8 +59,15 @@ def test_gaussian_pairs_match_closed_form(d, tol, rho):
 
 def test_bias_correction_removes_the_plugin_bias():
     truth = -0.5 * 25 * math.log(1 - 0.25)
-    errs = {bc: np.mean([GaussianMI(bias_correct=bc).mutual_information(*pairs(1000, 25, 0.5, s)).value * LN2 - truth
-                         for s in range(4)]) for bc in (True, False)}
+    errs = {
+        bc: np.mean(
+            [
+                GaussianMI(bias_correct=bc).mutual_information(*pairs(1000, 25, 0.5, s)).value * LN2 - truth
+                for s in range(4)
+            ]
+        )
+        for bc in (True, False)
+    }
     assert errs[False] > 0.2  # the plug-in log-det overestimates by ~ da db / 2n
     assert abs(errs[True]) < 0.08
 
@@ -70,7 +78,9 @@ def test_logdet_gram_side_equals_direct():
     xc = x - x.mean(0)
     delta = 0.3
     mu = float((xc * xc).sum()) / (39 * 90)
-    direct = torch.linalg.slogdet((1 - delta) * xc.T @ xc / 39 + delta * mu * torch.eye(90, dtype=torch.float64))[1]
+    direct = torch.linalg.slogdet(
+        (1 - delta) * xc.T @ xc / 39 + delta * mu * torch.eye(90, dtype=torch.float64)
+    )[1]
     assert logdet_cov(xc, dof=39, delta=delta) == pytest.approx(float(direct), rel=1e-10)
 
 
@@ -78,10 +88,13 @@ def test_ledoit_wolf_matches_scikit_learn():
     sk = pytest.importorskip("sklearn.covariance")
     g = torch.Generator().manual_seed(1)
     for n, d in ((200, 30), (50, 120)):  # covariance side and Gram side
-        x = torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64)
+        x = torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(
+            d, d, generator=g, dtype=torch.float64
+        )
         xc = x - x.mean(0)
-        assert ledoit_wolf_delta(xc) == pytest.approx(sk.ledoit_wolf_shrinkage(xc.numpy(), assume_centered=True),
-                                                      rel=1e-8)
+        assert ledoit_wolf_delta(xc) == pytest.approx(
+            sk.ledoit_wolf_shrinkage(xc.numpy(), assume_centered=True), rel=1e-8
+        )
 
 
 def test_wide_input_is_shrunk_and_finite():
@@ -97,10 +110,10 @@ def test_wide_input_is_shrunk_and_finite():
 def test_gcmi_is_exact_for_monotone_transforms(d, tol):
     truth = -0.5 * d * math.log(1 - 0.81)
     a, b = pairs(2000, d, 0.9, seed=10 + d)
-    est = GaussianCopulaMI().mutual_information(a.exp(), b ** 3)
+    est = GaussianCopulaMI().mutual_information(a.exp(), b**3)
     assert abs(est.value * LN2 - truth) <= tol, (est.value * LN2, truth)
     assert est.kind == ("lower_bound" if d == 1 else "estimate") and "copula" in est.quantity
-    plain = GaussianMI().mutual_information(a.exp(), b ** 3)  # the plain Gaussian formula is fooled
+    plain = GaussianMI().mutual_information(a.exp(), b**3)  # the plain Gaussian formula is fooled
     assert abs(plain.value * LN2 - truth) > 3 * tol
 
 
