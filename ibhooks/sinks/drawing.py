@@ -147,6 +147,17 @@ class FigureHistory:
                     res.i_ty = s.estimate(i)
         return recs
 
+    def last(self, layer: str, estimator: str, quantity: Quantity) -> Optional[float]:
+        """The latest value of ``quantity`` for ``layer`` under ``estimator`` (None if never measured)."""
+        s = self._series.get((layer, estimator, Quantity.parse(quantity)))
+        return float(s.value[-1]) if s is not None and len(s.value) else None
+
+    def peak(self, layer: str, estimator: str, quantity: Quantity) -> Optional[float]:
+        """The largest finite value of ``quantity`` for ``layer`` under ``estimator`` (None if none)."""
+        s = self._series.get((layer, estimator, Quantity.parse(quantity)))
+        vals = [v for v in (s.value if s is not None else ()) if math.isfinite(v)]
+        return max(vals) if vals else None
+
     def plane_rows(self, estimator: str) -> List[List[Any]]:
         """``[step, epoch, layer, estimator, I_XT, I_TY, I_XT_lo, I_XT_hi, I_TY_lo, I_TY_hi]`` of every
         measurement where a layer has both quantities under ``estimator`` (None for a missing interval)."""
