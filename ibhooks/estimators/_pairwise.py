@@ -55,3 +55,73 @@ def max_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape[1] == 1:
         return (a - b.T).abs()
     return torch.cdist(a, b, p=float("inf"))
+
+
+def flat_rows(t: torch.Tensor) -> torch.Tensor:
+    """An activation (n, ...) as (n, D) rows (a view when possible): pairwise distances need no reduction."""
+    return t.reshape(t.shape[0], -1) if isinstance(t, torch.Tensor) and t.dim() > 2 else t
+
+
+def centred_gram(t: torch.Tensor, *, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> torch.Tensor:
+    """Gram matrix (n, n) of the column-centred rows of ``t`` (n, D), float64, over column blocks.
+
+    Each block of columns is cast to float64 and centred on its own, so the extra memory is one
+    (n, block) float64 slice beside the (n, n) result; the time is O(n^2 D).
+    """
+    n, dim = t.shape
+    cols = max(1, int(max_block_bytes) // (8 * max(n, 1)))
+    g = torch.zeros(n, n, dtype=torch.float64, device=t.device)
+    for start in range(0, dim, cols):  # a loop over column blocks, not samples
+        x = t[:, start:start + cols].to(torch.float64)
+        x = x - x.mean(0, keepdim=True)
+        g.addmm_(x, x.T)
+    return g
+
+
+class RowDistances:
+    """Squared Euclidean distances between the rows of ``t`` (n, D), served one row block at a time.
+
+    With D <= n they come from the centred float64 rows (memory n x D); with D > n from the n x n
+    centred Gram matrix, accumulated over column blocks (:func:`centred_gram`), so a wide activation
+    (tokens x hidden, C x H x W) needs no projection: memory O(n^2 + n x block), time O(n^2 D).
+
+    Attributes:
+        n, dim: Rows and columns of ``t``. via_gram: Distances come from the Gram matrix.
+        mean_unit_var: Mean over the D units of each unit's variance over the rows (1/(n-1)).
+    """
+
+    def __init__(self, t: torch.Tensor, *, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> None:
+        self.n, self.dim = (int(s) for s in t.shape)
+        self.via_gram = self.dim > self.n
+        if self.via_gram:
+            self._gram = centred_gram(t, max_block_bytes=max_block_bytes)
+            self.sq = self._gram.diagonal().clone()
+        else:
+            self._points = centred64(t)
+            self.sq = (self._points * self._points).sum(1)
+        self.mean_unit_var = float(self.sq.sum()) / (max(self.n - 1, 1) * max(self.dim, 1))
+
+    def rows(self, sl: slice) -> torch.Tensor:
+        """Squared distances (rows in ``sl``, n), float64, clamped at 0: a fresh tensor."""
+        if not self.via_gram:
+            return sq_dists(self._points[sl], self._points, self.sq)
+        d = self._gram[sl].mul(-2.0).add_(self.sq[sl].unsqueeze(1)).add_(self.sq.unsqueeze(0))
+        return d.clamp_min_(0.0)
+
+    def points(self) -> torch.Tensor:
+        """Rows (n, r), r <= max(D, n), float64, with these pairwise distances.
+
+        D <= n: the centred rows themselves. D > n: a Cholesky factor L of G + delta I (L L^T), with
+        delta = 1e-9 x mean(diag G) (raised tenfold until the factorisation succeeds): every distance
+        grows by 2 delta, about 2e-9 of a typical squared distance. Isotropic noise on these rows has
+        the same law, in every distance it changes, as isotropic noise on the full rows.
+        """
+        if not self.via_gram:
+            return self._points
+        scale = max(float(self.sq.mean()), 1e-300)
+        eye = torch.eye(self.n, dtype=torch.float64, device=self._gram.device)
+        for power in range(9, 3, -1):
+            factor, info = torch.linalg.cholesky_ex(self._gram + (scale * 10.0 ** -power) * eye)
+            if int(info) == 0:
+                return factor
+        raise RuntimeError("the Gram matrix of this layer could not be factorised; check for huge values")
