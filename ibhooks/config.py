@@ -67,17 +67,23 @@ class PassiveConfig:
     """Passive mode (no probe): which training batches are pooled into a measurement.
 
     Attributes:
-        window: Training steps before a measurement whose batches are pooled.
+        window: Training steps before a measurement whose batches are pooled (at least).
         gather: Under torch.distributed, pool the reservoirs of all ranks into rank 0's before each
             measurement (an ``all_gather``: every rank must call ``step()`` at every step).
+        min_rows: Pool at least this many rows per measurement: once the batch size is known, the window
+            widens to ``ceil(min_rows / batch)`` steps (one batch alone would cap every layer at
+            log2(batch) bits). ``None``: ``min(max_samples, 1024)``; 1 keeps ``window`` as given.
     """
 
     window: int = 1
     gather: bool = False
+    min_rows: Optional[int] = None
 
     def __post_init__(self) -> None:
         _positive_int("passive_window", self.window)
         _flag("gather_passive", self.gather)
+        if self.min_rows is not None:
+            _positive_int("passive_min_rows", self.min_rows)
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,7 @@ FLAT_KEYWORDS: Dict[str, "tuple[str, str]"] = {
     "seed": ("capture", "seed"),
     "passive_window": ("passive", "window"),
     "gather_passive": ("passive", "gather"),
+    "passive_min_rows": ("passive", "min_rows"),
     "log_dir": ("run_log", "log_dir"),
     "run_name": ("run_log", "run_name"),
     "resume": ("run_log", "resume"),

@@ -69,7 +69,8 @@ class IBMonitor:
             :class:`~ibhooks.PassiveConfig`, :class:`~ibhooks.RunLogConfig`,
             :class:`~ibhooks.ExecutionConfig`). Each of their fields may instead be given as a flat
             keyword: ``reduction``, ``selectors``, ``max_samples``, ``probe_batch_size``,
-            ``memory_budget_mb``, ``seed`` (capture); ``passive_window``, ``gather_passive`` (passive);
+            ``memory_budget_mb``, ``seed`` (capture); ``passive_window``, ``gather_passive``,
+            ``passive_min_rows`` (passive);
             ``log_dir``, ``run_name``, ``resume``, ``figure_every`` (run log); ``background``,
             ``queue_size``, ``verbose`` (execution).
     """
@@ -99,6 +100,7 @@ class IBMonitor:
         seed: Optional[int] = None,
         passive_window: Optional[int] = None,
         gather_passive: Optional[bool] = None,
+        passive_min_rows: Optional[int] = None,
         log_dir: Union[str, Path, None] = None,
         run_name: Optional[str] = None,
         resume: Optional[bool] = None,
@@ -119,7 +121,7 @@ class IBMonitor:
         flat = {k: v for k, v in dict(
             reduction=reduction, selectors=selectors, max_samples=max_samples, probe_batch_size=probe_batch_size,
             memory_budget_mb=memory_budget_mb, seed=seed, passive_window=passive_window,
-            gather_passive=gather_passive, log_dir=log_dir, run_name=run_name, resume=resume,
+            gather_passive=gather_passive, passive_min_rows=passive_min_rows, log_dir=log_dir, run_name=run_name, resume=resume,
             figure_every=figure_every, background=background, queue_size=queue_size, verbose=verbose,
         ).items() if v is not None}
         cfg = build_configs({"capture": capture, "passive": passive, "run_log": run_log, "execution": execution},
@@ -211,6 +213,8 @@ class IBMonitor:
             else SyncRunner(pipeline))
         self._coverage_sent = self.probe is not None
         self._initial: Optional[Snapshot] = None
+        self._batch_rows = 0  # passive mode: the training batch size, once seen
+        self._learning_batch = False
         if self.is_writer:
             self.sinks.call("start", self._header())
             self.console.say(self.coverage_table())
@@ -322,17 +326,35 @@ class IBMonitor:
             self._arm_for(self.step_count + 1)
         return record
 
+    @property
+    def passive_window(self) -> int:
+        """Steps pooled per passive measurement: ``passive_window``, widened to reach ``min_rows`` once the
+        training batch size is known."""
+        pc = self.passive_config
+        min_rows = pc.min_rows if pc.min_rows is not None else min(self.capture_config.max_samples, 1024)
+        if not self._batch_rows:
+            return pc.window
+        return max(pc.window, -(-min_rows // self._batch_rows))
+
     def _arm_for(self, next_step: int) -> None:
-        window = range(next_step, next_step + self.passive_config.window)
+        window = range(next_step, next_step + self.passive_window)
         due = (self.is_writer or self.passive_config.gather) and any(self._due(s) for s in window)
-        if due:
+        # Until the batch size is known (it sets the window), capture one step just to learn it.
+        self._learning_batch = not due and not self._batch_rows
+        if due or self._learning_batch:
             self._capture.arm()
         else:
             self._capture.disarm()
             self._capture.clear()
 
     def _collect_passive(self, y: Optional[torch.Tensor]) -> None:
+        if self._learning_batch:  # outside any window: only the batch size is kept
+            batch = self._capture.take()
+            self._batch_rows = int(next(iter(batch.values())).shape[0]) if batch else 0
+            return
         batch = self._taker.collect_passive(y, self.step_count)
+        if batch and not self._batch_rows:
+            self._batch_rows = int(next(iter(batch.values())).shape[0])
         if batch and not self._coverage_sent:
             self._coverage_sent = True
             self.sinks.call("update_header", "coverage", self.coverage)
@@ -345,6 +367,14 @@ class IBMonitor:
         if step is not None:
             self.step_count = int(step)
         snapshot: Snapshot = self._taker.take(self.step_count, epoch)
+        if self.mode == "passive":
+            pc = self.passive_config
+            want = pc.min_rows if pc.min_rows is not None else min(self.capture_config.max_samples, 1024)
+            if 0 < snapshot.n_samples < want:
+                snapshot.info["rows_note"] = (
+                    f"{snapshot.n_samples} rows pooled (fewer than min_rows={want}): the window was "
+                    f"{self.passive_window} step(s); estimates are capped at log2({snapshot.n_samples}) bits. "
+                    "Raise passive_window or max_samples, or give a probe.")
         return self._runner.submit(snapshot)
 
     def flush(self) -> None:

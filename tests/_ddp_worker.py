@@ -64,7 +64,8 @@ def _train(rank, counter, out, mode):
         monitor = ibhooks.IBMonitor(ddp, probe=probe, schedule=ibhooks.every_n(4), log_dir=out / "probe",
                                     run_name="ddp", verbose=False)
     elif mode == "gather":
-        monitor = ibhooks.IBMonitor(ddp, schedule=ibhooks.every_n(4), passive_window=2, gather_passive=True,
+        monitor = ibhooks.IBMonitor(ddp, schedule=ibhooks.every_n(4), passive_window=2, passive_min_rows=1,
+                                    gather_passive=True,
                                     log_dir=out / "gather", run_name="ddp", verbose=False)
     counter.counts = {}
     g = torch.Generator().manual_seed(7)
@@ -109,7 +110,7 @@ def _fsdp2(out, monitored):
                                 torch.nn.Linear(8, 3))
     mon = None
     if monitored:
-        mon = ibhooks.IBMonitor(model, schedule=ibhooks.every_n(3), gather_passive=True, log_dir=out / "fsdp2",
+        mon = ibhooks.IBMonitor(model, schedule=ibhooks.every_n(3), gather_passive=True, passive_min_rows=1, log_dir=out / "fsdp2",
                                 run_name="fsdp2", verbose=False)
     for i in (0, 2, 4):
         fully_shard(model[i])

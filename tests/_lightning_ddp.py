@@ -65,7 +65,7 @@ def main(out: Path) -> None:
     callbacks = {
         "probe": IBCallback(probe=data(64, 1), schedule=ibhooks.every_n(2), log_dir=out / "probe", run_name="ib",
                             figures=False, verbose=False),
-        "gather": IBCallback(probe=None, schedule=ibhooks.every_n(2), gather_passive=True, log_dir=out / "gather",
+        "gather": IBCallback(probe=None, schedule=ibhooks.every_n(2), gather_passive=True, passive_min_rows=1, log_dir=out / "gather",
                              run_name="ib", figures=False, verbose=False),
     }
     rank_info, equal = {}, {}

@@ -37,7 +37,7 @@ def _train_compiled(how, mode, tmp_path, monitored=True):
     x, y = data_for("mlp", 256)
     monitor = None
     if monitored:
-        kwargs = {"probe": data_for("mlp", 96, seed=1)} if mode == "probe" else {"passive_window": 2}
+        kwargs = {"probe": data_for("mlp", 96, seed=1)} if mode == "probe" else {"passive_window": 2, "passive_min_rows": 1}
         monitor = ibhooks.IBMonitor(model, schedule=ibhooks.every_n(5), log_dir=tmp_path, verbose=False, **kwargs)
     counter = CompileCounter()
     if how == "wrap":
@@ -169,7 +169,7 @@ def _train_autocast(mode, tmp_path, monitored):
     x, y = data_for("mlp", 256)
     monitor, seen = None, []
     if monitored:
-        kwargs = {"probe": data_for("mlp", 96, seed=1)} if mode == "probe" else {"passive_window": 2}
+        kwargs = {"probe": data_for("mlp", 96, seed=1)} if mode == "probe" else {"passive_window": 2, "passive_min_rows": 1}
         monitor = ibhooks.IBMonitor(model, schedule=ibhooks.every_n(5), log_dir=tmp_path, verbose=False, **kwargs)
         # a hook registered after the monitor's sees the autocast state the monitor's hook left behind
         model[0].register_forward_hook(lambda m, a, o: seen.append(
@@ -247,7 +247,8 @@ def test_fp16_cuda_autocast_with_grad_scaler(tmp_path):
         torch.manual_seed(0)
         model = mlp_bn_dropout().cuda()
         x, y = (t.cuda() for t in data_for("mlp", 256))
-        mon = ibhooks.IBMonitor(model, schedule=5, passive_window=2, log_dir=tmp_path, verbose=False) if monitored else None
+        mon = (ibhooks.IBMonitor(model, schedule=5, passive_window=2, passive_min_rows=1, log_dir=tmp_path,
+                                 verbose=False) if monitored else None)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         scaler = torch.amp.GradScaler("cuda")
         g = torch.Generator().manual_seed(7)

@@ -301,3 +301,32 @@ def test_explicit_layers_give_one_chain_per_sequential(tmp_path):
     mon.close()
     assert not rec.errors
     assert rec.checks.dpi_total().pairs_checked == 4  # 2 adjacent pairs x (I_XT, I_TY)
+
+
+def test_passive_mode_pools_enough_rows_by_default(tmp_path):
+    """One training batch alone caps every layer at log2(batch) bits: by default the passive window widens
+    to min(max_samples, 1024) rows once the batch size is known; fewer rows are said in the Record."""
+    model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 2))
+    x, y = data_for("mlp", 32)
+    mon = ibhooks.IBMonitor(model, schedule=ibhooks.every_n(20), max_samples=256, log_dir=tmp_path,
+                            verbose=False)
+    records = []
+    for _ in range(40):
+        model(x)
+        rec = mon.step(y=y)
+        if rec is not None:
+            records.append(rec)
+    mon.close()
+    assert mon.passive_window == 256 // 32
+    assert [r.step for r in records] == [20, 40]
+    assert all(r.n_samples == 256 and "rows_note" not in r.info for r in records)
+    assert records[-1].info["passive_steps"] == list(range(33, 41))
+    # a window too short for min_rows (min_rows above what the schedule leaves room for) is said
+    mon = ibhooks.IBMonitor(model, schedule=1, passive_min_rows=100, log_dir=tmp_path, verbose=False)
+    model(x)
+    rec = mon.step(y=y)
+    mon.close()
+    assert rec.n_samples == 32 and "fewer than min_rows=100" in rec.info["rows_note"]
+    assert "passive_window" in rec.info["rows_note"]
+    capped = [w for w in rec.warnings if w.code == ibhooks.WarningCode.AT_CAP]
+    assert capped and all("passive_window" in w.remedy and "probe samples" not in w.remedy for w in capped)

@@ -166,16 +166,25 @@ def _outside_range(
     ]
 
 
-def _at_cap(layer: str, est: str, e: Estimate, q: Quantity) -> List[IBWarning]:
+#: What raises n, by capture mode (passive mode cannot take more probe samples).
+_MORE_ROWS = {
+    "probe": "more probe samples (max_samples=, and a larger probe)",
+    "passive": "more pooled rows: a longer passive_window (more training batches per measurement) and a "
+               "larger max_samples",
+}
+
+
+def _at_cap(layer: str, est: str, e: Estimate, q: Quantity, mode: str = "probe") -> List[IBWarning]:
     if e.cap is None or not (e.saturated or e.value >= e.cap - 1e-9):
         return []
     by_n = e.traits.cap == "log2_n" or (
         e.traits.cap == "none" and e.n > 1 and abs(e.cap - math.log2(e.n)) < 1e-6
     )
+    more = _MORE_ROWS.get(mode, _MORE_ROWS["probe"])
     remedy = (
-        f"Use more probe samples: the cap is log2 n = {e.cap:.4g} bits for n = {e.n}."
+        f"Use {more}: the cap is log2 n = {e.cap:.4g} bits for n = {e.n}."
         if by_n
-        else "Raise the estimator's cap: more probe samples (log2 n) or, for contrastive bounds, a larger K "
+        else f"Raise the estimator's cap: {more} (log2 n) or, for contrastive bounds, a larger K "
         "(cap log2 K)."
     )
     return [
@@ -195,7 +204,8 @@ def _at_cap(layer: str, est: str, e: Estimate, q: Quantity) -> List[IBWarning]:
     ]
 
 
-def _too_few_samples(layer: str, est: str, e: Estimate, cfg: CheckConfig) -> List[IBWarning]:
+def _too_few_samples(layer: str, est: str, e: Estimate, cfg: CheckConfig,
+                     mode: str = "probe") -> List[IBWarning]:
     if e.kind == "exact" or e.n <= 0 or e.dim <= 0 or e.n >= cfg.required_samples(e.dim):
         return []
     need = cfg.required_samples(e.dim)
@@ -212,9 +222,8 @@ def _too_few_samples(layer: str, est: str, e: Estimate, cfg: CheckConfig) -> Lis
             f"n >= max({cfg.samples_per_dim:g}*d, 2^min(d,{cfg.orthant_max_dim})) asks for {need}. "
             "kNN/KDE-type estimates are strongly biased at this sample size.",
             {"n": e.n, "dim": e.dim, "required": need, "rule": rule},
-            f"Use at least {need} probe samples, or reduce T (a random projection or PCA to a few "
-            "dimensions) "
-            "before estimating.",
+            f"Use at least {need} rows ({_MORE_ROWS.get(mode, _MORE_ROWS['probe'])}), or reduce T (a random "
+            "projection or PCA to a few dimensions) before estimating.",
         )
     ]
 
@@ -277,9 +286,10 @@ def check_artefacts(ctx: CheckContext) -> Findings:
                 continue
             if q is Quantity.I_XT and e.traits.discretises:
                 out += _saturation(layer, est, e, info, cfg) + _outside_range(layer, est, e, info, cfg)
-            out += _at_cap(layer, est, e, q)
+            out += _at_cap(layer, est, e, q, ctx.record.mode)
             if q is Quantity.I_XT:
-                out += _too_few_samples(layer, est, e, cfg) + _duplicate_rows(layer, est, e, cfg)
+                out += _too_few_samples(layer, est, e, cfg, ctx.record.mode)
+                out += _duplicate_rows(layer, est, e, cfg)
     return Findings(warnings=tuple(out))
 
 
