@@ -14,7 +14,10 @@ model) or per-class covariances (``"per_class"``, Ince's ``mi_model_gd``). Per-c
 many rows per class: measured at d = 100 with ~410 rows per class and independent labels, the
 bias-corrected per-class value scatters with sd 0.044 nats against 0.002 pooled. h(T) treats T as
 one Gaussian, so for well separated classes (a non-Gaussian mixture) the value can exceed the truth
-and even H(Y).
+and even H(Y) (``diagnostics["exceeds_H_Y"]``). The excess grows with d: every dimension's small
+between-class variance adds 0.5 log(1 + between / within). Measured: d = 100, 10 classes, truth 1.95
+nats, value 2.70; d = 20,000, 10 classes with means of sd 0.1 per unit, n = 1,024: 128 bits where
+H(Y) = 3.3. For I(T;Y) of wide layers use the classifier probe.
 
 * Columns are centred and scaled to unit variance first (MI is invariant to this); constant columns
   carry no information and are dropped.
@@ -64,11 +67,16 @@ def standardise_columns(x: torch.Tensor) -> torch.Tensor:
     return x[:, keep] / sd[keep]
 
 
-def ledoit_wolf_delta(xc: torch.Tensor) -> float:
+def second_moment(xc: torch.Tensor) -> torch.Tensor:
+    """X^T X (D <= n) or the Gram matrix X X^T (D > n): the smaller side, which carries the spectrum."""
+    return xc.T @ xc if xc.shape[1] <= xc.shape[0] else xc @ xc.T
+
+
+def ledoit_wolf_delta(xc: torch.Tensor, small: Optional[torch.Tensor] = None) -> float:
     """Ledoit-Wolf (2004) shrinkage intensity of the covariance X^T X / n of centred rows ``xc`` toward
-    mu I, computed on the smaller side (Gram matrix when D > n)."""
+    mu I, computed on the smaller side (``small`` = :func:`second_moment`, computed if not given)."""
     n, dim = xc.shape
-    small = xc.T @ xc if dim <= n else xc @ xc.T
+    small = second_moment(xc) if small is None else small
     s_fro2 = float((small * small).sum()) / (n * n)  # ||S||_F^2 (equal on both sides)
     mu = float(small.diagonal().sum()) / (n * dim)
     d2 = s_fro2 - dim * mu * mu  # ||S - mu I||_F^2
@@ -79,32 +87,33 @@ def ledoit_wolf_delta(xc: torch.Tensor) -> float:
     return min(b2, d2) / d2
 
 
-def logdet_cov(xc: torch.Tensor, *, dof: float, delta: float = 0.0) -> float:
-    """log det((1 - delta) X^T X / dof + delta mu I) in nats, mu its mean diagonal, for centred ``xc``.
+def logdet_cov(
+    xc: torch.Tensor, *, dof: float, delta: float = 0.0, small: Optional[torch.Tensor] = None
+) -> float:
+    """log det((1 - delta) X^T X / dof + delta mu I) in nats, mu its mean diagonal, for centred ``xc``
+    (``small`` = :func:`second_moment`, computed if not given).
 
     Raises :class:`SingularCovariance` when ``delta == 0`` and the matrix is singular.
     """
     n, dim = xc.shape
     if dim == 0:
         return 0.0
+    if delta <= 0.0 and dim >= n:
+        raise SingularCovariance(f"a covariance of {dim} columns from {n} rows is singular")
+    small = second_moment(xc) if small is None else small
+    eye = torch.eye(small.shape[0], dtype=small.dtype, device=small.device)
     if delta <= 0.0:
-        if dim >= n:
-            raise SingularCovariance(f"a covariance of {dim} columns from {n} rows is singular")
-        chol, info = torch.linalg.cholesky_ex(xc.T @ xc / dof)
+        chol, info = torch.linalg.cholesky_ex(small / dof)
         if int(info) != 0:
             raise SingularCovariance("the covariance is singular (collinear or duplicated columns)")
         return 2.0 * float(chol.diagonal().log().sum())
-    mu = float((xc * xc).sum()) / (dof * dim)
+    mu = float(small.diagonal().sum()) / (dof * dim)
     if mu <= 0:
         raise SingularCovariance("all columns are constant")
     if dim <= n:
-        cov = (1.0 - delta) * (xc.T @ xc) / dof + delta * mu * torch.eye(
-            dim, dtype=xc.dtype, device=xc.device
-        )
+        cov = (1.0 - delta) * small / dof + delta * mu * eye
         return 2.0 * float(torch.linalg.cholesky(cov).diagonal().log().sum())
-    inner = torch.eye(n, dtype=xc.dtype, device=xc.device) + ((1.0 - delta) / (delta * mu * dof)) * (
-        xc @ xc.T
-    )
+    inner = eye + ((1.0 - delta) / (delta * mu * dof)) * small  # Sylvester: the n x n side
     return dim * math.log(delta * mu) + 2.0 * float(torch.linalg.cholesky(inner).diagonal().log().sum())
 
 
@@ -125,39 +134,44 @@ class GaussianResult:
     dims: Tuple[int, ...] = ()
 
 
-def _resolve(spec: ShrinkageSpec, xc: torch.Tensor, dof: float) -> Optional[float]:
-    """delta for one covariance: a number, LW, 0 (none), or None for 'try 0 then LW' under "auto"."""
-    if spec is None or spec == "none":
-        return 0.0
-    if spec == "ledoit_wolf":
-        return ledoit_wolf_delta(xc)
-    if spec == "auto":
-        return ledoit_wolf_delta(xc) if xc.shape[1] >= AUTO_SHRINK_FRACTION * dof else None
-    return float(spec)
-
-
 def _logdets(
     blocks: List[Tuple[str, torch.Tensor, float]],
     spec: ShrinkageSpec,
-    shared_delta: Optional[torch.Tensor] = None,
+    shared: Optional[str] = None,
 ) -> Tuple[Dict[str, float], Dict[str, float]]:
-    """log det of each named centred block ``(name, xc, dof)``; under "auto" any singular one switches
-    every block to Ledoit-Wolf. ``shared_delta``: the rows whose LW delta all blocks share."""
-    deltas: Dict[str, float] = {}
-    for name, xc, dof in blocks:
-        d = _resolve(spec, xc if shared_delta is None else shared_delta, dof)
-        deltas[name] = d if d is not None else 0.0
-    if spec == "auto" and any(v > 0 for v in deltas.values()):  # shrink all or none: one model
-        deltas = {
-            name: ledoit_wolf_delta(xc if shared_delta is None else shared_delta) for name, xc, _ in blocks
+    """log det of each named centred block ``(name, xc, dof)`` and the delta used for it. ``shared``
+    names the block whose Ledoit-Wolf delta every block uses (the joint of an MI). Under "auto", blocks
+    shrink when any has D >= dof / 2 or is singular unshrunk, and then all of them do (one model)."""
+    xcs = {name: xc for name, xc, _ in blocks}
+    smalls = {name: second_moment(xc) for name, xc in xcs.items()}  # each product computed once
+    lw_cache: Dict[str, float] = {}
+
+    def lw(name: str) -> float:
+        key = shared or name
+        if key not in lw_cache:
+            lw_cache[key] = ledoit_wolf_delta(xcs[key], smalls[key])
+        return lw_cache[key]
+
+    def run(deltas: Dict[str, float]) -> Dict[str, float]:
+        return {
+            name: logdet_cov(xc, dof=dof, delta=deltas[name], small=smalls[name]) for name, xc, dof in blocks
         }
-    try:
-        return {name: logdet_cov(xc, dof=dof, delta=deltas[name]) for name, xc, dof in blocks}, deltas
-    except SingularCovariance:
-        if spec != "auto":
-            raise
-    deltas = {name: ledoit_wolf_delta(xc if shared_delta is None else shared_delta) for name, xc, _ in blocks}
-    return {name: logdet_cov(xc, dof=dof, delta=max(deltas[name], 1e-12)) for name, xc, dof in blocks}, deltas
+
+    if spec is None or spec == "none":
+        return run({name: 0.0 for name in xcs}), {name: 0.0 for name in xcs}
+    if spec == "ledoit_wolf":
+        deltas = {name: lw(name) for name in xcs}
+        return run(deltas), deltas
+    if spec != "auto":
+        deltas = {name: float(spec) for name in xcs}
+        return run(deltas), deltas
+    if all(xc.shape[1] < AUTO_SHRINK_FRACTION * dof for _, xc, dof in blocks):
+        try:
+            return run({name: 0.0 for name in xcs}), {name: 0.0 for name in xcs}
+        except SingularCovariance:
+            pass
+    deltas = {name: max(lw(name), 1e-12) for name in xcs}
+    return run(deltas), deltas
 
 
 def gaussian_mi(
@@ -171,7 +185,7 @@ def gaussian_mi(
     if xa.shape[1] == 0 or xb.shape[1] == 0:
         return GaussianResult(0.0, {}, False, (xa.shape[1], xb.shape[1]))
     dof = n - 1.0
-    lds, deltas = _logdets([("a", xa, dof), ("b", xb, dof), ("ab", x, dof)], shrinkage, shared_delta=x)
+    lds, deltas = _logdets([("a", xa, dof), ("b", xb, dof), ("ab", x, dof)], shrinkage, shared="ab")
     shrunk = any(v > 0 for v in deltas.values())
     mi = 0.5 * (lds["a"] + lds["b"] - lds["ab"])
     corrected = bool(bias_correct and not shrunk)
