@@ -9,6 +9,8 @@ from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
+from ..labels import as_labels
+
 from ..schema.estimate import Estimate, EstimatorTraits, make_estimate
 
 LN2 = math.log(2.0)
@@ -104,24 +106,11 @@ def check_samples(t: torch.Tensor, *, name: str = "t", min_rows: int = 2) -> tor
 
 
 def check_labels(y: torch.Tensor, n: int, *, name: str = "y") -> torch.Tensor:
-    """Validate class labels and return them as int64 codes 0..K-1 (shape (n,), same device)."""
+    """Validate class labels (:func:`ibhooks.labels.as_labels`, the one label validator) and return them
+    as int64 codes 0..K-1 (shape (n,), same device)."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of integer class labels, got {type(y).__name__}")
-    if y.dim() == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.dim() != 1:
-        raise ValueError(
-            f"{name} must be a 1-D tensor of integer class labels of length {n}; got shape {tuple(y.shape)}. "
-            "For one-hot labels pass y.argmax(1)."
-        )
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} labels but T has {n} rows; "
-                         "they must be paired row by row.")
-    if y.is_floating_point() or y.is_complex():
-        raise ValueError(
-            f"{name} has dtype {y.dtype}; I(T;Y) here needs integer class labels (torch.long). "
-            "For continuous targets use mutual_information(..., estimator='ksg')."
-        )
+    y = as_labels(y, n, what=name)
     return torch.unique(y, return_inverse=True)[1]
 
 
