@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "-o", "--output", metavar="report.html", help="output file (default: the log's name with .html)"
     )
-    r.add_argument("--dpi", type=int, default=110, help="resolution of the embedded figures (default: 110)")
+    r.add_argument("--dpi", type=int, default=150, help="resolution of the embedded figures (default: 150)")
     r.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib needed)")
     _estimator_argument(r, "figures and tables")
     r.set_defaults(func=_cmd_report)

@@ -73,9 +73,14 @@ def test_plane_draws_every_layer_trajectory_from_the_records(history):
         res = [r.layers[layer]["binning"] for r in history]
         want = [(x.i_xt.value, x.i_ty.value) for x in res]
         np.testing.assert_allclose(_traj(ax, layer), want)
-    # the axes name the quantity actually measured, and the caps are drawn where they are
-    assert QX in ax.get_xlabel() and Quantity.I_XT.label in ax.get_xlabel()
-    assert QY in ax.get_ylabel() and Quantity.I_TY.label in ax.get_ylabel()
+    # short axis labels; the caption under the figure names the quantities actually measured
+    assert ax.get_xlabel() == f"{Quantity.I_XT.label} [bits]" and ax.get_ylabel() == f"{Quantity.I_TY.label} [bits]"
+    caption = fig._supxlabel.get_text()
+    assert QX in caption and QY in caption
+    # layers that meet at one point stay visible: first layer's markers largest, the last's smallest
+    sizes = [c.get_sizes()[0] for c in ax.collections
+             if type(c).__name__ == "PathCollection" and c.get_array() is not None]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > 1.5 * sizes[-1]
     lines = ax.get_lines()
     vlines = [ln for ln in lines if np.allclose(ln.get_xdata(), CAP) and len(set(ln.get_xdata())) == 1]
     hlines = [ln for ln in lines if np.allclose(ln.get_ydata(), H_Y) and len(set(ln.get_ydata())) == 1]
@@ -223,6 +228,49 @@ def test_titles_name_the_estimator_not_the_monitor_key():
     titles = [f._suptitle.get_text() if f._suptitle else f.axes[0].get_title() for f in figs.values()]
     assert titles and not [t for t in titles if "binning_1" in t]
     assert any("n_bins=100" in t for t in titles)
+
+
+def _outside(fig):
+    """Texts (labels, titles, legends, captions) that stick out of the rendered figure."""
+    fig.canvas.draw()
+    box = fig.bbox
+    renderer = fig.canvas.get_renderer()
+    out = []
+    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             for t in axis.get_ticklabels(minor=False) + axis.get_ticklabels(minor=True)}
+    for t in fig.findobj(lambda a: type(a).__name__ in ("Text", "Annotation")):
+        if not t.get_visible() or not t.get_text().strip() or id(t) in ticks:
+            continue
+        bb = t.get_window_extent(renderer)
+        if bb.x0 < box.x0 - 1 or bb.x1 > box.x1 + 1 or bb.y0 < box.y0 - 1 or bb.y1 > box.y1 + 1:
+            out.append(t.get_text())
+    tight = fig.get_tightbbox(renderer)  # every drawn artist, tick labels included (inches)
+    w, h = fig.get_size_inches()
+    if tight.x0 < -0.01 or tight.y0 < -0.01 or tight.x1 > w + 0.01 or tight.y1 > h + 0.01:
+        out.append(f"drawn area {tight} outside the {w}x{h} in figure")
+    return out
+
+
+def test_long_quantity_labels_and_layer_names_are_not_clipped():
+    long_q = "I(X; T + N(0, 0.1 * var(T))) estimated with a very long description of the noise model used"
+    recs = make_history([0, 10, 100, 1000, 5000], layers=("encoder.layers.0.self_attn.out_proj",
+                                                            "encoder.layers.1.mlp.fc2", "head"))
+    for r in recs:
+        for per_est in r.layers.values():
+            res = per_est["binning"]
+            res.i_xt = dataclasses.replace(res.i_xt, quantity=long_q)
+            res.i_ty = dataclasses.replace(res.i_ty, quantity=long_q.replace("I(X;", "I(Y;"))
+    for draw in (plotting.plot_information_plane, plotting.plot_layer_curves, plotting.plot_dpi):
+        fig = draw(recs)
+        assert _outside(fig) == [], draw.__name__
+        plotting.close_figure(fig)
+
+
+def test_saving_in_several_formats_prints_no_library_warning(tmp_path, recwarn):
+    recs = make_history([0, 10, 100, 1000])
+    plotting.save_all_figures(recs, tmp_path, formats=("png", "svg"), animation=False)
+    assert [str(w.message) for w in recwarn] == []
+    assert (tmp_path / "layer_curves.svg").stat().st_size > 0
 
 
 def test_dpi_without_chains_says_so():

@@ -109,9 +109,11 @@ def save_all_figures(
     formats: Sequence[str] = ("png",),
     dpi: int = 200,
     animation: bool = True,
+    animation_dpi: int = 120,
 ) -> Dict[str, Path]:
-    """Draw every figure (see :func:`make_figures`) plus the plane animation of the first estimator
-    (``information_plane.gif``, with two or more measurements) and save them in ``out_dir``. Used by
+    """Draw every figure (see :func:`make_figures`) plus the plane animation of every estimator with a
+    plane (``information_plane[_<estimator>].gif``, with two or more measurements) and save them in
+    ``out_dir``. Used by
     the live run and by ``ibhooks plot``, so both give the same files.
 
     Returns:
@@ -125,9 +127,16 @@ def save_all_figures(
         for k, fmt in enumerate(formats):
             p = out / f"{name}.{fmt}"
             fig.savefig(p, format=fmt, dpi=dpi, metadata={"Software": None} if fmt == "png" else {})
+            if k == 0:
+                fig.set_layout_engine("none")  # keep the first layout for the other formats
             paths[name if k == 0 else f"{name}.{fmt}"] = p
         close_figure(fig)
+    ests = estimator_names(recs)
     if animation and len(recs) >= 2:
-        paths["information_plane_animation"] = animate_plane(recs, out / "information_plane.gif", header=hdr,
-                                                             dpi=80)
+        for est in ests:
+            if not has_plane(recs, est):
+                continue
+            suffix = "" if len(ests) == 1 else f"_{_slug(est)}"
+            paths[f"information_plane_animation{suffix}"] = animate_plane(
+                recs, out / f"information_plane{suffix}.gif", estimator=est, header=hdr, dpi=animation_dpi)
     return paths

@@ -10,7 +10,7 @@ import numpy as np
 
 from .plane import draw_plane, plane_frame
 from .queries import RunLike, as_records, default_estimator
-from .style import close_figure, figure_title, new_figure, style
+from .style import close_figure, figure_title, measured_caption, new_figure, style
 
 
 def animate_plane(
@@ -21,7 +21,7 @@ def animate_plane(
     header: Optional[Mapping[str, Any]] = None,
     fps: int = 4,
     max_frames: int = 60,
-    dpi: int = 100,
+    dpi: int = 120,
 ) -> Path:
     """Write a GIF of the information plane over training (one frame per measurement, at most
     ``max_frames`` evenly chosen, the last always included) with matplotlib's PillowWriter.
@@ -49,6 +49,7 @@ def animate_plane(
         if mappable is not None:
             fig.colorbar(mappable, ax=ax, pad=0.02, aspect=30).set_label("training step (log scale)")
         fig.suptitle(head + "\nstep")
+        measured_caption(fig, frame.measured)
         fig.canvas.draw()
         fig.set_layout_engine("none")
         writer = PillowWriter(fps=fps)

@@ -15,11 +15,11 @@ from .style import (
     figure_title,
     layer_style,
     log_x,
+    measured_caption,
     new_figure,
     short,
     style,
     value_limits,
-    wrap,
 )
 
 PHASE_LEGEND = (
@@ -42,8 +42,7 @@ def _draw_quantity(ax: Any, records: Sequence[Record], layers: Sequence[str], es
             ax.fill_between(s.steps[ok], s.lo[ok], s.hi[ok], color=color, alpha=0.18, lw=0)
     cap_line(ax, q, cap)
     ax.set_ylim(*value_limits(series, cap, 0.1))
-    label = quantity_label(records, estimator, q)
-    ax.set_ylabel(f"{q.label} [bits]" + (f"\n{wrap(label, 40)}" if label else ""))
+    ax.set_ylabel(f"{q.label} [bits]")
 
 
 def plot_layer_curves(
@@ -80,9 +79,11 @@ def plot_layer_curves(
             _draw_quantity(ax, recs, layers, estimator, q, cap)
         log_x(ax_x, steps)
         ax_x.tick_params(labelbottom=False)
-        ax_x.legend(loc="best", ncols=min(3, max(1, len(layers))), title="layer", title_fontsize=8,
-                    framealpha=0.85, edgecolor="0.8")
-        ax_x.set_title(figure_title(recs, estimator, "Layer information over training"))
+        # legends sit outside the axes (above the I(X;T) panel, above the phase strip): never over data
+        ax_x.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.1), mode="expand",
+                    ncols=min(5, max(1, len(layers))), frameon=False, borderaxespad=0.0, handlelength=1.8)
+        fig.suptitle(figure_title(recs, estimator, "Layer information over training"))
+        measured_caption(fig, [(q.label, quantity_label(recs, estimator, q)) for q in QUANTITIES])
         if not has_phases:
             ax_y.set_xlabel("training step")
             return fig
@@ -90,8 +91,8 @@ def plot_layer_curves(
         ax_y.tick_params(labelbottom=False)
         handles = draw_phase_strip(ax_p, layers, spans, steps)
         ax_p.set_xlabel("training step")
-        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False, fontsize=7.5,
-                   handlelength=1.4, columnspacing=1.2)
+        ax_p.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.02), ncols=3, frameon=False,
+                    fontsize=7, handlelength=1.4, columnspacing=1.0, borderaxespad=0.0)
     return fig
 
 

@@ -13,7 +13,9 @@ from .style import (
     cap_line,
     errorbars,
     figure_title,
+    layer_marker_sizes,
     layer_style,
+    measured_caption,
     new_figure,
     short,
     step_cmap,
@@ -56,6 +58,7 @@ class PlaneFrame:
     ylim: Tuple[float, float]
     xlabel: str
     ylabel: str
+    measured: List[Tuple[str, str]]  # (quantity, what was actually measured) for the caption
 
 
 def _trajectory(records: Sequence[Record], layer: str, estimator: str, i: int) -> Trajectory:
@@ -87,8 +90,9 @@ def plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Sequ
         hy=hy,
         xlim=value_limits(sx, xcap, 0.06),
         ylim=value_limits(sy, hy, 0.08),
-        xlabel=f"{Quantity.I_XT.label} [bits]" + (f"\nmeasured: {wrap(qx, 70)}" if qx else ""),
-        ylabel=f"{Quantity.I_TY.label} [bits]" + (f"\nmeasured: {wrap(qy, 55)}" if qy else ""),
+        xlabel=f"{Quantity.I_XT.label} [bits]",
+        ylabel=f"{Quantity.I_TY.label} [bits]",
+        measured=[(Quantity.I_XT.label, qx), (Quantity.I_TY.label, qy)],
     )
 
 
@@ -101,7 +105,8 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
 
     mappable, handles, any_sat = None, [], False
     cmap = step_cmap()
-    for tr in frame.trajectories:
+    sizes = layer_marker_sizes(len(frame.trajectories))
+    for tr, size in zip(frame.trajectories, sizes):
         keep = slice(None) if upto is None else tr.steps <= upto
         steps, x, y, sat = tr.steps[keep], tr.x[keep], tr.y[keep], tr.saturated[keep]
         if not len(steps):
@@ -113,10 +118,10 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=tr.color, elinewidth=0.6, alpha=0.45,
                         capsize=0, zorder=1.5)
         mappable = ax.scatter(x, y, c=np.maximum(steps, frame.norm.vmin), cmap=cmap, norm=frame.norm,
-                              marker=tr.marker, s=26, edgecolors=tr.color, linewidths=0.7, zorder=3)
+                              marker=tr.marker, s=size, edgecolors=tr.color, linewidths=0.7, zorder=3)
         if sat.any():
             any_sat = True
-            ax.scatter(x[sat], y[sat], marker="o", s=64, facecolors="none", edgecolors=SATURATED_COLOR,
+            ax.scatter(x[sat], y[sat], marker="o", s=2.5 * size, facecolors="none", edgecolors=SATURATED_COLOR,
                        linewidths=0.8, zorder=2.8)
         if highlight_last:
             last = cmap(frame.norm(max(steps[-1], frame.norm.vmin)))
@@ -176,12 +181,20 @@ def plot_information_plane(
         own = ax is None
         fig = new_figure((6.0, 5.0)) if own else ax.figure
         ax = fig.add_subplot() if own else ax
-        mappable = draw_plane(ax, plane_frame(recs, estimator, layers), legend="outside" if own else "inside")
+        frame = plane_frame(recs, estimator, layers)
+        mappable = draw_plane(ax, frame, legend="outside" if own else "inside")
         if mappable is not None:
             fig.colorbar(mappable, ax=ax, pad=0.02, aspect=30).set_label("training step (log scale)")
         else:
             ax.text(0.5, 0.5, NO_PLANE_NOTE, transform=ax.transAxes, ha="center", va="center", fontsize=9,
                     color="0.35")
-        fig.suptitle(text) if own else ax.set_title(text)
+        if own:
+            fig.suptitle(text)
+            measured_caption(fig, frame.measured)
+        else:  # the user's axes: no figure caption of ours, so the labels say what was measured
+            ax.set_title(text)
+            for (label, measured), set_label in zip(frame.measured, (ax.set_xlabel, ax.set_ylabel)):
+                if measured:
+                    set_label(f"{label} [bits]\nmeasured: {wrap(measured, 60)}")
     return fig
 

@@ -182,12 +182,15 @@ def estimator_title(records: Sequence[Record], estimator: str) -> str:
     def first(key: str) -> Optional[Estimate]:
         return next((e for _, e in _estimates(records, key)), None)
 
+    def base(e: Estimate, key: str) -> str:  # "binning_1" (a monitor key) -> "binning"
+        return re.sub(r"_\d+$", "", e.estimator or key)
+
     mine = first(estimator)
     if mine is None:
-        return estimator
-    name = mine.estimator or estimator
+        return re.sub(r"_\d+$", "", estimator)
+    name = base(mine, estimator)
     others = [e for k in estimator_names(records) if k != estimator and (e := first(k)) is not None
-              and (e.estimator or k) == name]
+              and base(e, k) == name]
     if not others:
         return name
     differ = [k for k, v in mine.params.items()

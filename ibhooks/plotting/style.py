@@ -188,6 +188,24 @@ def cap_line(ax: Any, quantity: Quantity, cap: Optional[float], *, vertical: boo
                     va="bottom", **kw)
 
 
+def measured_caption(fig: Any, labels: Sequence[Tuple[str, str]], *, fontsize: float = 7.5) -> None:
+    """Say under the figure what each quantity actually is (``[("I(X;T)", "H(bin30[-1,1](T))"), ...]``),
+    wrapped to the figure's width; axis labels stay short, so nothing is cut off."""
+    parts = [f"{short_name} = {text}" for short_name, text in labels if text]
+    if not parts:
+        return
+    width = max(40, int(fig.get_figwidth() * 72 / (fontsize * 0.56)))
+    fig.supxlabel("measured: " + wrap("; ".join(parts), width), fontsize=fontsize, color="0.3", ha="center")
+
+
+def layer_marker_sizes(n: int, base: float = 26.0) -> List[float]:
+    """Marker areas from large (first layer) to small (last): layers that sit at the same point show as
+    nested markers instead of hiding each other."""
+    if n <= 1:
+        return [base] * n
+    return [base * (2.2 - 1.4 * i / (n - 1)) for i in range(n)]
+
+
 def figure_title(records: Sequence[Record], estimator: str, what: str) -> str:
     """``"<what> · <estimator name> · n = <probe rows> · <mode> mode"`` from the latest record."""
     bits: List[str] = [what, estimator_title(records, estimator)]

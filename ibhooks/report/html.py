@@ -258,7 +258,7 @@ def _settings(header: Mapping[str, Any]) -> str:
     return out
 
 
-def render_report(run: Any, *, dpi: int = 110, figures: bool = True, estimator: Optional[str] = None) -> str:
+def render_report(run: Any, *, dpi: int = 150, figures: bool = True, estimator: Optional[str] = None) -> str:
     """A self-contained HTML report of ``run`` (a :class:`ibhooks.runlog.Run`).
 
     Args:
