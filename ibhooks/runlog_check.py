@@ -51,6 +51,8 @@ def _number_problem(value: Any, where: str, integer: bool) -> Optional[str]:
         return f"{where}: {_short(value)} is not {kind}"
     if isinstance(value, float) and math.isnan(value):
         return None  # a non-finite estimate is stored as null and read back as nan
+    if not math.isfinite(value):
+        return f"{where}: {_short(value)} is not a finite number"
     if not abs(value) <= MAX_ABS:
         return f"{where}: {_short(value)} is out of range (more than 2**53 in magnitude)"
     return None
