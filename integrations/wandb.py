@@ -8,13 +8,22 @@ Keys (the same scheme as the TensorBoard sink, :func:`ibhooks.plotting.metric_it
 * ``ib/step``: the training step of the measurement. ``define_metric("ib/*", step_metric="ib/step")``
   plots every ``ib/`` key against it, so W&B's own ``_step`` (which other loggers advance) never has
   to match ours and nothing is dropped (``log(step=...)`` is never used);
-* ``ib/plane`` and ``ib/curves`` (images) and ``ib/plane_scatter`` (a ``wandb.Table`` of every point
-  so far, with ``wandb.plot.scatter``), at every ``figure_every``-th measurement and at ``close()``
+* ``ib/plane`` and ``ib/curves`` (images) at every ``figure_every``-th measurement and at ``close()``
   (at the last step, if not drawn there yet); ``ib/dpi`` (image) at ``close()``; ``ib/<estimator>/...``
   with several estimators; ``ib/coverage`` (table, logged once);
-* run summary: ``ib/warnings`` (latest messages), ``ib/n_warnings``, ``ib/phases`` (the latest
-  decisions: the records' ``phase_changes`` folded), ``ib/dpi_violations`` (and how many of them are
-  ``ib/dpi_significant`` / ``ib/dpi_not_assessed``); run config: ``ibhooks`` (settings, chains, versions).
+* at ``close()``, once: ``ib/plane_interactive`` (``wandb.Html``: the information plane with one
+  trajectory per layer, colour = training step, layer / step / values / intervals on hover,
+  self-contained) and ``ib/plane_table`` (a ``wandb.Table`` of every point: step, epoch, layer,
+  estimator, values and intervals) - logged once, not re-logged at every measurement;
+* every ``I_XT`` / ``I_TY`` key is defined with ``summary="max"`` (the peak, for sweeps);
+* run summary: ``ib/final/<layer>/...`` (``ib/final/<estimator>/<layer>/...`` with several
+  estimators): final and peak values, ``fitting_found`` / ``compression_found`` (0/1) and
+  ``compression_bits`` (see :func:`ibhooks.sinks.sweep.layer_fields`); ``ib/warnings`` (latest
+  messages), ``ib/n_warnings``, ``ib/phases`` (text), ``ib/dpi_violations`` (and how many of them are
+  ``ib/dpi_significant`` / ``ib/dpi_not_assessed``); run config: ``ibhooks`` (settings, chains, versions);
+* artifact ``ibhooks-<run>`` (type ``ibhooks-run``) at ``close()``: the JSONL run log (``run_log``
+  argument or the header's ``"run_log"``) and the HTML report rendered from it, so the report can be
+  rebuilt from W&B alone.
 
 The sink keeps no Records: figures and the scatter table come from a
 :class:`~ibhooks.sinks.drawing.FigureHistory`.
@@ -34,6 +43,7 @@ from ibhooks._optional import available, require
 from ibhooks.schema import Record
 from ibhooks.sinks.base import Sink
 from ibhooks.sinks.drawing import FigureHistory, draw_figures, figure_tag
+from ibhooks.sinks.sweep import layer_fields
 
 __all__ = ["WandbSink"]
 
@@ -63,10 +73,13 @@ class WandbSink(Sink):
             (``mode="offline"`` needs no network; ``WANDB_MODE``/``WANDB_DIR`` work too).
         step_key: The step metric our keys are plotted against.
         prefix: First path component of every key.
-        figures: Log the plane image and scatter table (needs matplotlib for the image).
-        figure_every: Log the plane, the curves and the scatter table at every ``figure_every``-th
-            measurement, and always at :meth:`close`.
+        figures: Log the plane and curve images (needs matplotlib), the interactive plane and the table.
+        figure_every: Log the plane and the curves at every ``figure_every``-th measurement, and always
+            at :meth:`close`.
         dpi: Resolution of logged images.
+        run_log: The JSONL run log to attach as an artifact at close (default: the header's
+            ``"run_log"``); the HTML report is rendered from it and attached too.
+        report: Attach the HTML report with the run log.
 
     Raises:
         ImportError: wandb is not installed.
@@ -88,7 +101,9 @@ class WandbSink(Sink):
         prefix: str = "ib",
         figures: bool = True,
         figure_every: int = 1,
-        dpi: int = 100,
+        dpi: int = 150,
+        run_log: Optional[str] = None,
+        report: bool = True,
     ) -> None:
         wandb = require("wandb", purpose="the W&B sink")
         if not isinstance(figure_every, int) or figure_every < 1:
@@ -132,7 +147,10 @@ class WandbSink(Sink):
         self.history = FigureHistory()
         self._drawn_at = 0  # measurements in the history when figures were last logged
         self._with_estimator: Optional[bool] = None
+        self.run_log = run_log
+        self.report = report
         self._metrics_defined = False
+        self._peak_keys: set = set()
         self._coverage_logged = False
         self._closed = False
 
@@ -159,6 +177,7 @@ class WandbSink(Sink):
             self._with_estimator = plotting.multi_estimator([record], self.header)
         data: Dict[str, Any] = {self.step_key: int(record.step)}
         data.update(plotting.metric_items(record, with_estimator=self._with_estimator, prefix=self.prefix))
+        self._define_peaks(data)
         if not self._coverage_logged and self.header.get("coverage"):
             data[f"{self.prefix}/coverage"] = self._coverage_table()
             self._coverage_logged = True
@@ -176,11 +195,17 @@ class WandbSink(Sink):
             return
         self._closed = True
         try:
-            if self.figures and self.history.estimators:
-                names = ("dpi",) if self._drawn_at == len(self.history) else ("plane", "curves", "dpi")
-                data = self._figure_items(names)
+            if self.history.estimators:
+                data: Dict[str, Any] = {}
+                if self.figures:
+                    names = ("dpi",) if self._drawn_at == len(self.history) else ("plane", "curves", "dpi")
+                    data.update(self._figure_items(names))
+                    data.update(self._plane_items())
                 if data:
                     self.run.log({self.step_key: int(self.history.last_step or 0), **data})
+                self.run.summary.update(layer_fields(
+                    self.history, {}, with_estimator=bool(self._with_estimator), prefix=f"{self.prefix}/final"))
+            self._artifact()
         except Exception as exc:  # noqa: BLE001 - e.g. the user finished the run before the monitor
             warnings.warn(
                 f"ibhooks: could not log the final figures to W&B: {exc!r}", RuntimeWarning, stacklevel=2
@@ -196,6 +221,47 @@ class WandbSink(Sink):
         self.run.define_metric(self.step_key)
         self.run.define_metric(f"{self.prefix}/*", step_metric=self.step_key)
         self._metrics_defined = True
+
+    def _define_peaks(self, data: Dict[str, Any]) -> None:
+        """``summary="max"`` for every I_XT / I_TY key not defined yet (interval ends excluded)."""
+        for key in data:
+            if key not in self._peak_keys and key.endswith(("/I_XT", "/I_TY")):
+                self.run.define_metric(key, step_metric=self.step_key, summary="max")
+                self._peak_keys.add(key)
+
+    def _plane_items(self) -> Dict[str, Any]:
+        """The interactive plane (``wandb.Html``) and the table of every plane point, once, at close."""
+        from ibhooks.report.interactive import interactive_plane
+
+        out: Dict[str, Any] = {}
+        rows = [row for est in self.history.estimators for row in self.history.plane_rows(est)]
+        if not rows:
+            return out
+        out[f"{self.prefix}/plane_table"] = self._wandb.Table(columns=TABLE_COLUMNS, data=rows)
+        html = interactive_plane(self.history.records(), header=self.header, title="Information plane")
+        out[f"{self.prefix}/plane_interactive"] = self._wandb.Html(
+            "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>" + html + "</body></html>")
+        return out
+
+    def _artifact(self) -> None:
+        """The JSONL run log and the HTML report built from it, as one artifact."""
+        from pathlib import Path
+
+        path = self.run_log or self.header.get("run_log")
+        if not path or not Path(path).is_file():
+            return
+        path = Path(path)
+        art = self._wandb.Artifact(f"ibhooks-{_artifact_name(self.run.id or path.stem)}", type="ibhooks-run",
+                                   metadata={"run_name": self.header.get("run_name"), "file": path.name})
+        art.add_file(str(path), name=path.name)
+        if self.report:
+            from ibhooks import report
+            from ibhooks.runlog import load_run
+
+            out = Path(self.run.dir) / f"{path.stem}.html"
+            out.write_text(report.render_report(load_run(path)), encoding="utf-8")
+            art.add_file(str(out), name=out.name)
+        self.run.log_artifact(art)
 
     def _config(self) -> None:
         cfg = {k: self.header[k] for k in ("config", "chains", "versions", "run_name") if k in self.header}
@@ -213,21 +279,11 @@ class WandbSink(Sink):
         return figure_tag(leaf, est, with_estimator=bool(self._with_estimator), prefix=self.prefix)
 
     def _figure_items(self, names: Sequence[str]) -> Dict[str, Any]:
-        """Images of ``names`` (when matplotlib is there) and, with the plane, the scatter table of
-        every point so far, from the compact history."""
+        """Images of ``names`` (when matplotlib is there), from the compact history."""
         from ibhooks import plotting
 
         self._drawn_at = len(self.history)
         out: Dict[str, Any] = {}
-        if "plane" in names:
-            for est in self.history.estimators:
-                rows = self.history.plane_rows(est)
-                if not rows:
-                    continue
-                table = self._wandb.Table(columns=TABLE_COLUMNS, data=rows)
-                title = "Information plane" + (f" ({est})" if self._with_estimator else "")
-                scatter = self._wandb.plot.scatter(table, "I_XT", "I_TY", title=title)
-                out[self._key(est, "plane_scatter")] = scatter
         if self.images:
             caption = f"step {self.history.last_step}"
             for name, est, fig in draw_figures(self.history, self.header, names):
@@ -256,6 +312,12 @@ class WandbSink(Sink):
         if phases or self.history.phases:
             summary[f"{self.prefix}/phases"] = {k: ", ".join(v) for k, v in phases.items()}
         self.run.summary.update(summary)  # one summary record, not one per key
+
+
+def _artifact_name(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "run"
 
 
 def _plain(x: Any) -> Any:

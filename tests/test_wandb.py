@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 from ibhooks.integrations.wandb import WandbSink  # noqa: E402
 from ibhooks.sinks.registry import sink_class  # noqa: E402
 
-from _records import LAYERS, make_header, make_history, steps_default  # noqa: E402
+from _records import LAYERS, make_header, make_history, steps_default, write_log  # noqa: E402
 
 STEPS = steps_default(8)  # long enough for detected phases
 
@@ -62,8 +62,10 @@ def offline_run(tmp_path_factory):
         mp.setenv(k, v)
     mp.delenv("WANDB_API_KEY", raising=False)
     history = make_history(STEPS)
+    log = root / "run.jsonl"
+    write_log(log, history)
     try:
-        sink = WandbSink(project="ibhooks-test", figure_every=3)
+        sink = WandbSink(project="ibhooks-test", figure_every=3, run_log=str(log))
         assert sink._own_run
         sink.start(make_header())
         for rec in history:
@@ -94,11 +96,12 @@ def test_offline_history_has_our_keys_and_values(offline_run):
             res = rec.layers[layer]["binning"]
             assert row[f"ib/{layer}/I_XT"] == pytest.approx(res.i_xt.value)
             assert row[f"ib/{layer}/I_TY_hi"] == pytest.approx(res.i_ty.ci[1])
-    # plane, curves and scatter table at every 3rd measurement (0, 3, 6) and at close() for the last
-    # one (7), against its step; the DPI image at close() only; the coverage table once
-    for key in ("ib/plane/path", "ib/curves/path", "ib/plane_scatter_table/_type"):
+    # plane and curves at every 3rd measurement (0, 3, 6) and at close() for the last one (7), against
+    # its step; the DPI image, the interactive plane and the table once, at close(); the coverage table once
+    for key in ("ib/plane/path", "ib/curves/path"):
         assert [r["ib/step"] for r in rows if key in r] == [STEPS[0], STEPS[3], STEPS[6], STEPS[7]], key
-    assert [r["ib/step"] for r in rows if "ib/dpi/path" in r] == [STEPS[-1]]
+    for key in ("ib/dpi/path", "ib/plane_table/_type", "ib/plane_interactive/_type"):
+        assert [r["ib/step"] for r in rows if key in r] == [STEPS[-1]], key
     (final,) = [r for r in rows if "ib/dpi/path" in r]
     assert "ib/plane/path" in final and "ib/fc1/I_XT" not in final  # one row logged by close()
     assert sum(1 for r in ours if "ib/coverage/_type" in r) == 1
@@ -108,6 +111,8 @@ def test_offline_step_metric_summary_and_media_files(offline_run):
     run_dir, records, history = offline_run
     metrics = [r.metric for r in records if r.WhichOneof("record_type") == "metric"]
     assert any(m.glob_name == "ib/*" and m.step_metric == "ib/step" for m in metrics)
+    peaks = {m.name for m in metrics if m.summary.max}
+    assert {f"ib/{layer}/{q}" for layer in LAYERS for q in ("I_XT", "I_TY")} == peaks
     summary = {}
     for r in records:
         if r.WhichOneof("record_type") == "summary":
@@ -127,12 +132,33 @@ def test_offline_step_metric_summary_and_media_files(offline_run):
     assert shown and set(summary["ib/phases"]) == {d.layer for d in shown}
     for d in shown:
         assert f"{d.phase} {d.status.value} from step {d.start_step:g}" in summary["ib/phases"][d.layer]
+    # numeric per-layer fields to sort a sweep by
+    for layer in LAYERS:
+        res = last.layers[layer]["binning"]
+        assert summary[f"ib/final/{layer}/I_XT"] == pytest.approx(res.i_xt.value)
+        peak = max(r.layers[layer]["binning"].i_ty.value for r in history)
+        assert summary[f"ib/final/{layer}/I_TY_peak"] == pytest.approx(peak)
+        d = latest.get((layer, "binning", "compression"))
+        assert summary[f"ib/final/{layer}/compression_found"] == float(d is not None and d.detected)
+        assert summary[f"ib/final/{layer}/compression_bits"] >= 0.0
     images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
     assert any("plane" in p.name for p in images) and any("curves" in p.name for p in images)
     tables = list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
-    scatter = [json.loads(p.read_text()) for p in tables if "plane_scatter" in str(p)]
-    assert sorted(len(t["data"]) for t in scatter) == [k * len(LAYERS) for k in (1, 4, 7, 8)]  # all so far
-    assert scatter[0]["columns"][:6] == ["step", "epoch", "layer", "estimator", "I_XT", "I_TY"]
+    (table,) = [json.loads(p.read_text()) for p in tables if "plane_table" in str(p)]  # logged once
+    assert len(table["data"]) == len(STEPS) * len(LAYERS)
+    assert table["columns"][:6] == ["step", "epoch", "layer", "estimator", "I_XT", "I_TY"]
+    (page,) = (run_dir / "files" / "media" / "html").rglob("*.html")
+    text = page.read_text()
+    script = text.split("<script>")[1]
+    assert "ibhooksPlane(" in script and not any(x in script for x in ("src=", "fetch(", "XMLHttpRequest"))
+
+
+def test_offline_run_log_and_report_are_an_artifact(offline_run):
+    run_dir, records, _ = offline_run
+    arts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    (art,) = [a for a in arts if a.type == "ibhooks-run"]
+    names = {e.path for e in art.manifest.contents}
+    assert names == {"run.jsonl", "run.html"}
 
 
 def test_users_run_is_used_not_finished(monkeypatch):
