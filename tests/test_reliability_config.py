@@ -125,3 +125,14 @@ def test_a_dict_of_tensors_is_a_probe_of_keyword_inputs():
     probe = Probe.from_any({"input_ids": torch.ones(300, 5, dtype=torch.long), "mask": torch.ones(300, 5)},
                            max_samples=64)
     assert probe.n == 64 and set(probe.x) == {"input_ids", "mask"} and probe.x["mask"].shape == (64, 5)
+
+
+def test_a_failing_probe_forward_says_it_was_the_probe():
+    from ibhooks.capture.probe import ProbeForwardError
+
+    model = torch.nn.Linear(5, 2)
+    probe = Probe.from_any((torch.randn(16, 3), torch.zeros(16, dtype=torch.long)), max_samples=64)
+    with pytest.raises(ProbeForwardError, match=r"the probe's forward pass failed on rows 0:8 \(RuntimeError: "
+                                                r".*probe_forward="):
+        probe.run(model, batch_size=8, begin_pass=lambda n: None)
+    assert model.training  # the train flag is put back
