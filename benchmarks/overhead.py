@@ -95,7 +95,7 @@ def bench_model(
         cost = {False: (brow.cons_sync_s, brow.sync_s), True: (brow.cons_bg_s, brow.bg_s)}
         direct: Dict[bool, List[float]] = {}
         length = s.real_len
-        if s.direct_len:
+        if s.direct_len and not args.no_direct:
             direct = direct_runs(bench, s.direct_len, s.num_sched, 1 if args.quick else s.direct_reps)
             length = s.direct_len
         m = len(ibhooks.log_spaced(s.num_sched, length).steps)
@@ -170,6 +170,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     ap.add_argument("--models", default="", help="comma-separated subset of szt-mlp,mlp,cnn,resnet18")
     ap.add_argument("--no-passive", action="store_true", help="(a) in probe mode only")
+    ap.add_argument("--no-direct", action="store_true", help="(b) composed only (no direct L-step runs)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but CUDA is not available")
