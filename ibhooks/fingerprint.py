@@ -7,6 +7,7 @@ series (model class and monitored layers, estimators and their parameters, probe
 Settings that do not change what a series measures (schedule, verbosity, background, figure_every)
 are left out, so they may change across a resume.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,7 +88,8 @@ def check_resume(log_path: Union[str, os.PathLike], fingerprint_now: str, config
     diffs = diff_configs(old_config, config) or [f"fingerprint {old_fp} -> {fingerprint_now}"]
     raise ValueError(
         f"cannot resume into run log {log_path}: it was written with another configuration ("
-        + "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        + "; ".join(diffs[:8])
+        + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
         + "). Resume with the settings of that run, or start a separate run with another run_name"
     )
 

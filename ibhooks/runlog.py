@@ -6,6 +6,7 @@ UTF-8, nested too deep or holding values of the wrong type is skipped and counte
 by a killed run sets :attr:`Run.truncated`. Only a file whose header cannot be read is an error: one
 ``ValueError`` naming the file, the line and the problem (never another exception type).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,15 +74,19 @@ class Run:
         if self.skipped_lines:
             out.append(skipped_note(self.path, self.skipped_lines, self.problems, len(self.records)))
         if self.truncated:
-            out.append(f"the last line of {self.path} was cut off (the run was killed while writing?); "
-                       "it was skipped")
+            out.append(
+                f"the last line of {self.path} was cut off (the run was killed while writing?); "
+                "it was skipped"
+            )
         return out
 
 
 def skipped_note(path: Path, lines: List[int], problems: List[str], n_records: int) -> str:
     shown = ", ".join(str(n) for n in lines[:5]) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
-    return (f"run log {path}: skipped {len(lines)} unreadable line(s) (line {shown}; first: {problems[0]}); "
-            f"{n_records} complete record(s) read")
+    return (
+        f"run log {path}: skipped {len(lines)} unreadable line(s) (line {shown}; first: {problems[0]}); "
+        f"{n_records} complete record(s) read"
+    )
 
 
 def _resolve(path: Union[str, os.PathLike]) -> Path:
@@ -90,11 +95,13 @@ def _resolve(path: Union[str, os.PathLike]) -> Path:
         candidates = sorted(p.glob("*.jsonl"))
         if len(candidates) != 1:
             raise FileNotFoundError(
-                f"{p} is a directory with {len(candidates)} .jsonl run logs; name one of them")
+                f"{p} is a directory with {len(candidates)} .jsonl run logs; name one of them"
+            )
         p = candidates[0]
     if not p.exists():
         raise FileNotFoundError(
-            f"run log {p} does not exist; pass the .jsonl file an IBMonitor wrote (see its log_dir)")
+            f"run log {p} does not exist; pass the .jsonl file an IBMonitor wrote (see its log_dir)"
+        )
     return p
 
 
@@ -122,15 +129,19 @@ def _header(p: Path, lines: List[bytes], cut_last: bool) -> Tuple[Dict[str, Any]
     idx = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if idx is None:
         raise ValueError(
-            f"run log {p} is empty: the run wrote nothing (was IBMonitor constructed with this log_dir?)")
+            f"run log {p} is empty: the run wrote nothing (was IBMonitor constructed with this log_dir?)"
+        )
     if idx == len(lines) - 1 and cut_last:
         raise ValueError(
             f"run log {p} line {idx + 1}: the header is cut off (the run was killed while writing it); "
-            "the log holds no measurements; start the run again (resume=True starts it anew)")
+            "the log holds no measurements; start the run again (resume=True starts it anew)"
+        )
     obj, problem = _parse(lines[idx])
     if obj is None:
         if problem == "not UTF-8 text":
-            raise ValueError(f"run log {p} is not a text file (not UTF-8); pass the .jsonl an IBMonitor wrote")
+            raise ValueError(
+                f"run log {p} is not a text file (not UTF-8); pass the .jsonl an IBMonitor wrote"
+            )
         raise ValueError(f"{p} is not an ibhooks run log: line {idx + 1} (the header) is {problem}")
     problem = header_problem(obj, format_name=FORMAT, newest=FORMAT_VERSION)
     if problem:
@@ -141,7 +152,15 @@ def _header(p: Path, lines: List[bytes], cut_last: bool) -> Tuple[Dict[str, Any]
 def _record(obj: Dict[str, Any]) -> Tuple[Optional[Record], str]:
     try:
         rec = Record.from_dict(obj)  # reads the version-1 and version-2 layouts
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError, RecursionError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+        IndexError,
+        RecursionError,
+    ) as exc:
         return None, f"not a valid record ({type(exc).__name__}: {str(exc)[:80]})"
     problem = field_problem(rec, Record, "record")
     return (None, problem) if problem else (rec, "")
@@ -206,8 +225,11 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
                     run.records.append(rec)
             elif kind == "header_update":
                 key = obj.get("key")
-                problem = ("a header update without a string key" if not isinstance(key, str)
-                           else header_field_problem(key, obj.get("value")) or "")
+                problem = (
+                    "a header update without a string key"
+                    if not isinstance(key, str)
+                    else header_field_problem(key, obj.get("value")) or ""
+                )
                 if not problem:
                     run.header[key] = obj.get("value")
             elif kind == "text":
@@ -221,6 +243,7 @@ def load_run(path: Union[str, os.PathLike]) -> Run:
     for rec in run.records:
         fold_phase_changes(rec.phase_changes, into=run.phases)
     if run.skipped_lines:
-        warnings.warn(skipped_note(p, run.skipped_lines, run.problems, len(run.records)), RunLogWarning,
-                      stacklevel=2)
+        warnings.warn(
+            skipped_note(p, run.skipped_lines, run.problems, len(run.records)), RunLogWarning, stacklevel=2
+        )
     return run

@@ -4,6 +4,7 @@
 :func:`field_problem` walks a typed schema object (a :class:`~ibhooks.schema.Record` read back with
 ``from_dict``) against the annotations of its dataclasses; :func:`header_problem` checks the header.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,7 +48,11 @@ def _depth_problem(value: Any, where: str) -> Optional[str]:
 
 def _number_problem(value: Any, where: str, integer: bool) -> Optional[str]:
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+    ):
         return f"{where}: {_short(value)} is not {kind}"
     if isinstance(value, float) and math.isnan(value):
         return None  # a non-finite estimate is stored as null and read back as nan
@@ -114,8 +119,13 @@ def field_problem(value: Any, tp: Any, where: str) -> Optional[str]:
 
 #: Header fields downstream code reads, and the JSON types they must have.
 HEADER_FIELDS: Dict[str, Tuple[type, ...]] = {
-    "config": (dict,), "coverage": (list,), "chains": (list,), "run_name": (str,), "versions": (dict,),
-    "fingerprint": (str,), "created": (str,),
+    "config": (dict,),
+    "coverage": (list,),
+    "chains": (list,),
+    "run_name": (str,),
+    "versions": (dict,),
+    "fingerprint": (str,),
+    "created": (str,),
 }
 
 
@@ -138,8 +148,9 @@ def header_problem(header: Mapping[str, Any], *, format_name: str, newest: int) 
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version:
         return f"the header's format version {_short(version)} is not a positive integer"
     if version > newest:
-        return (f"run-log format version {version} is newer than this ibhooks reads ({newest}); "
-                "upgrade ibhooks")
+        return (
+            f"run-log format version {version} is newer than this ibhooks reads ({newest}); upgrade ibhooks"
+        )
     for key, value in header.items():
         problem = header_field_problem(key, value)
         if problem:

@@ -1,5 +1,6 @@
 """Resume only into the same run (the configuration fingerprint), and probes: a seeded stratified
 subset over max_samples (never the first rows), one clear TypeError per unusable probe."""
+
 import json
 
 import pytest
@@ -11,8 +12,14 @@ from ibhooks.fingerprint import check_resume, diff_configs, fingerprint
 from ibhooks.sinks.jsonl import JsonlSink
 
 CONFIG = {
-    "mode": "probe", "model": "MLP", "layers": ["0", "2"], "probe_samples": 256, "schedule": "every_n(1)",
-    "estimators": {"binning": {"class": "Binning", "params": {"n_bins": 30}, "traits": {"discretises": True}}},
+    "mode": "probe",
+    "model": "MLP",
+    "layers": ["0", "2"],
+    "probe_samples": 256,
+    "schedule": "every_n(1)",
+    "estimators": {
+        "binning": {"class": "Binning", "params": {"n_bins": 30}, "traits": {"discretises": True}}
+    },
     "verbose": True,
 }
 
@@ -33,7 +40,9 @@ def test_fingerprint_covers_what_a_series_measures_and_nothing_else():
         assert fingerprint(changed) != fp
     assert diff_configs(CONFIG, bins5) == ["estimators.binning.params.n_bins: 30 -> 5"]
     assert diff_configs(CONFIG, other(layers=["0"], probe_samples=128)) == [
-        "layers: ['0', '2'] -> ['0']", "probe_samples: 256 -> 128"]
+        "layers: ['0', '2'] -> ['0']",
+        "probe_samples: 256 -> 128",
+    ]
     with pytest.raises(TypeError, match="configuration as a dict"):
         fingerprint("abc")
 
@@ -52,8 +61,11 @@ def test_resume_with_another_configuration_is_refused_naming_the_difference(tmp_
     _log(path, CONFIG, with_fingerprint)
     check_resume(path, fingerprint(CONFIG), CONFIG)
     bins5 = other(estimators={"binning": {"class": "Binning", "params": {"n_bins": 5}}})
-    with pytest.raises(ValueError, match=r"another configuration \(estimators.binning.params.n_bins: 30 -> 5\)"
-                                         r".*another run_name"):
+    with pytest.raises(
+        ValueError,
+        match=r"another configuration \(estimators.binning.params.n_bins: 30 -> 5\)"
+        r".*another run_name",
+    ):
         check_resume(path, fingerprint(bins5), bins5)
     path.write_bytes(path.read_bytes()[:20])  # a torn header: nothing to continue
     check_resume(path, fingerprint(bins5), bins5)
@@ -71,12 +83,16 @@ def test_a_large_class_sorted_probe_keeps_every_class_in_proportion():
     assert torch.equal(probe.x[:, 0].long() // 100, probe.y)  # rows stay paired with their labels
     assert probe.info == {"rows_given": 1000, "rows_used": 256, "subset": "stratified", "seed": 3}
     again = Probe.from_any((x, y), max_samples=256, seed=3)
-    assert torch.equal(again.x, probe.x) and not torch.equal(Probe.from_any((x, y), max_samples=256, seed=4).x,
-                                                            probe.x)
+    assert torch.equal(again.x, probe.x) and not torch.equal(
+        Probe.from_any((x, y), max_samples=256, seed=4).x, probe.x
+    )
     unlabeled = Probe.from_any(x, max_samples=100)
     assert unlabeled.info["subset"] == "random" and not torch.equal(unlabeled.x, x[:100])
-    assert Probe.from_any((x[:50], y[:50]), max_samples=256).info == {"rows_given": 50, "rows_used": 50,
-                                                                      "subset": "all"}
+    assert Probe.from_any((x[:50], y[:50]), max_samples=256).info == {
+        "rows_given": 50,
+        "rows_used": 50,
+        "subset": "all",
+    }
 
 
 def test_a_large_dataloader_is_subsampled_by_index_and_stratified_by_its_targets():
@@ -88,9 +104,15 @@ def test_a_large_dataloader_is_subsampled_by_index_and_stratified_by_its_targets
     y = torch.arange(4).repeat_interleave(250)
     x = torch.arange(1000, dtype=torch.float32)[:, None]
     state = torch.get_rng_state()
-    probe = Probe.from_any(torch.utils.data.DataLoader(Targeted(x, y), batch_size=64, shuffle=True), max_samples=200)
+    probe = Probe.from_any(
+        torch.utils.data.DataLoader(Targeted(x, y), batch_size=64, shuffle=True), max_samples=200
+    )
     assert torch.equal(torch.get_rng_state(), state)  # the user's random stream is untouched
-    assert probe.n == 200 and torch.bincount(probe.y).tolist() == [50] * 4 and probe.info["subset"] == "stratified"
+    assert (
+        probe.n == 200
+        and torch.bincount(probe.y).tolist() == [50] * 4
+        and probe.info["subset"] == "stratified"
+    )
     assert torch.equal(probe.x[:, 0].long() // 250, probe.y)
 
 
@@ -110,7 +132,10 @@ def test_subset_rows_is_vectorised_exact_and_rejects_impossible_sizes():
         ("data.pt", "probe is a str"),
         ((torch.randn(8, 3), torch.zeros(8), torch.zeros(8)), "probe is a 3-tuple"),
         (torch.tensor(1.0), "0-dim tensor"),
-        ({"input_ids": [1, 2, 3], "mask": None}, "a dict probe .* needs tensors; its values are NoneType, list"),
+        (
+            {"input_ids": [1, 2, 3], "mask": None},
+            "a dict probe .* needs tensors; its values are NoneType, list",
+        ),
         (12, "probe is a int"),
     ],
     ids=["str", "3-tuple", "0-dim", "dict-without-tensors", "int"],
@@ -122,8 +147,9 @@ def test_an_unusable_probe_is_one_type_error_naming_what_a_probe_can_be(probe, m
 
 
 def test_a_dict_of_tensors_is_a_probe_of_keyword_inputs():
-    probe = Probe.from_any({"input_ids": torch.ones(300, 5, dtype=torch.long), "mask": torch.ones(300, 5)},
-                           max_samples=64)
+    probe = Probe.from_any(
+        {"input_ids": torch.ones(300, 5, dtype=torch.long), "mask": torch.ones(300, 5)}, max_samples=64
+    )
     assert probe.n == 64 and set(probe.x) == {"input_ids", "mask"} and probe.x["mask"].shape == (64, 5)
 
 
@@ -132,7 +158,10 @@ def test_a_failing_probe_forward_says_it_was_the_probe():
 
     model = torch.nn.Linear(5, 2)
     probe = Probe.from_any((torch.randn(16, 3), torch.zeros(16, dtype=torch.long)), max_samples=64)
-    with pytest.raises(ProbeForwardError, match=r"the probe's forward pass failed on rows 0:8 \(RuntimeError: "
-                                                r".*probe_forward="):
+    with pytest.raises(
+        ProbeForwardError,
+        match=r"the probe's forward pass failed on rows 0:8 \(RuntimeError: "
+        r".*probe_forward=",
+    ):
         probe.run(model, batch_size=8, begin_pass=lambda n: None)
     assert model.training  # the train flag is put back

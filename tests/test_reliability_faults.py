@@ -1,6 +1,7 @@
 """Run-log integrity under real faults: kill -9 of a writing process at random points (also while the
 header is written and during a resume), a log cut at every byte offset, and a full disk (RLIMIT_FSIZE
 in a child process). Each asserts that every complete line survives and nothing reads as corrupt."""
+
 import json
 import os
 import random
@@ -16,12 +17,15 @@ from ibhooks.runlog import load_run
 from ibhooks.schema import Record
 from ibhooks.sinks.jsonl import JsonlSink
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
-                                reason="needs fork() and POSIX resource limits")
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork() and POSIX resource limits"
+)
 
 #: A large header (its write is long enough for a kill to land inside it).
-BIG_HEADER = {"run_name": "k", "coverage": [{"name": f"layer{i}", "status": "monitored", "reason": "x" * 200}
-                                            for i in range(3000)]}
+BIG_HEADER = {
+    "run_name": "k",
+    "coverage": [{"name": f"layer{i}", "status": "monitored", "reason": "x" * 200} for i in range(3000)],
+}
 
 
 def rec(step):

@@ -2,6 +2,7 @@
 empty and cut-off lines. ``load_run`` either reads the log (every untouched record recovered, every
 other line counted) or raises one ValueError; the summary and the report never raise; the CLI exits
 0 or 2 without a traceback."""
+
 import io
 import json
 import warnings
@@ -21,8 +22,24 @@ V1_LOG = Path(__file__).parent / "fixtures" / "run_v1.jsonl"
 _V1 = None
 
 #: Raw JSON text put in place of one value (not all of it valid JSON: that is the point).
-HOSTILE = ["1e999", "-1e999", "1e300", "NaN", "Infinity", '"abc"', "true", "null", "[]", "{}", "-1",
-           "9" * 400, "[" * 3000 + "]" * 3000, '{"a": ' * 40 + "1" + "}" * 40, '"\\ud800"', "1.5"]
+HOSTILE = [
+    "1e999",
+    "-1e999",
+    "1e300",
+    "NaN",
+    "Infinity",
+    '"abc"',
+    "true",
+    "null",
+    "[]",
+    "{}",
+    "-1",
+    "9" * 400,
+    "[" * 3000 + "]" * 3000,
+    '{"a": ' * 40 + "1" + "}" * 40,
+    '"\\ud800"',
+    "1.5",
+]
 GARBAGE = [b"{bad json", b"\x89PNG\x00\xff\xfe", b"[1, 2]", b'"text"', b"   ", b"\x00" * 10, b"{" * 5000]
 
 
@@ -33,8 +50,10 @@ def base():
             warnings.simplefilter("ignore")
             run = load_run(V1_LOG)
         header = {k: v for k, v in run.header.items() if k not in ("type", "format", "version")}
-        _V1 = ({"type": "header", "format": "ibhooks-run", "version": 2, **header},
-               [r.to_dict() for r in run.records])
+        _V1 = (
+            {"type": "header", "format": "ibhooks-run", "version": 2, **header},
+            [r.to_dict() for r in run.records],
+        )
     return _V1
 
 
@@ -67,7 +86,9 @@ def logs(draw):
     lines, kept = [], []
     if draw(st.booleans()) and draw(st.booleans()):  # one in four: a hostile header
         where = draw(st.sampled_from(paths(header)))
-        lines.append(with_hostile(header, where, draw(st.sampled_from(HOSTILE))).encode("utf-8", "surrogatepass"))
+        lines.append(
+            with_hostile(header, where, draw(st.sampled_from(HOSTILE))).encode("utf-8", "surrogatepass")
+        )
     else:
         lines.append(json.dumps(header).encode())
     for step in range(draw(st.integers(0, 8))):
@@ -78,7 +99,9 @@ def logs(draw):
             kept.append(rec)
         elif kind == "hostile":
             where = draw(st.sampled_from(paths(rec)))
-            lines.append(with_hostile(rec, where, draw(st.sampled_from(HOSTILE))).encode("utf-8", "surrogatepass"))
+            lines.append(
+                with_hostile(rec, where, draw(st.sampled_from(HOSTILE))).encode("utf-8", "surrogatepass")
+            )
         elif kind == "garbage":
             lines.append(draw(st.sampled_from(GARBAGE)))
         else:
@@ -89,7 +112,9 @@ def logs(draw):
     return data, kept
 
 
-@settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(logs())
 def test_fuzzed_logs_never_raise_a_traceback(tmp_path_factory, log):
     data, kept = log

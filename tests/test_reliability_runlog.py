@@ -1,5 +1,6 @@
 """Run-log integrity in one process: whole lines or nothing, resume after a cut, no silent overwrite,
 one writer per log, the reader recovering complete records, one-line errors for unreadable headers."""
+
 import errno
 import io
 import json
@@ -69,7 +70,9 @@ def test_a_failed_write_is_rolled_back_and_the_next_line_is_whole(tmp_path, monk
     text = path.read_bytes()
     assert text.endswith(b"\n") and text.count(b"\n") == 3
     run, warned = read(path)
-    assert [r.step for r in run.records] == [0, 2] and not run.skipped_lines and not run.truncated and not warned
+    assert (
+        [r.step for r in run.records] == [0, 2] and not run.skipped_lines and not run.truncated and not warned
+    )
 
 
 def test_an_existing_log_is_never_replaced_silently(tmp_path):
@@ -166,8 +169,9 @@ HOSTILE_LINES = {
     "not json": "{bad json",
     "binary garbage": "\x00\x01\x02\u00ff garbage",
     "deep nesting": DEEP,
-    "deep in a record": json.dumps(rec(5).to_dict()).replace('"info": {', '"info": {"deep": ' + '{"a": ' * 50
-                                                                 + "1" + "}" * 50 + ", "),
+    "deep in a record": json.dumps(rec(5).to_dict()).replace(
+        '"info": {', '"info": {"deep": ' + '{"a": ' * 50 + "1" + "}" * 50 + ", "
+    ),
     "step of 1e300": json.dumps(rec(5).to_dict()).replace('"step": 5', '"step": 1e300'),
     "huge integer": json.dumps(rec(5).to_dict()).replace('"step": 5', '"step": ' + "9" * 5000),
     "string value": json.dumps(rec(5).to_dict()).replace('"n_samples": 7', '"n_samples": "abc"'),
@@ -189,7 +193,10 @@ def test_the_reader_recovers_every_complete_record_around_a_corrupt_line(tmp_pat
     run, warned = read(path)
     assert [r.step for r in run.records] == [0, 1, 2, 3]
     assert run.skipped_lines == [4] and len(warned) == 1
-    assert "skipped 1 unreadable line(s) (line 4" in str(warned[0].message) and "4 complete record" in run.notes[0]
+    assert (
+        "skipped 1 unreadable line(s) (line 4" in str(warned[0].message)
+        and "4 complete record" in run.notes[0]
+    )
     assert run.header["coverage"] if "coverage" in run.header else True  # a bad update does not replace it
     code, out, err = run_cli("summary", path)
     assert code == 0 and "Traceback" not in err and "0" in out
@@ -204,12 +211,17 @@ def _raw_header(**over):
 BAD_HEADERS = {
     "empty file": (b"", "is empty"),
     "torn header": (_raw_header().encode()[:25], "line 1: the header is cut off"),
-    "version 1e999": (_raw_header().replace('"version": 2', '"version": 1e999').encode() + b"\n",
-                      "line 1: the header's format version inf"),
+    "version 1e999": (
+        _raw_header().replace('"version": 2', '"version": 1e999').encode() + b"\n",
+        "line 1: the header's format version inf",
+    ),
     "version abc": (_raw_header(version="abc").encode() + b"\n", "format version 'abc'"),
     "newer version": (_raw_header(version=99).encode() + b"\n", "newer than this ibhooks"),
     "config abc": (_raw_header(config="abc").encode() + b"\n", "the header's config: 'abc' is not a dict"),
-    "deep header": ((_raw_header()[:-1] + ', "x": ' + DEEP + "}").encode() + b"\n", "line 1 (the header) is nested"),
+    "deep header": (
+        (_raw_header()[:-1] + ', "x": ' + DEEP + "}").encode() + b"\n",
+        "line 1 (the header) is nested",
+    ),
     "binary garbage": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file"),
     "foreign json": (b'{"hello": 1}\n', "not an ibhooks run log"),
 }
@@ -219,7 +231,9 @@ BAD_HEADERS = {
 def test_an_unreadable_header_is_one_line_naming_file_and_line(tmp_path, kind):
     content, message = BAD_HEADERS[kind]
     path = tmp_path / "r.jsonl"
-    path.write_bytes(content + json.dumps(rec(0).to_dict()).encode() + b"\n" if kind == "config abc" else content)
+    path.write_bytes(
+        content + json.dumps(rec(0).to_dict()).encode() + b"\n" if kind == "config abc" else content
+    )
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
         load_run(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -4,6 +4,7 @@ At a measurement the probe runs under ``no_grad``, in eval mode, with the CPU (a
 forked and restored, and every module's ``training`` flag put back exactly as it was. BatchNorm
 statistics, dropout streams, parameters, gradients and optimizer state are left alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,11 +95,15 @@ def _num_rows(x: Any) -> int:
         tensors = [v for v in x.values() if isinstance(v, torch.Tensor)]
         if not tensors:
             kinds = sorted({type(v).__name__ for v in x.values()}) or ["nothing"]
-            raise TypeError(f"a dict probe holds the model's keyword inputs and needs tensors; its values are "
-                            f"{', '.join(kinds)}; {PROBE_FORMS}")
+            raise TypeError(
+                f"a dict probe holds the model's keyword inputs and needs tensors; its values are "
+                f"{', '.join(kinds)}; {PROBE_FORMS}"
+            )
         return _num_rows(tensors[0])
-    raise TypeError(f"probe inputs must be a tensor, a tuple/list of tensors or a dict of tensors; got "
-                    f"{type(x).__name__}; {PROBE_FORMS}")
+    raise TypeError(
+        f"probe inputs must be a tensor, a tuple/list of tensors or a dict of tensors; got "
+        f"{type(x).__name__}; {PROBE_FORMS}"
+    )
 
 
 def _index(x: Any, idx: torch.Tensor) -> Any:
@@ -167,7 +172,9 @@ def _dataset_targets(dataset: Any, n: int) -> Optional[torch.Tensor]:
     return t
 
 
-def _read_batches(loader: Any, limit: Optional[int], batch_to_xy: BatchToXY) -> Tuple[Any, Optional[torch.Tensor]]:
+def _read_batches(
+    loader: Any, limit: Optional[int], batch_to_xy: BatchToXY
+) -> Tuple[Any, Optional[torch.Tensor]]:
     """Concatenated ``(x, y)`` of the loader's batches (up to ``limit`` rows when given)."""
     xs, ys, total = [], [], 0
     for batch in loader:
@@ -202,10 +209,14 @@ class Probe:
             ``"first"``) and ``seed``: for the run-log header and the coverage line.
     """
 
-    def __init__(self, x: Any, y: Optional[torch.Tensor] = None, info: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(
+        self, x: Any, y: Optional[torch.Tensor] = None, info: Optional[Dict[str, Any]] = None
+    ) -> None:
         n = _num_rows(x)
         if n < 2:
-            raise ValueError(f"the probe has {n} sample(s); information estimates need at least 2 (use hundreds)")
+            raise ValueError(
+                f"the probe has {n} sample(s); information estimates need at least 2 (use hundreds)"
+            )
         if y is not None:
             y = as_labels(y, n, what="the probe labels y")
         self.x = x
@@ -214,8 +225,9 @@ class Probe:
         self.info: Dict[str, Any] = dict(info) if info else {"rows_given": n, "rows_used": n, "subset": "all"}
 
     @classmethod
-    def from_any(cls, probe: Any, *, max_samples: int, batch_to_xy: Optional[BatchToXY] = None,
-                 seed: int = 0) -> "Probe":
+    def from_any(
+        cls, probe: Any, *, max_samples: int, batch_to_xy: Optional[BatchToXY] = None, seed: int = 0
+    ) -> "Probe":
         """A Probe from what the user passed (see :data:`PROBE_FORMS`); one ``TypeError`` naming the
         accepted forms for anything else. ``seed`` draws the subset of a probe over ``max_samples``."""
         if isinstance(probe, Probe):
@@ -229,8 +241,10 @@ class Probe:
             _num_rows(probe)  # a dict without tensors: the TypeError
             return cls._subset(probe, None, max_samples, seed)
         if isinstance(probe, tuple) and len(probe) != 2:
-            raise TypeError(f"probe is a {len(probe)}-tuple; a tuple probe must be (x, y). For a model with "
-                            f"several inputs pass ((x1, x2, ...), y) or a dict of inputs; {PROBE_FORMS}")
+            raise TypeError(
+                f"probe is a {len(probe)}-tuple; a tuple probe must be (x, y). For a model with "
+                f"several inputs pass ((x1, x2, ...), y) or a dict of inputs; {PROBE_FORMS}"
+            )
         is_batches = isinstance(probe, list) and all(isinstance(b, (tuple, list, dict)) for b in probe)
         if isinstance(probe, (tuple, list)) and not is_batches:
             if len(probe) != 2:
@@ -240,13 +254,17 @@ class Probe:
             if y is not None and not isinstance(y, torch.Tensor):
                 y = torch.as_tensor(y)
             if y is not None and (y.dim() == 0 or y.shape[0] != rows):
-                raise ValueError(f"probe x has {rows} samples but y has "
-                                 f"{y.shape[0] if y.dim() else 'no batch dimension'}; they must be the same length")
-            return cls._subset(x, None if y is None else as_labels(y, rows, what="the probe labels y"),
-                               max_samples, seed)
+                raise ValueError(
+                    f"probe x has {rows} samples but y has "
+                    f"{y.shape[0] if y.dim() else 'no batch dimension'}; they must be the same length"
+                )
+            return cls._subset(
+                x, None if y is None else as_labels(y, rows, what="the probe labels y"), max_samples, seed
+            )
         if isinstance(probe, torch.utils.data.DataLoader) or hasattr(probe, "__iter__"):
-            return cls._from_loader(probe, max_samples=max_samples, batch_to_xy=batch_to_xy or default_batch_to_xy,
-                                    seed=seed)
+            return cls._from_loader(
+                probe, max_samples=max_samples, batch_to_xy=batch_to_xy or default_batch_to_xy, seed=seed
+            )
         raise TypeError(f"probe is a {type(probe).__name__}; {PROBE_FORMS}")
 
     @classmethod
@@ -255,8 +273,12 @@ class Probe:
         if n <= max_samples:
             return cls(x, y, {"rows_given": n, "rows_used": n, "subset": "all"})
         idx = subset_rows(n, max_samples, seed, y)
-        info = {"rows_given": n, "rows_used": max_samples, "subset": "random" if y is None else "stratified",
-                "seed": int(seed)}
+        info = {
+            "rows_given": n,
+            "rows_used": max_samples,
+            "subset": "random" if y is None else "stratified",
+            "seed": int(seed),
+        }
         return cls(_index(x, idx), None if y is None else y[idx.to(y.device)], info)
 
     @classmethod
@@ -267,28 +289,46 @@ class Probe:
                 n = _map_style_len(dataset)
                 targets = _dataset_targets(dataset, n)
                 idx = subset_rows(n, max_samples, seed, targets)
-                sub = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx.tolist()),
-                                                  batch_size=loader.batch_size or 256, shuffle=False,
-                                                  collate_fn=loader.collate_fn)
+                sub = torch.utils.data.DataLoader(
+                    torch.utils.data.Subset(dataset, idx.tolist()),
+                    batch_size=loader.batch_size or 256,
+                    shuffle=False,
+                    collate_fn=loader.collate_fn,
+                )
                 x, y = _read_batches(sub, None, batch_to_xy)
-                info = {"rows_given": n, "rows_used": _num_rows(x), "seed": int(seed),
-                        "subset": "random" if targets is None else "stratified"}
+                info = {
+                    "rows_given": n,
+                    "rows_used": _num_rows(x),
+                    "seed": int(seed),
+                    "subset": "random" if targets is None else "stratified",
+                }
                 return cls(x, y, info)
             finite = isinstance(loader, (list, tuple)) or (
-                isinstance(loader, torch.utils.data.DataLoader) and _map_style_len(dataset) >= 0)
+                isinstance(loader, torch.utils.data.DataLoader) and _map_style_len(dataset) >= 0
+            )
             x, y = _read_batches(loader, None if finite else max_samples, batch_to_xy)
         if finite:
             return cls._subset(x, y, max_samples, seed)
         n = _num_rows(x)
         if n <= max_samples:
             return cls(x, y, {"rows_given": n, "rows_used": n, "subset": "all"})
-        info = {"rows_given": None, "rows_used": max_samples, "subset": "first",
-                "note": "an iterable loader without a length: its first rows were taken (shuffle it, or pass "
-                        "tensors, for a random subset)"}
+        info = {
+            "rows_given": None,
+            "rows_used": max_samples,
+            "subset": "first",
+            "note": "an iterable loader without a length: its first rows were taken (shuffle it, or pass "
+            "tensors, for a random subset)",
+        }
         return cls(_slice(x, 0, max_samples), None if y is None else y[:max_samples], info)
+
     def run(
-        self, model: nn.Module, *, batch_size: int, begin_pass: Callable[[int], None],
-        forward: Optional[Callable[[nn.Module, Any], Any]] = None, limit: Optional[int] = None,
+        self,
+        model: nn.Module,
+        *,
+        batch_size: int,
+        begin_pass: Callable[[int], None],
+        forward: Optional[Callable[[nn.Module, Any], Any]] = None,
+        limit: Optional[int] = None,
     ) -> None:
         """Forward the probe in chunks of ``batch_size`` through ``model`` (eval, no_grad, forked RNG)."""
         device = model_device(model)
@@ -309,7 +349,8 @@ class Probe:
                         model(chunk)
                 except Exception as exc:
                     raise ProbeForwardError(
-                        f"the probe's forward pass failed on rows {start}:{stop} ({type(exc).__name__}: {exc}). "
+                        f"the probe's forward pass failed on rows {start}:{stop} "
+                        f"({type(exc).__name__}: {exc}). "
                         "Check that the probe's inputs match what the model expects (shape, dtype, device), "
                         "or pass probe_forward=lambda model, x: ... if the model is not called as model(x)"
                     ) from exc

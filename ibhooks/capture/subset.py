@@ -1,6 +1,7 @@
 """Choosing which rows of a probe larger than ``max_samples`` are kept: a seeded random subset,
 stratified by label when labels are given, never the first rows (class-sorted data would lose classes).
 """
+
 from __future__ import annotations
 
 from typing import Optional

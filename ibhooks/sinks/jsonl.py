@@ -14,6 +14,7 @@ What the writer promises (``docs/RELIABILITY.md``):
 
 Format version 2 (this writer): each record line is ``Record.to_dict()``. Version 1 (ibhooks before
 the typed schema) stored checks and warnings as free dicts; the reader still loads it."""
+
 from __future__ import annotations
 
 import json
@@ -91,14 +92,21 @@ class JsonlSink(Sink):
 
     name = "jsonl"
 
-    def __init__(self, path: Union[str, os.PathLike], *, resume: bool = False, overwrite: bool = False,
-                 fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: Union[str, os.PathLike],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        fsync: bool = True,
+    ) -> None:
         for flag, value in (("resume", resume), ("overwrite", overwrite), ("fsync", fsync)):
             if not isinstance(value, bool):
                 raise ValueError(f"JsonlSink {flag} must be True or False, got {value!r}")
         if resume and overwrite:
-            raise ValueError("JsonlSink: pass resume=True (continue the log) or overwrite=True (replace it), "
-                             "not both")
+            raise ValueError(
+                "JsonlSink: pass resume=True (continue the log) or overwrite=True (replace it), not both"
+            )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
@@ -114,7 +122,8 @@ class JsonlSink(Sink):
             if size and not (resume or overwrite):
                 raise RunLogExistsError(
                     f"run log {self.path} already exists ({size} bytes); pass resume=True to continue it, "
-                    "overwrite=True to replace it, or choose another run_name")
+                    "overwrite=True to replace it, or choose another run_name"
+                )
             if overwrite:
                 os.ftruncate(fd, 0)
                 size = 0
@@ -128,8 +137,11 @@ class JsonlSink(Sink):
         self._dirty = False
         self.resume = size > 0
         if self.removed_tail:
-            self.log_text("resume", f"the run log ended in a partial line ({self.removed_tail} bytes, cut off when "
-                                    "the run stopped); it was removed before resuming")
+            self.log_text(
+                "resume",
+                f"the run log ended in a partial line ({self.removed_tail} bytes, cut off when "
+                "the run stopped); it was removed before resuming",
+            )
 
     def _lock(self, fd: int) -> None:
         if fcntl is None:
@@ -139,14 +151,17 @@ class JsonlSink(Sink):
         except OSError as exc:
             raise RunLogExistsError(
                 f"run log {self.path} is being written by another monitor (this or another process); "
-                "give each run its own run_name") from exc
+                "give each run its own run_name"
+            ) from exc
 
     def _prepare_resume(self, fd: int, size: int) -> int:
         """Cut a partial last line; return the size kept (0: nothing usable, start a new log)."""
         keep = _last_newline_end(fd, size)
         if keep and not _is_header(_first_line(fd, keep)):
-            raise ValueError(f"cannot resume into {self.path}: its first line is not an ibhooks run-log header; "
-                             "pass overwrite=True to replace it or choose another run_name")
+            raise ValueError(
+                f"cannot resume into {self.path}: its first line is not an ibhooks run-log header; "
+                "pass overwrite=True to replace it or choose another run_name"
+            )
         if keep < size:
             os.ftruncate(fd, keep)
             if keep:
@@ -168,7 +183,7 @@ class JsonlSink(Sink):
                 self._dirty = False
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if self._fsync:
                 os.fsync(fd)
         except BaseException:
@@ -191,8 +206,11 @@ class JsonlSink(Sink):
             self._emit({"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **header})
             self.resume = True  # a second start() on this sink continues the log
             if self.removed_header:
-                self.log_text("resume", f"the previous run log held only a torn header ({self.removed_header} "
-                                        "bytes, the run was killed while writing it); this log starts anew")
+                self.log_text(
+                    "resume",
+                    f"the previous run log held only a torn header ({self.removed_header} "
+                    "bytes, the run was killed while writing it); this log starts anew",
+                )
 
     def update_header(self, key: str, value: Any) -> None:
         self._emit({"type": "header_update", "key": key, "value": value})
