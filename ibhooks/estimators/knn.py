@@ -1,6 +1,10 @@
 """k-nearest-neighbour estimators: KSG (Kraskov, Stoegbauer & Grassberger 2004), Ross (2014) and
-Kozachenko-Leonenko (KL) entropy. All distances are max-norm (Chebyshev), brute force on the
-input's device in row blocks (O(n^2 d) work, O(block * n) memory), no Python loop over samples.
+Kozachenko-Leonenko (KL) entropy. All distances are max-norm (Chebyshev). Neighbour search
+(``neighbors``): ``"kdtree"`` is scipy's cKDTree on CPU (:mod:`._knn_tree`, O(n log n) at low
+dimension); ``"brute"`` the blocked brute force on the input's device (O(n^2 d) work, O(block * n)
+memory, no Python loop over samples: the accelerator path); ``"auto"`` (default) takes the tree on CPU
+when scipy is installed and the searched space has at most ``TREE_MAX_DIM`` dimensions, else brute
+force. Both give identical values (see ``_knn_tree`` for the one tie case of KSG-2).
 
     KSG-1:  I = psi(k) + psi(n) - < psi(n_x + 1) + psi(n_y + 1) >,  n_x = #{j != i: |x_i - x_j| < eps_i}
     KSG-2:  I = psi(k) - 1/k + psi(n) - < psi(n_x) + psi(n_y) >,    n_x = #{j != i: |x_i - x_j| <= eps_x,i}
@@ -42,6 +46,7 @@ import torch
 from ..schema.estimate import Estimate, EstimatorTraits
 from ._common import (LN2, Provenance, check_labels, check_samples, discrete_entropy, generator, require_int,
                       require_number, require_seed)
+from . import _knn_tree
 from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, max_dists
 from .base import Estimator, LayerInformation
 
@@ -49,24 +54,58 @@ from .base import Estimator, LayerInformation
 #: ``layer_information`` adds ``xt_is_entropy=True`` and KSG's I(A;B) the sample-size cap ``"log2_n"``.
 KNN_TRAITS = EstimatorTraits()
 
+#: ``neighbors="auto"`` uses the KD-tree on CPU up to this many dimensions of the searched space
+#: (KSG: the joint space of A and B). Above it a KD-tree prunes little and the blocked brute force
+#: is as fast (measured in benchmarks/estimators.py).
+TREE_MAX_DIM = 10
+
+NEIGHBOR_SEARCHES = ("auto", "kdtree", "brute")
+
 
 def knn_params(k: int = 3, algorithm: int = 1, standardize: bool = True, jitter: float = 1e-10, seed: int = 0,
                block_size: Optional[int] = None,
-               max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> Dict[str, Any]:
+               max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, neighbors: str = "auto") -> Dict[str, Any]:
     """Validate kNN settings (one ValueError naming the fix) and return them as recorded in ``params``."""
     if algorithm not in (1, 2) or isinstance(algorithm, bool):
         raise ValueError(f"algorithm must be 1 or 2 (KSG's two estimators), got {algorithm!r}")
+    if neighbors not in NEIGHBOR_SEARCHES:
+        raise ValueError(f"neighbors must be one of {NEIGHBOR_SEARCHES}, got {neighbors!r}")
+    if neighbors == "kdtree" and not _knn_tree.tree_available():
+        raise ValueError("neighbors='kdtree' needs scipy (pip install 'ibhooks[stats]'); "
+                         "or pass neighbors='auto' / 'brute'")
     block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
     return {"k": require_int("k", k, 1), "algorithm": int(algorithm), "standardize": bool(standardize),
             "jitter": require_number("jitter", jitter, strict=False), "seed": require_seed(seed),
-            "block_size": block_size, "max_block_bytes": int(max_block_bytes)}
+            "block_size": block_size, "max_block_bytes": int(max_block_bytes), "neighbors": neighbors}
+
+
+def use_tree(neighbors: str, device: torch.device, dim: int) -> bool:
+    """Whether a search over ``dim`` dimensions on ``device`` takes the KD-tree path."""
+    if neighbors == "brute" or not _knn_tree.tree_available():
+        return False
+    return neighbors == "kdtree" or (device.type == "cpu" and dim <= TREE_MAX_DIM)
+
+
+#: Odd 64-bit multipliers (as signed int64) that hash a row's float64 bit patterns into one int64.
+_HASH = 0x9E3779B97F4A7C15 - 2 ** 64
+
+
+def _distinct_rows(x: torch.Tensor) -> int:
+    """Number of distinct rows of a float64 matrix: ``unique`` of one int64 per row (the bit pattern
+    for one column, a wrapping multiply-add hash of the bit patterns otherwise; a collision, chance
+    ~n^2/2^64, can only undercount). ``torch.unique(dim=0)`` took 40 ms at n = 2,000."""
+    bits = (x + 0.0).contiguous().view(torch.int64)  # + 0.0 maps -0.0 to 0.0
+    if x.shape[1] > 1:
+        w = (torch.arange(x.shape[1], device=x.device, dtype=torch.int64) * 2 + 1) * _HASH
+        bits = ((bits ^ (bits >> 29)) * w).sum(1)
+    return int(torch.unique(bits.flatten()).shape[0])
 
 
 def _prepare(t: torch.Tensor, jitter: float, generator: Optional[torch.Generator],
              standardize: bool) -> Tuple[torch.Tensor, Dict[str, Any]]:
     """float64 copy, optionally scaled to unit std per column, plus the deterministic tie-breaking jitter."""
     x = t.to(torch.float64)
-    n_distinct = int(torch.unique(x, dim=0).shape[0])
+    n_distinct = _distinct_rows(x)
     if standardize:
         sd = x.std(0, keepdim=True)
         x = (x - x.mean(0, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))
@@ -83,9 +122,15 @@ def _no_self(d: torch.Tensor, sl: slice) -> torch.Tensor:
     return d
 
 
-def _ksg_terms(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int, rows: int) -> torch.Tensor:
+def _ksg_terms(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int, rows: int, tree: bool = False
+               ) -> torch.Tensor:
     """Per-sample psi(n_x [+1]) + psi(n_y [+1]) terms of KSG (float64, nats)."""
     n = x.shape[0]
+    if tree:
+        c = _knn_tree.ksg_counts(x, y, k, algorithm)
+        nx, ny = c["nx"].to(x.device).double(), c["ny"].to(x.device).double()
+        return torch.digamma(nx + 1) + torch.digamma(ny + 1) if algorithm == 1 \
+            else torch.digamma(nx) + torch.digamma(ny)
     out = torch.empty(n, dtype=torch.float64, device=x.device)
     for sl in blocks(n, rows):
         dx = _no_self(max_dists(x[sl], x), sl)
@@ -104,16 +149,19 @@ def _ksg_terms(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int, rows: i
     return out
 
 
-def _kth_distance(x: torch.Tensor, k: int, rows: int) -> torch.Tensor:
+def _kth_distance(x: torch.Tensor, k: int, rows: int, tree: bool = False) -> torch.Tensor:
     """Max-norm distance of each row to its k-th nearest other row (float64)."""
     n = x.shape[0]
+    if tree:
+        return _knn_tree.kth_distance(x, k).to(x.device)
     out = torch.empty(n, dtype=torch.float64, device=x.device)
     for sl in blocks(n, rows):
         out[sl] = _no_self(max_dists(x[sl], x), sl).topk(k, dim=1, largest=False).values[:, -1]
     return out
 
 
-def _ross_terms(x: torch.Tensor, y: torch.Tensor, k: int, rows: int) -> Dict[str, torch.Tensor]:
+def _ross_terms(x: torch.Tensor, y: torch.Tensor, k: int, rows: int, tree: bool = False
+                ) -> Dict[str, torch.Tensor]:
     """Per-row Ross quantities: k_i, N_{y_i}, m_i and the keep mask (rows whose class has >= 2 rows)."""
     n = x.shape[0]
     counts = torch.bincount(y)[y]
@@ -121,6 +169,9 @@ def _ross_terms(x: torch.Tensor, y: torch.Tensor, k: int, rows: int) -> Dict[str
     k_max = int(k_i.max())
     if k_max < 1:
         raise ValueError("Ross needs at least one class with 2 or more samples")
+    if tree:
+        m = _knn_tree.ross_counts(x, y, k_i).to(x.device)
+        return {"k": k_i, "N": counts, "m": m, "keep": counts > 1}
     m = torch.zeros(n, dtype=torch.int64, device=x.device)
     for sl in blocks(n, rows):
         d = _no_self(max_dists(x[sl], x), sl)
@@ -139,28 +190,34 @@ def _check(t: torch.Tensor, name: str, k: int) -> torch.Tensor:
     return t
 
 
+def _search(tree: bool) -> str:
+    return "kdtree" if tree else "brute"
+
+
 def _rows(n: int, copies: int, block_size: Optional[int], max_block_bytes: int) -> int:
     return block_rows(n, max_bytes=max_block_bytes, copies=copies, block_size=block_size)
 
 
 def kl_entropy(
     t: torch.Tensor, k: int = 3, *, jitter: float = 1e-10, seed: int = 0, block_size: Optional[int] = None,
-    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, neighbors: str = "auto",
+    provenance: Optional[Provenance] = None,
 ) -> Estimate:
     """Kozachenko-Leonenko differential entropy h(T) of the rows of ``t`` in bits (max-norm, no
     standardisation). Not a mutual information: its traits say ``xt_is_entropy``."""
     prov = provenance or Provenance("ksg", KNN_TRAITS, knn_params(k, 1, True, jitter, seed, block_size,
-                                                                   max_block_bytes))
+                                                                   max_block_bytes, neighbors))
     t = _check(t, "t", k)
     n, d = t.shape
     x, diag = _prepare(t, jitter, generator(seed, t.device), standardize=False)
-    r = _kth_distance(x, k, _rows(n, 3, block_size, max_block_bytes))
+    tree = use_tree(neighbors, x.device, d)
+    r = _kth_distance(x, k, _rows(n, 3, block_size, max_block_bytes), tree)
     terms = d * torch.log(r)
     nats = float(torch.digamma(torch.tensor(float(n))) - torch.digamma(torch.tensor(float(k)))) \
         + d * math.log(2.0) + float(terms.mean())
     se = float(terms.std()) / math.sqrt(n) / LN2
     v = nats / LN2
-    diag.update(not_mutual_information=True, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+    diag.update(not_mutual_information=True, neighbor_search=_search(tree), ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
     return prov.estimate(
         v, f"h_KL(T) differential entropy, bits (Kozachenko-Leonenko, k={k}, max-norm); "
            "not I(X;T): equals it only up to a constant under small homoscedastic noise",
@@ -172,16 +229,18 @@ def kl_entropy(
 def ross_mi(
     t: torch.Tensor, y: torch.Tensor, *, k: int = 3, standardize: bool = True, jitter: float = 1e-10,
     seed: int = 0, block_size: Optional[int] = None, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
-    quantity: Optional[str] = None, provenance: Optional[Provenance] = None,
+    neighbors: str = "auto", quantity: Optional[str] = None, provenance: Optional[Provenance] = None,
 ) -> Estimate:
     """Ross (2014) kNN estimate of I(T;Y) in bits for continuous ``t`` (n, d) and class labels ``y`` (n,)."""
     prov = provenance or Provenance("ross", KNN_TRAITS,
-                                    knn_params(k, 1, standardize, jitter, seed, block_size, max_block_bytes))
+                                    knn_params(k, 1, standardize, jitter, seed, block_size, max_block_bytes,
+                                               neighbors))
     t = _check(t, "a", k)
     n, d = t.shape
     y_codes = check_labels(y, n, name="b")
     x, diag = _prepare(t, jitter, generator(seed, t.device), standardize)
-    r = _ross_terms(x, y_codes, k, _rows(n, 4, block_size, max_block_bytes))
+    tree = use_tree(neighbors, x.device, d)
+    r = _ross_terms(x, y_codes, k, _rows(n, 4, block_size, max_block_bytes), tree)
     keep = r["keep"]
     n_kept = int(keep.sum())
     if n_kept <= 1:
@@ -191,7 +250,7 @@ def ross_mi(
     nats = float(dg(torch.tensor(float(n_kept), dtype=torch.float64))) + float(terms.mean())
     v, se = nats / LN2, float(terms.std()) / math.sqrt(n_kept) / LN2
     diag.update(H_Y=discrete_entropy(y_codes), rows_dropped_singleton_class=n - n_kept,
-                negative=v < 0, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+                negative=v < 0, neighbor_search=_search(tree), ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
     return prov.estimate(
         v, quantity or f"I(A;B) Ross kNN (k={k}, max-norm), B discrete", kind="estimate",
         ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d, diagnostics=diag,
@@ -201,11 +260,12 @@ def ross_mi(
 def ksg_mi(
     a: torch.Tensor, b: torch.Tensor, *, k: int = 3, algorithm: int = 1, standardize: bool = True,
     jitter: float = 1e-10, seed: int = 0, block_size: Optional[int] = None,
-    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, neighbors: str = "auto",
+    provenance: Optional[Provenance] = None,
 ) -> Estimate:
     """KSG estimate (algorithm 1 or 2, max-norm) of I(A;B) in bits for paired continuous rows."""
     prov = provenance or Provenance("ksg", KNN_TRAITS, knn_params(k, algorithm, standardize, jitter, seed,
-                                                                   block_size, max_block_bytes))
+                                                                   block_size, max_block_bytes, neighbors))
     a, b = _check(a, "a", k), _check(b, "b", k)
     n = a.shape[0]
     if b.shape[0] != n:
@@ -213,7 +273,8 @@ def ksg_mi(
     g = generator(seed, a.device)
     x, diag = _prepare(a, jitter, g, standardize)
     y, diag_b = _prepare(b.to(a.device), jitter, g, standardize)
-    terms = _ksg_terms(x, y, k, algorithm, _rows(n, 6, block_size, max_block_bytes))
+    tree = use_tree(neighbors, x.device, x.shape[1] + y.shape[1])
+    terms = _ksg_terms(x, y, k, algorithm, _rows(n, 6, block_size, max_block_bytes), tree)
     dg = lambda v: float(torch.digamma(torch.tensor(float(v), dtype=torch.float64)))  # noqa: E731
     const = dg(k) + dg(n) - (1.0 / k if algorithm == 2 else 0.0)
     v = (const - float(terms.mean())) / LN2
@@ -221,6 +282,7 @@ def ksg_mi(
     cap = (dg(n) - dg(k + 1)) / LN2 if algorithm == 1 else (dg(n) - dg(k) - 1 / k) / LN2
     diag = {"fraction_duplicate_rows_a": diag["fraction_duplicate_rows"],
             "fraction_duplicate_rows_b": diag_b["fraction_duplicate_rows"], "negative": v < 0,
+            "neighbor_search": _search(tree),
             "ci_method": "value +- 1.96 sd/sqrt(n) of per-row terms"}
     return prov.estimate(
         v, f"I(A;B) KSG-{algorithm} (k={k}, max-norm)", kind="estimate", ci=(v - 1.96 * se, v + 1.96 * se),
@@ -232,16 +294,18 @@ def ksg_mi(
 def knn_layer_information(
     t: torch.Tensor, y: Optional[torch.Tensor] = None, *, k: int = 3, standardize: bool = True,
     jitter: float = 1e-10, seed: int = 0, block_size: Optional[int] = None,
-    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, provenance: Optional[Provenance] = None,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, neighbors: str = "auto",
+    provenance: Optional[Provenance] = None,
 ) -> LayerInformation:
     """``(h_KL(T), I_Ross(T;Y))`` in bits: the differential entropy in the I(X;T) slot (traits
     ``xt_is_entropy``; a kNN estimator cannot reach I(X;T) = H(T) of a deterministic layer) and the
     Ross estimate of I(T;Y) (None without labels)."""
     prov = provenance or Provenance("ksg", KNN_TRAITS, knn_params(k, 1, standardize, jitter, seed, block_size,
-                                                                   max_block_bytes))
+                                                                   max_block_bytes, neighbors))
     t = _check(t, "t", k)
     y_codes = check_labels(y, t.shape[0]) if y is not None else None
-    blocking = {"jitter": jitter, "seed": seed, "block_size": block_size, "max_block_bytes": max_block_bytes}
+    blocking = {"jitter": jitter, "seed": seed, "block_size": block_size, "max_block_bytes": max_block_bytes,
+                "neighbors": neighbors}
     h = kl_entropy(t, k, **blocking, provenance=prov)
     if y_codes is None:
         return h, None
@@ -261,6 +325,8 @@ class KSG(Estimator):
         seed: Seed of the jitter's own generator.
         block_size: Rows per block (overrides ``max_block_bytes``).
         max_block_bytes: Memory budget of one block's temporaries (default 128 MiB).
+        neighbors: ``"auto"`` (KD-tree on CPU up to ``TREE_MAX_DIM`` dimensions when scipy is
+            installed, else brute force), ``"kdtree"`` or ``"brute"``; the values are the same.
     """
 
     name = "ksg"
@@ -268,19 +334,21 @@ class KSG(Estimator):
 
     def __init__(self, k: int = 3, algorithm: int = 1, standardize: bool = True, jitter: float = 1e-10,
                  seed: int = 0, block_size: Optional[int] = None,
-                 max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES) -> None:
-        p = knn_params(k, algorithm, standardize, jitter, seed, block_size, max_block_bytes)
+                 max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES, neighbors: str = "auto") -> None:
+        p = knn_params(k, algorithm, standardize, jitter, seed, block_size, max_block_bytes, neighbors)
         self.k, self.algorithm, self.standardize = p["k"], p["algorithm"], p["standardize"]
         self.jitter, self.seed = p["jitter"], p["seed"]
         self.block_size, self.max_block_bytes = block_size, p["max_block_bytes"]
+        self.neighbors = p["neighbors"]
 
     def params(self) -> Dict[str, Any]:
         return knn_params(self.k, self.algorithm, self.standardize, self.jitter, self.seed, self.block_size,
-                          self.max_block_bytes)
+                          self.max_block_bytes, self.neighbors)
 
     def _common(self) -> Dict[str, Any]:
         return {"k": self.k, "jitter": self.jitter, "seed": self.seed, "block_size": self.block_size,
-                "max_block_bytes": self.max_block_bytes, "provenance": self.provenance()}
+                "max_block_bytes": self.max_block_bytes, "neighbors": self.neighbors,
+                "provenance": self.provenance()}
 
     def entropy(self, t: torch.Tensor) -> Estimate:
         """Kozachenko-Leonenko differential entropy h(T) in bits (max-norm, no standardisation)."""

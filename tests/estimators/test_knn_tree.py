@@ -1,0 +1,76 @@
+"""The KD-tree / sorted neighbour search gives the brute force's values exactly (issue 14 item 5)."""
+import pytest
+import torch
+
+from ibhooks.estimators import _knn_tree, knn
+from ibhooks.estimators.knn import KSG, Ross, kl_entropy
+
+
+def _data(n, d, seed, ties=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    if ties:  # a coarse grid: many exactly equal coordinates and rows
+        x = torch.round(x * 2) / 2
+    y = x + torch.randn(n, d, generator=g, dtype=torch.float64)
+    return x, y, (x[:, 0] > 0).long() + (y[:, -1] > 1).long()
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+@pytest.mark.parametrize("algorithm", [1, 2])
+def test_ksg_tree_equals_brute(d, algorithm):
+    x, y, _ = _data(700, d, seed=d)
+    brute = KSG(algorithm=algorithm, neighbors="brute").mutual_information(x, y)
+    tree = KSG(algorithm=algorithm, neighbors="kdtree").mutual_information(x, y)
+    assert tree.value == brute.value and tree.ci == brute.ci
+    assert tree.diagnostics["neighbor_search"] == "kdtree" and brute.diagnostics["neighbor_search"] == "brute"
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_ross_and_entropy_tree_equal_brute(d):
+    x, y, lab = _data(800, d, seed=10 + d)
+    lab[:1] = 7  # a class with one row: dropped the same way on both paths
+    for a, b in zip(Ross(neighbors="brute").layer_information(y, lab),
+                    Ross(neighbors="kdtree").layer_information(y, lab)):
+        assert a.value == b.value
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_ties_without_jitter_are_identical_for_value_only_searches(d):
+    """Ties as documented: with jitter=0 and duplicated rows, KSG-1, Ross and KL depend on distances only,
+    so tree and brute force agree exactly; KSG-2 may pick other tied neighbours (not asserted)."""
+    x, y, lab = _data(600, d, seed=20 + d, ties=True)
+    assert knn._distinct_rows(x) < 600
+    kw = {"jitter": 0.0}
+    assert KSG(neighbors="brute", **kw).mutual_information(x, y).value == \
+        KSG(neighbors="kdtree", **kw).mutual_information(x, y).value
+    assert Ross(neighbors="brute", **kw).mutual_information(x, lab).value == \
+        Ross(neighbors="kdtree", **kw).mutual_information(x, lab).value
+    big = x + 10.0  # KL of tied rows: log(0) = -inf on both paths; compare on the jittered default instead
+    assert kl_entropy(big, neighbors="brute").value == kl_entropy(big, neighbors="kdtree").value
+
+
+def test_sorted_1d_searches_match_pairwise_counts_with_ties():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 25, (300, 1), generator=g).double() / 7
+    dist = (x - x.T).abs().fill_diagonal_(float("inf"))
+    for k in (1, 3):
+        kth = dist.topk(k, largest=False).values[:, -1]
+        assert torch.equal(_knn_tree.kth_distance(x, k), kth)
+        assert torch.equal(_knn_tree.count_closer(x, kth, strict=True), (dist < kth[:, None]).sum(1))
+        assert torch.equal(_knn_tree.count_closer(x, kth, strict=False), (dist <= kth[:, None]).sum(1))
+
+
+def test_auto_choice_and_fallback_without_scipy(monkeypatch):
+    x, y, _ = _data(300, 1, seed=4)
+    assert KSG().mutual_information(x, y).diagnostics["neighbor_search"] == "kdtree"
+    wide = torch.randn(300, knn.TREE_MAX_DIM + 1, dtype=torch.float64)
+    assert KSG().mutual_information(wide, wide[:, :1]).diagnostics["neighbor_search"] == "brute"
+    assert KSG().params()["neighbors"] == "auto"
+    monkeypatch.setattr(_knn_tree, "TREE_AVAILABLE", False)
+    e = KSG().mutual_information(x, y)
+    assert e.diagnostics["neighbor_search"] == "brute"
+    assert e.value == KSG(neighbors="brute").mutual_information(x, y).value
+    with pytest.raises(ValueError, match="scipy"):
+        KSG(neighbors="kdtree")
+    with pytest.raises(ValueError, match="neighbors must be one of"):
+        KSG(neighbors="balltree")
