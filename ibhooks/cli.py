@@ -3,6 +3,8 @@
     ibhooks plot RUN.jsonl [-o DIR] [--format png pdf] [--dpi 200] [--no-animation] [--estimator NAME]
     ibhooks report RUN.jsonl [-o report.html] [--no-figures] [--estimator NAME]
     ibhooks summary RUN.jsonl [--estimator NAME]
+    ibhooks compare A.jsonl B.jsonl ... [-o DIR] [--estimator NAME] [--label NAME ...]
+    ibhooks export RUN.jsonl (--tensorboard DIR | --wandb) [--project P] [--offline]
 
 This module only parses arguments, loads the run (:func:`ibhooks.runlog.load_run`) and hands it to
 :mod:`ibhooks.report` (HTML report, text summary) or :mod:`ibhooks.plotting` (figures).
@@ -99,6 +101,52 @@ def _cmd_summary(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    runs = [_load(p, err) for p in args.runs]
+    for run in runs:
+        _require_records(run)
+    labels = list(args.label or [])
+    if labels and len(labels) != len(runs):
+        raise CliError(f"got {len(labels)} --label for {len(runs)} runs; give one label per run or none")
+    names = labels or [str(run.header.get("run_name") or run.path.stem) for run in runs]
+    pairs = [(name, report.records_for(run.records, args.estimator)) for name, run in zip(names, runs)]
+    out_dir = Path(args.output) if args.output else Path("ibhooks_compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, draw in (("compare_planes", plotting.plot_compare_planes),
+                       ("compare_curves", plotting.plot_compare_curves)):
+        fig = draw(pairs, estimator=args.estimator)
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=args.dpi, metadata={"Software": None})
+        plotting.close_figure(fig)
+        print(f"{name}: {path}", file=out)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.tensorboard and not args.wandb:
+        raise CliError("say where to export: --tensorboard DIR and/or --wandb")
+    run = _load(args.run, err)
+    sinks = []
+    if args.tensorboard:
+        from .integrations.tensorboard import TensorBoardSink
+
+        sinks.append(TensorBoardSink(args.tensorboard, figure_every=args.figure_every))
+    if args.wandb:
+        from .integrations.wandb import WandbSink
+
+        sinks.append(WandbSink(project=args.project, mode="offline" if args.offline else None,
+                               name=str(run.header.get("run_name") or run.path.stem),
+                               figure_every=args.figure_every, run_log=str(run.path)))
+    for sink in sinks:
+        sink.start(dict(run.header))
+        for rec in run.records:
+            sink.write(rec)
+        sink.close()
+        where = getattr(sink, "log_dir", None) or getattr(getattr(sink, "run", None), "dir", "")
+        print(f"{sink.name}: {len(run.records)} measurement(s) -> {where}", file=out)
+    return EXIT_OK
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -117,7 +165,8 @@ def _estimator_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``ibhooks`` command (sub-commands ``plot``, ``report``, ``summary``)."""
+    """The argument parser of the ``ibhooks`` command (``plot``, ``report``, ``summary``, ``compare``,
+    ``export``)."""
     parser = argparse.ArgumentParser(
         prog="ibhooks",
         description="Information-plane diagnostics: re-draw, report and summarise a run from its JSONL log.",
@@ -169,6 +218,34 @@ def build_parser() -> argparse.ArgumentParser:
     _run_argument(s)
     _estimator_argument(s, "table")
     s.set_defaults(func=_cmd_summary)
+
+    c = sub.add_parser(
+        "compare",
+        help="draw two or more runs side by side (e.g. tanh vs ReLU)",
+        description="Information planes side by side on shared axes, and layer curves overlaid "
+                    "(colour = layer, line style = run).",
+    )
+    c.add_argument("runs", nargs="+", metavar="RUN.jsonl", help="run logs written by IBMonitor")
+    c.add_argument("-o", "--output", metavar="DIR", help="output folder (default: ./ibhooks_compare)")
+    c.add_argument("--label", nargs="+", metavar="NAME", help="one name per run (default: the run names)")
+    c.add_argument("--dpi", type=int, default=200, help="resolution (default: 200)")
+    _estimator_argument(c, "figures")
+    c.set_defaults(func=_cmd_compare)
+
+    e = sub.add_parser(
+        "export",
+        help="replay a run log into TensorBoard and/or W&B",
+        description="Send every measurement of a JSONL run log to TensorBoard (a fresh run folder) and/or "
+                    "W&B (--offline needs no network; sync later with `wandb sync`).",
+    )
+    _run_argument(e)
+    e.add_argument("--tensorboard", metavar="DIR", help="TensorBoard log folder")
+    e.add_argument("--wandb", action="store_true", help="log to a new W&B run")
+    e.add_argument("--project", default="ibhooks", help="W&B project (default: ibhooks)")
+    e.add_argument("--offline", action="store_true", help="W&B offline mode")
+    e.add_argument("--figure-every", type=int, default=10, metavar="K",
+                   help="draw the plane images at every K-th measurement and at the end (default: 10)")
+    e.set_defaults(func=_cmd_export)
     return parser
 
 

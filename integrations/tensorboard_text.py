@@ -105,7 +105,7 @@ def phases_markdown(decisions: Iterable[PhaseDecision]) -> str:
 
 
 def _significance(v: Any) -> str:
-    return {True: "yes", False: "no", None: "not assessed"}[v.significant]
+    return {True: "significant", False: "within uncertainty", None: "not assessed"}[v.significant]
 
 
 def dpi_markdown(record: Record) -> str:

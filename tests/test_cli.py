@@ -97,6 +97,8 @@ def test_report_is_self_contained_and_complete(report):
     for layer in LAYERS:
         assert f"<td>{layer}</td>" in text
     assert len(re.findall(r'src="data:image/png;base64,', text)) == 3  # plane, curves, DPI
+    assert len(re.findall(r'src="data:image/gif;base64,', text)) == 1  # the plane over training
+    assert '<h2 id="plane">' in text and "ibhooksPlane(" in text  # the interactive plane, embedded
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched from the network
     for section in ("summary", "figures", "phases", "dpi", "warnings", "errors", "coverage", "settings"):
         assert f'<h2 id="{section}">' in text and f'href="#{section}"' in text
@@ -135,6 +137,59 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     non_white = (img < 200).any(axis=2).mean()
     colourful = (img.max(axis=2).astype(int) - img.min(axis=2) > 60).mean()
     assert non_white > 0.02 and colourful > 0.002
+
+
+# -- compare and export ----------------------------------------------------------------------------
+
+
+def test_compare_two_runs_side_by_side(log, tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    path, _ = log
+    other = tmp_path / "relu.jsonl"
+    write_log(other, make_history(steps_default(10), seed=4))
+    code, out, err = run_cli("compare", path, other, "--label", "tanh", "relu", "-o", tmp_path / "cmp",
+                             "--dpi", 50)
+    assert code == 0, err
+    planes = Image.open(tmp_path / "cmp" / "compare_planes.png")
+    assert planes.size[0] > 1.5 * planes.size[1]  # two planes side by side
+    assert "compare_curves:" in out and (tmp_path / "cmp" / "compare_curves.png").exists()
+    code, _, err = run_cli("compare", path, other, "--label", "only-one")
+    assert code == 2 and "one label per run" in err
+
+
+def test_export_a_jsonl_run_to_tensorboard(log, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path, history = log
+    code, out, err = run_cli("export", path, "--tensorboard", tmp_path / "tb", "--figure-every", 100)
+    assert code == 0, err and "tensorboard: " in out
+    (layer_dir,) = [d for d in (tmp_path / "tb").iterdir() if d.name.startswith("T2 fc2")]
+    ea = EventAccumulator(str(layer_dir))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("ib/I_XT")] == [r.step for r in history]
+    main_ea = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    main_ea.Reload()
+    assert [im.step for im in main_ea.Images("ib/plane")] == [history[0].step, history[-1].step]
+    code, _, err = run_cli("export", path)
+    assert code == 2 and "--tensorboard" in err
+
+
+def test_export_a_jsonl_run_to_wandb_offline(log, tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    for k, v in {"WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "WANDB_CONSOLE": "off"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    path, _ = log
+    try:
+        code, out, err = run_cli("export", path, "--wandb", "--offline", "--figure-every", 100)
+    finally:
+        wandb.teardown()
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(run_dir.glob("run-*.wandb")) and "wandb: " in out
 
 
 def test_report_without_figures_and_without_measurements(tmp_path):

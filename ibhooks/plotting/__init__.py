@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from .animation import animate_plane
+from .compare import plot_compare_curves, plot_compare_planes
 from .curves import plot_layer_curves
 from .dpi import plot_dpi
 from .findings import (
@@ -65,7 +66,7 @@ from .style import close_figure, figure_to_array, figure_to_png
 
 __all__ = [
     "make_figures", "save_all_figures", "plot_information_plane", "plot_layer_curves", "plot_dpi",
-    "animate_plane", "close_figure", "figure_to_png", "figure_to_array",
+    "animate_plane", "plot_compare_planes", "plot_compare_curves", "close_figure", "figure_to_png", "figure_to_array",
     # record queries
     "QUANTITIES", "RunLike", "Series", "as_records", "caps", "default_estimator", "estimate_of",
     "estimator_names", "estimator_title", "fmt_bits", "has_plane", "layer_names", "layer_series",

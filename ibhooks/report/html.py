@@ -146,6 +146,34 @@ def _figures(records: Sequence[Record], header: Mapping[str, Any], dpi: int) -> 
     return "\n".join(parts)
 
 
+def _interactive(records: Sequence[Record], header: Mapping[str, Any]) -> str:
+    from .interactive import interactive_plane
+
+    return interactive_plane(records, header=dict(header))
+
+
+def _animations(records: Sequence[Record], header: Mapping[str, Any], dpi: int) -> str:
+    """The plane over training as an embedded GIF, one per estimator with a plane."""
+    import tempfile
+
+    if len(records) < 2:
+        return ""
+    parts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for est in plotting.estimator_names(records):
+            if not plotting.has_plane(records, est):
+                continue
+            path = plotting.animate_plane(records, Path(tmp) / "plane.gif", estimator=est, header=dict(header),
+                                          dpi=dpi, max_frames=40)
+            b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+            title = plotting.estimator_title(records, est)
+            parts.append(f'<figure id="anim-{esc(est)}"><img alt="information plane over training ({esc(title)})" '
+                         f'src="data:image/gif;base64,{b64}"><figcaption><b>Information plane over training '
+                         f"({esc(title)}).</b> One frame per measurement (at most 40); the latest point of each "
+                         "layer is outlined.</figcaption></figure>")
+    return "\n".join(parts)
+
+
 def _slope(d: PhaseDecision) -> str:
     if d.slope_bits_per_decade is None:
         return ""
@@ -258,7 +286,8 @@ def _settings(header: Mapping[str, Any]) -> str:
     return out
 
 
-def render_report(run: Any, *, dpi: int = 150, figures: bool = True, estimator: Optional[str] = None) -> str:
+def render_report(run: Any, *, dpi: int = 150, figures: bool = True, estimator: Optional[str] = None,
+                  animation: bool = True) -> str:
     """A self-contained HTML report of ``run`` (a :class:`ibhooks.runlog.Run`).
 
     Args:
@@ -266,6 +295,7 @@ def render_report(run: Any, *, dpi: int = 150, figures: bool = True, estimator: 
         dpi: Resolution of the embedded figures.
         figures: Draw the figures (needs matplotlib); ``False`` gives tables only.
         estimator: Only this estimator's figures and tables (default: every one in the run).
+        animation: Embed the plane over training (a GIF per estimator; needs matplotlib and pillow).
 
     Raises:
         ReportError: ``estimator`` is not in the run.
@@ -281,11 +311,15 @@ def render_report(run: Any, *, dpi: int = 150, figures: bool = True, estimator: 
         facts_html += para("The last line of this log was cut off (the run was killed while writing); "
                            "it was skipped.", "note")
     figs = _figures(records, header, dpi) if figures and records and names else ""
+    if figs and animation:
+        figs += _animations(records, header, min(dpi, 110))
+    interactive = _interactive(records, header) if records and names else ""
     return Template(resource("template.html")).substitute(
         title=esc(title),
         style=resource("style.css"),
         facts=facts_html,
         summary=_summary(records, names, phases),
+        interactive=interactive or para("No measurements yet."),
         figures=figs or para("No figures (no measurements)." if figures else "No figures (--no-figures)."),
         phases=_phases(records, phases),
         dpi=_dpi(records, header),
