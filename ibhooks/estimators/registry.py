@@ -19,6 +19,7 @@ _REGISTRY: Dict[str, str] = {
     "classifier_probe": "ibhooks.estimators.classifier_probe:ClassifierProbe",
     "gaussian": "ibhooks.estimators.gaussian:GaussianMI",
     "gcmi": "ibhooks.estimators.gcmi:GaussianCopulaMI",
+    "auto": "ibhooks.estimators.auto:Auto",
 }
 
 EstimatorSpec = Union[str, Estimator, Tuple[str, Mapping[str, Any]]]

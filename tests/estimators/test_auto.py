@@ -1,0 +1,115 @@
+"""``estimators="auto"``: binning for narrow layers, scale-aware KDE + classifier probe for wide ones, the
+choice fixed per layer and named in every Estimate; ``mutual_information(..., estimator="auto")``."""
+import math
+
+import pytest
+import torch
+
+import ibhooks
+from _estimator_truth import correlated_gaussians, gaussian_mi_bits
+from ibhooks.estimators.auto import Auto
+from ibhooks.estimators.binning import BINNING_TRAITS, Binning
+from ibhooks.estimators.classifier_probe import ClassifierProbe
+from ibhooks.estimators.kde import KDE, KDE_TRAITS
+from ibhooks.estimators.noisy_channel import NOISY_CHANNEL_TRAITS
+from ibhooks.estimators.registry import available, make_estimator
+from ibhooks.schema.estimate import Estimate
+
+
+def clustered(n, d, k, within, seed):
+    """n rows around k centres N(0, I_d) with per-unit spread ``within``; labels = the centre."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    return torch.randn(k, d, generator=g)[y] + within * torch.randn(n, d, generator=g), y
+
+
+@pytest.mark.parametrize("d,choice", [(1, "binning"), (12, "binning"), (13, "kde_rel"), (64, "kde_rel")])
+def test_the_choice_per_layer_width_is_named_in_each_estimate(d, choice):
+    t, y = clustered(150, d, 3, 0.3, seed=d)
+    i_xt, i_ty = Auto().layer_information(t, y, layer="l")
+    assert i_xt.estimator == f"auto:{choice}" and i_xt.params["chosen"] == choice
+    if choice == "binning":  # the same figures as the chosen estimator, with its quantity and traits
+        ref = Binning(n_bins=30, range="running").layer_information(t, y, layer="l")
+        assert i_ty.estimator == "auto:binning" and i_xt.traits == i_ty.traits == BINNING_TRAITS
+    else:
+        ref = (KDE(relative_noise=0.1).layer_information(t, layer="l")[0],
+               ClassifierProbe().label_information(t, y, layer="l"))
+        assert i_xt.traits == KDE_TRAITS and "0.1*var(T)" in i_xt.quantity
+        assert i_ty.estimator == "auto:classifier_probe" and i_ty.traits == ClassifierProbe.traits
+        assert i_ty.kind == "lower_bound" and i_xt.params["noise_var"] == ref[0].params["noise_var"]
+    for got, want in zip((i_xt, i_ty), ref):
+        assert (got.value, got.quantity, got.kind, got.ci) == (want.value, want.quantity, want.kind, want.ci)
+    assert Estimate.from_dict(i_xt.to_dict()).estimator == i_xt.estimator  # survives the run log
+
+
+def test_a_wide_layer_is_not_stuck_at_log2_n():
+    n, d = 512, 512
+    tight, y = clustered(n, d, 4, 0.002, seed=1)  # four tight clusters
+    spread = torch.randn(n, d, generator=torch.Generator().manual_seed(2))  # spread rows, no class structure
+    auto = Auto()
+    t_xt, t_ty = auto.layer_information(tight, y, layer="tight")
+    s_xt, s_ty = auto.layer_information(spread, y, layer="spread")
+    cap = math.log2(n)
+    assert t_xt.cap == pytest.approx(cap) and not t_xt.saturated
+    assert t_xt.value < math.log2(4) + 0.5  # about log2(#clusters): far below the 9-bit cap
+    assert s_xt.value > t_xt.value + 4.0  # spread rows are kept apart
+    # the probe reads the label from the tight clusters (H(Y) = 2 bits) and nothing from the spread rows
+    assert t_ty.value > 1.9 and t_ty.value <= t_ty.cap + 1e-9 and t_ty.cap == pytest.approx(2.0)
+    assert s_ty.ci[0] < 0.1 and s_ty.value < 0.2
+    assert auto.choices() == {"tight": "kde_rel", "spread": "kde_rel"}
+
+
+def test_the_choice_and_the_instruments_are_fixed_at_the_first_measurement_and_survive_state_dict():
+    wide, y = clustered(60, 20, 3, 0.05, seed=3)
+    narrow = torch.tanh(wide[:, :4])
+    auto = Auto()
+    auto.layer_information(wide, y, layer="w")
+    auto.layer_information(narrow, y, layer="n")
+    # the layer's scale grows: relative noise and running range stay as at the first measurement
+    later = auto.layer_information(wide[:, :8], y, layer="w")  # even a narrower output keeps the choice
+    assert later[0].params["chosen"] == "kde_rel"
+    copy = Auto()
+    copy.load_state_dict(auto.state_dict())
+    assert copy.choices() == auto.choices() == {"w": "kde_rel", "n": "binning"}
+    for layer, t in (("w", 3.0 * wide), ("n", 2.0 * narrow)):
+        a, b = auto.layer_information(t, y, layer=layer), copy.layer_information(t, y, layer=layer)
+        for ea, eb in zip(a, b):
+            assert (ea.value, ea.quantity, ea.params, ea.estimator) == (eb.value, eb.quantity, eb.params,
+                                                                         eb.estimator)
+    grown = auto.layer_information(3.0 * wide, y, layer="w")[0]
+    first_scale = Auto().layer_information(wide, y, layer="w")[0].params["noise_var"]
+    assert grown.params["noise_var"] == pytest.approx(first_scale, rel=1e-12)
+
+
+def test_other_wide_instruments_on_request():
+    t, y = clustered(100, 30, 3, 0.1, seed=4)
+    nc = Auto(xt="noisy_channel").layer_information(t, y, layer="l")
+    assert nc[0].estimator == "auto:noisy_channel_rel" and nc[0].traits == NOISY_CHANNEL_TRAITS
+    assert nc[1].estimator == "auto:classifier_probe"
+    kde_ty = Auto(ty="kde").layer_information(t, y, layer="l")[1]
+    assert kde_ty.estimator == "auto:kde_rel" and "not a bound" in kde_ty.quantity
+    both = Auto(xt="noisy_channel", ty="kde").layer_information(t, y, layer="l")[1]
+    assert both.estimator == "auto:kde_rel" and both.value == pytest.approx(kde_ty.value, abs=1e-9)
+
+
+def test_mutual_information_auto_picks_an_estimator_of_the_true_mi():
+    a, b = correlated_gaussians(1500, 2, 0.8, seed=5)
+    e = ibhooks.mutual_information(a, b, estimator="auto")
+    assert e.estimator == "auto:ksg" and e.params["chosen"] == "ksg"
+    assert abs(e.value - gaussian_mi_bits([0.8, 0.8])) < 0.15
+    wa, wb = correlated_gaussians(1500, 10, 0.6, seed=6)
+    e = ibhooks.mutual_information(wa, wb, estimator="auto")
+    assert e.estimator == "auto:gcmi" and abs(e.value - gaussian_mi_bits([0.6] * 10)) < 0.2
+    t, y = clustered(200, 30, 4, 0.5, seed=7)
+    probe = ibhooks.mutual_information(t, y, estimator="auto", discrete_b=True)
+    assert probe.estimator == "auto:classifier_probe" and probe.kind == "lower_bound"
+    assert ibhooks.mutual_information(t[:, :3], y, estimator="auto", discrete_b=True).estimator == "auto:ross"
+
+
+def test_registered_and_bad_settings_get_one_clear_error():
+    assert "auto" in available() and isinstance(make_estimator("auto"), Auto)
+    for kwargs, match in (({"narrow_max_dim": -1}, "narrow_max_dim"), ({"xt": "ksg"}, "xt"),
+                          ({"ty": "binning"}, "ty"), ({"relative_noise": 0.0}, "relative_noise"),
+                          ({"relative_to": "row"}, "relative_to"), ({"n_bins": 1}, "n_bins")):
+        with pytest.raises(ValueError, match=match):
+            Auto(**kwargs)
