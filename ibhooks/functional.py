@@ -9,6 +9,9 @@ Example::
     y = x + 0.5 * torch.randn(2000, 2)
     mutual_information(x, y, estimator="ksg", k=3).value          # bits
     i_xt, i_ty = layer_information(torch.tanh(x), (x[:, 0] > 0).long(), estimator="binning", n_bins=30)
+    mutual_information(x, y, estimator="auto").estimator                 # "auto:ksg": the choice is named
+    wide = torch.randn(512, 64, 8, 8)                                    # (n, ...) taken whole by kde
+    layer_information(wide, estimator="kde", relative_noise=0.1)[0].quantity  # "I(X; T+N(0,0.1*var(T))) ..."
 
 The estimators' kernels, plain functions of tensors that keep no state, are importable from here too
 (loaded on first use), e.g. ``from ibhooks.functional import binned_layer_information, ksg_mi``.
@@ -44,7 +47,9 @@ def mutual_information(
     Args:
         a, b: Paired samples; ``b`` holds integer class labels when ``discrete_b`` is True.
         estimator: A registered name (``"ksg"``, ``"ross"``, ``"binning"``, ``"kde"``, ``"renyi"``,
-            ``"infonce"``, ...) or an :class:`~ibhooks.estimators.base.Estimator` instance.
+            ``"infonce"``, ``"auto"`` (chosen from the widths: KSG/Ross when narrow, GCMI/classifier
+            probe when wide; named in ``Estimate.estimator``), ...) or an
+            :class:`~ibhooks.estimators.base.Estimator` instance.
         discrete_b: ``b`` is class labels (KSG then uses the Ross estimator).
         **params: Settings passed to the estimator's constructor (e.g. ``k=5``).
 
@@ -64,8 +69,10 @@ def layer_information(
     """Estimate ``(I(X;T), I(T;Y))`` for a layer output ``t`` (n, d), X uniform over its rows.
 
     ``y`` holds integer class labels (n,); without it the second element is ``None``. ``estimator``
-    and ``**params`` are as in :func:`mutual_information`; ``layer`` keys per-layer state (running bin
-    range, warm-started critic) when an Estimator instance is reused.
+    and ``**params`` are as in :func:`mutual_information` (``"auto"``: binning when D <= 12, else
+    relative-noise KDE and the classifier probe, see :mod:`ibhooks.estimators.auto`); ``layer`` keys
+    per-layer state (running bin range, warm-started critic, a relative noise fixed at the layer's
+    first measurement, auto's choice) when an Estimator instance is reused.
     """
     est = _estimator(estimator, params)
     start = time.perf_counter()
