@@ -1,5 +1,6 @@
 """Markov chains of monitored layers (X -> T1 -> T2 -> ...) along which the DPI holds: one type,
 one parser for every way a user or the layer selection declares them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ class Chain:
             raise ValueError(f"Chain {self.name!r} has no layers")
         dup = sorted({x for x in layers if layers.count(x) > 1})
         if dup:
-            raise ValueError(f"Chain {self.name!r} lists layer(s) {dup} more than once; a chain visits each layer once")
+            raise ValueError(
+                f"Chain {self.name!r} lists layer(s) {dup} more than once; a chain visits each layer once"
+            )
         object.__setattr__(self, "layers", layers)
 
     def validate(self, known_layers: Iterable[str]) -> None:
@@ -54,7 +57,7 @@ class Chain:
         if mode == "adjacent":
             return list(zip(self.layers[:-1], self.layers[1:]))
         if mode == "all":
-            return [(a, b) for i, a in enumerate(self.layers) for b in self.layers[i + 1:]]
+            return [(a, b) for i, a in enumerate(self.layers) for b in self.layers[i + 1 :]]
         raise ValueError(f"mode must be 'adjacent' or 'all', got {mode!r}")
 
     def restricted(self, keep: Iterable[str]) -> Optional["Chain"]:
@@ -74,8 +77,10 @@ class Chain:
 ChainSpec = Union[Chain, Mapping[str, Any], Sequence[str]]
 ChainsSpec = Union[None, Mapping[str, Sequence[str]], Sequence[ChainSpec]]
 
-_HOW = ("give chains as a list of layer-name lists, e.g. chains=[['fc1', 'fc2', 'fc3']], a dict "
-        "{'name': ['fc1', 'fc2']}, Chain objects, 'auto' (from the model) or None")
+_HOW = (
+    "give chains as a list of layer-name lists, e.g. chains=[['fc1', 'fc2', 'fc3']], a dict "
+    "{'name': ['fc1', 'fc2']}, Chain objects, 'auto' (from the model) or None"
+)
 
 
 def as_chains(spec: ChainsSpec) -> Tuple[Chain, ...]:
@@ -107,10 +112,14 @@ def as_chains(spec: ChainsSpec) -> Tuple[Chain, ...]:
                 chains.append(item)
             elif isinstance(item, Mapping):
                 if "layers" not in item or "name" not in item:
-                    raise ValueError(f"chain #{i} is a dict without 'name' and 'layers': {dict(item)!r}; {_HOW}")
+                    raise ValueError(
+                        f"chain #{i} is a dict without 'name' and 'layers': {dict(item)!r}; {_HOW}"
+                    )
                 chains.append(Chain.from_dict(item))
             elif hasattr(item, "name") and hasattr(item, "layers"):
-                chains.append(Chain(str(item.name), tuple(item.layers), str(getattr(item, "source", "declared"))))
+                chains.append(
+                    Chain(str(item.name), tuple(item.layers), str(getattr(item, "source", "declared")))
+                )
             elif isinstance(item, str):
                 raise ValueError(f"chain #{i} is the string {item!r}; {_HOW}")
             elif isinstance(item, Iterable):
@@ -128,7 +137,9 @@ def as_chains(spec: ChainsSpec) -> Tuple[Chain, ...]:
     return tuple(out)
 
 
-def validate_chains(chains: ChainsSpec, known_layers: Iterable[str], *, min_layers: int = 1) -> Tuple[Chain, ...]:
+def validate_chains(
+    chains: ChainsSpec, known_layers: Iterable[str], *, min_layers: int = 1
+) -> Tuple[Chain, ...]:
     """:func:`as_chains`, then every chain checked against ``known_layers`` (and ``min_layers``)."""
     known = list(known_layers)
     out = as_chains(chains)

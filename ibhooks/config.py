@@ -3,6 +3,7 @@
 ``IBMonitor(model, capture=CaptureConfig(max_samples=2048), run_log=RunLogConfig(log_dir="runs"))``
 is the same as the flat keywords ``IBMonitor(model, max_samples=2048, log_dir="runs")``.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,9 @@ class CaptureConfig:
         else:
             parse_reduction(self.reduction)
         if self.selectors is not None and not isinstance(self.selectors, Mapping):
-            raise ValueError(f"selectors must be a dict layer -> index | key | callable, got {self.selectors!r}")
+            raise ValueError(
+                f"selectors must be a dict layer -> index | key | callable, got {self.selectors!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,9 @@ class RunLogConfig:
     Attributes:
         log_dir: Folder of the JSONL run log.
         run_name: Run log name (``<log_dir>/<run_name>.jsonl``); default a timestamp.
-        resume: Append to an existing run log of the same ``run_name`` (after ``load_state_dict``).
+        resume: Append to an existing run log of the same ``run_name`` (after ``load_state_dict``);
+            refused when that log was written with another configuration.
+        overwrite: Replace an existing run log of the same name (never done silently).
         figure_every: Sinks that draw figures (TensorBoard, W&B) draw them every this many
             measurements, and always at ``close()``.
     """
@@ -101,6 +106,7 @@ class RunLogConfig:
     log_dir: Union[str, Path] = "ibhooks_runs"
     run_name: Optional[str] = None
     resume: bool = False
+    overwrite: bool = False
     figure_every: int = 10
 
     def __post_init__(self) -> None:
@@ -115,6 +121,12 @@ class RunLogConfig:
                     "put folders in log_dir="
                 )
         _flag("resume", self.resume)
+        _flag("overwrite", self.overwrite)
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "resume=True and overwrite=True contradict each other: resume appends to the run "
+                "log, overwrite replaces it; pass one"
+            )
         _positive_int("figure_every", self.figure_every)
 
 
@@ -154,14 +166,19 @@ FLAT_KEYWORDS: Dict[str, "tuple[str, str]"] = {
     "log_dir": ("run_log", "log_dir"),
     "run_name": ("run_log", "run_name"),
     "resume": ("run_log", "resume"),
+    "overwrite": ("run_log", "overwrite"),
     "figure_every": ("run_log", "figure_every"),
     "background": ("execution", "background"),
     "queue_size": ("execution", "queue_size"),
     "verbose": ("execution", "verbose"),
 }
 
-CONFIG_TYPES = {"capture": CaptureConfig, "passive": PassiveConfig, "run_log": RunLogConfig,
-                "execution": ExecutionConfig}
+CONFIG_TYPES = {
+    "capture": CaptureConfig,
+    "passive": PassiveConfig,
+    "run_log": RunLogConfig,
+    "execution": ExecutionConfig,
+}
 
 
 def build_configs(groups: Mapping[str, Any], flat: Mapping[str, Any]) -> Dict[str, Any]:
@@ -180,11 +197,19 @@ def build_configs(groups: Mapping[str, Any], flat: Mapping[str, Any]) -> Dict[st
             if g != group:
                 continue
             if given is not None:
-                raise ValueError(f"{key}= was given both as a keyword and inside {group}={cls.__name__}(...); "
-                                 "pass it once")
+                raise ValueError(
+                    f"{key}= was given both as a keyword and inside {group}={cls.__name__}(...); pass it once"
+                )
             values[name] = value
         out[group] = cls(**values)
     return out
 
 
-__all__ = ["CaptureConfig", "PassiveConfig", "RunLogConfig", "ExecutionConfig", "build_configs", "FLAT_KEYWORDS"]
+__all__ = [
+    "CaptureConfig",
+    "PassiveConfig",
+    "RunLogConfig",
+    "ExecutionConfig",
+    "build_configs",
+    "FLAT_KEYWORDS",
+]

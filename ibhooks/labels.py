@@ -1,4 +1,5 @@
 """The one validator of class labels (probe labels, ``step(y=...)``, estimator inputs)."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -15,7 +16,9 @@ def as_labels(y: Any, n: Optional[int] = None, *, what: str = "y") -> torch.Tens
         try:
             y = torch.as_tensor(y)
         except Exception as exc:  # noqa: BLE001
-            raise TypeError(f"{what} must be a tensor of integer class labels, got {type(y).__name__}") from exc
+            raise TypeError(
+                f"{what} must be a tensor of integer class labels, got {type(y).__name__}"
+            ) from exc
     if y.dim() == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dim() != 1:
@@ -30,5 +33,7 @@ def as_labels(y: Any, n: Optional[int] = None, *, what: str = "y") -> torch.Tens
             "mutual_information(..., estimator='ksg')."
         )
     if n is not None and y.shape[0] != n:
-        raise ValueError(f"{what} has {y.shape[0]} labels but there are {n} samples; they must be paired row by row")
+        raise ValueError(
+            f"{what} has {y.shape[0]} labels but there are {n} samples; they must be paired row by row"
+        )
     return y

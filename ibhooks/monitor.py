@@ -1,14 +1,15 @@
 """IBMonitor: the facade a user sees. It builds the stages and moves data one way through them:
 
-    capture (hooks, probe runner | passive reservoir) -> Snapshot -> estimation -> interpretation
-    -> Record -> run log and sinks        (after the snapshot: on the training thread or a worker)
+capture (hooks, probe runner | passive reservoir) -> Snapshot -> estimation -> interpretation
+-> Record -> run log and sinks        (after the snapshot: on the training thread or a worker)
 
-    monitor = IBMonitor(model, probe=(x_probe, y_probe), schedule=log_spaced(100, max_steps))
-    for x, y in loader:
-        ...; optimizer.step()
-        monitor.step()            # returns the Record when it measured, else None
-    monitor.close()
+monitor = IBMonitor(model, probe=(x_probe, y_probe), schedule=log_spaced(100, max_steps))
+for x, y in loader:
+    ...; optimizer.step()
+    monitor.step()            # returns the Record when it measured, else None
+monitor.close()
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -22,22 +23,29 @@ import torch.nn as nn
 
 from .capture import Capture, PassiveReservoir, Probe, Snapshot, unwrap_model
 from .capture.probe import BatchToXY
-from .chains import Chain, as_chains, validate_chains
-from .config import CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig, build_configs
+from .chains import Chain
+from .fingerprint import check_resume, fingerprint
+from .monitor_state import STATE_VERSION, check_state, restore_state, save_state  # noqa: F401
+from .config import FLAT_KEYWORDS, CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig, build_configs
 from .estimators.registry import EstimatorSpec
-from .layers import LayerSpec, activation_of, select_layers
-from .capture.taker import SnapshotTaker, check_probe_budget, trace_probe_dataflow
+from .layers import LayerSpec, activation_of
+from .capture.passive import PassiveWindow
+from .assembly import build_sinks, resolve_chains, resolve_layers
+from .capture.taker import SnapshotTaker, check_probe_budget
 from .pipeline.estimation import build_estimators
-from .pipeline import (BackgroundRunner, Console, Interpreter, MeasurementPipeline, SeriesHistory, SinkSet,
-                       SyncRunner)
-from .run_info import build_header, coverage_rows, render_coverage_table
+from .pipeline import (
+    BackgroundRunner,
+    Console,
+    Interpreter,
+    MeasurementPipeline,
+    SeriesHistory,
+    SinkSet,
+    SyncRunner,
+)
+from .run_info import build_header, coverage_rows, render_coverage_table, run_config
 from .schedule import Schedule, as_schedule
 from .schema import Record
 from .sinks.base import Sink
-from .sinks.jsonl import JsonlSink
-from .sinks.registry import make_sink
-
-STATE_VERSION = 2
 
 
 def _is_rank_zero() -> bool:
@@ -71,7 +79,7 @@ class IBMonitor:
             keyword: ``reduction``, ``selectors``, ``max_samples``, ``probe_batch_size``,
             ``memory_budget_mb``, ``seed`` (capture); ``passive_window``, ``gather_passive``,
             ``passive_min_rows`` (passive);
-            ``log_dir``, ``run_name``, ``resume``, ``figure_every`` (run log); ``background``,
+            ``log_dir``, ``run_name``, ``resume``, ``overwrite``, ``figure_every`` (run log); ``background``,
             ``queue_size``, ``verbose`` (execution).
     """
 
@@ -104,6 +112,7 @@ class IBMonitor:
         log_dir: Union[str, Path, None] = None,
         run_name: Optional[str] = None,
         resume: Optional[bool] = None,
+        overwrite: Optional[bool] = None,
         figure_every: Optional[int] = None,
         background: Optional[bool] = None,
         queue_size: Optional[int] = None,
@@ -111,21 +120,18 @@ class IBMonitor:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"IBMonitor needs an nn.Module, got {type(model).__name__}")
-        if type(model).__name__ == "OptimizedModule" or getattr(model, "_compiled_call_impl", None) is not None:
+        compiled = getattr(model, "_compiled_call_impl", None) is not None
+        if type(model).__name__ == "OptimizedModule" or compiled:
             warnings.warn(
                 "IBMonitor was given a model that is already torch.compile'd: hooks added after it has run "
                 "are either left out of the compiled graph (passive mode then captures nothing) or make it "
                 "recompile. Create the monitor first, then call torch.compile(model).",
                 stacklevel=2,
             )
-        flat = {k: v for k, v in dict(
-            reduction=reduction, selectors=selectors, max_samples=max_samples, probe_batch_size=probe_batch_size,
-            memory_budget_mb=memory_budget_mb, seed=seed, passive_window=passive_window,
-            gather_passive=gather_passive, passive_min_rows=passive_min_rows, log_dir=log_dir, run_name=run_name, resume=resume,
-            figure_every=figure_every, background=background, queue_size=queue_size, verbose=verbose,
-        ).items() if v is not None}
-        cfg = build_configs({"capture": capture, "passive": passive, "run_log": run_log, "execution": execution},
-                            flat)
+        given = locals()  # the flat keywords a caller actually passed (None: not given)
+        flat = {k: given[k] for k in FLAT_KEYWORDS if given.get(k) is not None}
+        groups = {"capture": capture, "passive": passive, "run_log": run_log, "execution": execution}
+        cfg = build_configs(groups, flat)
         self.capture_config: CaptureConfig = cfg["capture"]
         self.passive_config: PassiveConfig = cfg["passive"]
         self.run_log_config: RunLogConfig = cfg["run_log"]
@@ -142,29 +148,16 @@ class IBMonitor:
 
         self.probe: Optional[Probe] = None
         if probe is not None:
-            self.probe = Probe.from_any(probe, max_samples=cc.max_samples, batch_to_xy=batch_to_xy)
+            self.probe = Probe.from_any(probe, max_samples=cc.max_samples, batch_to_xy=batch_to_xy,
+                                        seed=cc.seed)
         self.mode = "probe" if self.probe is not None else "passive"
 
-        selection = select_layers(self.model, layers)
-        flow = None
-        if self.probe is not None:  # chains from the observed data flow; outputs without a batch dim out
-            flow = trace_probe_dataflow(self.model, self.probe, dict(selection.monitored), probe_forward)
-            if flow.non_batch and len(flow.non_batch) < len(selection.monitored):
-                selection = selection.drop(flow.non_batch)
-            silent = flow.silent(dict(selection.monitored))
-            if silent:
-                self.console.warn_once(("silent",), f"selected module(s) {silent} never ran on the probe's forward "
-                                       "pass: they are not measured (unused modules, or another input path?)")
+        selection, flow = resolve_layers(self.model, layers, self.probe, cc, self.console, probe_forward)
         self.layer_names: List[str] = [n for n, _ in selection.monitored]
         self._modules: Dict[str, nn.Module] = dict(selection.monitored)
         self._skipped = selection.skipped
-        for what, mapping in (("selectors", cc.selectors), ("reduction", cc.reduction)):
-            if isinstance(mapping, Mapping):
-                unknown = [k for k in mapping if k not in self._modules]
-                if unknown:
-                    raise ValueError(f"{what}= names layers that are not monitored: {unknown}; "
-                                     f"monitored: {self.layer_names}")
-        self._capture = Capture(selection.monitored, reduction=cc.reduction, selectors=cc.selectors, seed=cc.seed)
+        self._capture = Capture(selection.monitored, reduction=cc.reduction, selectors=cc.selectors,
+                                seed=cc.seed)
         self._reservoir = PassiveReservoir(cc.max_samples, seed=cc.seed) if self.mode == "passive" else None
         self._taker = SnapshotTaker(self.model, self._capture, self.probe, self._reservoir, self.console,
                                     probe_batch_size=cc.probe_batch_size, probe_forward=probe_forward)
@@ -172,13 +165,7 @@ class IBMonitor:
             self._taker.discover_shapes()
             check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb)
 
-        if chains == "auto":
-            self._chain_candidates: List[Chain] = _merge_chains(flow.chains if flow else [], selection.chains)
-        elif chains is None:
-            self._chain_candidates = []
-        else:
-            self._chain_candidates = list(validate_chains(chains, self.layer_names, min_layers=2))
-        self._chains_declared = chains not in ("auto", None)
+        self._chain_candidates = resolve_chains(chains, flow, selection)
 
         self.step_count = 0
         self._closed = False
@@ -187,21 +174,13 @@ class IBMonitor:
         self.log_dir = Path(rl.log_dir)
         self.log_path = self.log_dir / f"{self.run_name}.jsonl"
         self.history_series = SeriesHistory()
-        self._interpreter = Interpreter(self.chains, {n: {"activation": activation_of(m)}
-                                                      for n, m in self._modules.items()})
+        activations = {n: {"activation": activation_of(m)} for n, m in self._modules.items()}
+        self._interpreter = Interpreter(self.chains, activations)
         sink_list: List[Any] = []
         if self.is_writer:
-            sink_list.append(JsonlSink(self.log_path, resume=rl.resume))
-            if isinstance(sinks, (str, Sink)):
-                sinks = [sinks]  # one sink, not a sequence of letters
-            for spec in sinks:
-                if spec == "tensorboard":
-                    sink_list.append(make_sink(spec, log_dir=str(self.log_dir / self.run_name),
-                                               figure_every=rl.figure_every))
-                elif spec == "wandb":
-                    sink_list.append(make_sink(spec, figure_every=rl.figure_every))
-                else:
-                    sink_list.append(make_sink(spec))
+            if rl.resume:  # never a mixed series: the log must come from this configuration
+                check_resume(self.log_path, fingerprint(self._config()), self._config())
+            sink_list = build_sinks(sinks, self.log_path, self.log_dir / self.run_name, rl)
         self.sinks = SinkSet(sink_list, self.console)
         from .progress import format_measurement_line
 
@@ -213,8 +192,7 @@ class IBMonitor:
             else SyncRunner(pipeline))
         self._coverage_sent = self.probe is not None
         self._initial: Optional[Snapshot] = None
-        self._batch_rows = 0  # passive mode: the training batch size, once seen
-        self._learning_batch = False
+        self._passive: Optional[PassiveWindow] = None
         if self.is_writer:
             self.sinks.call("start", self._header())
             self.console.say(self.coverage_table())
@@ -222,8 +200,12 @@ class IBMonitor:
         if self.mode == "passive":
             # Passive hooks stay registered (a compiled model traces them once; adding them later would
             # recompile); their body does nothing on steps outside a capture window.
-            self._capture.attach()
-            self._arm_for(self.step_count + 1)
+            self._capture.attach(compile_safe=True)
+            pc = self.passive_config
+            min_rows = pc.min_rows if pc.min_rows is not None else min(cc.max_samples, 1024)
+            self._passive = PassiveWindow(self._capture, self._taker, window=pc.window, min_rows=min_rows,
+                                          due=self._due, enabled=self.is_writer or pc.gather)
+            self._passive.arm_for(self.step_count + 1)
         elif measure_initial and not rl.resume and self.is_writer and self._due(0):
             # The initial weights exist only now: take their snapshot (the probe pass); estimating it is
             # left to the first step()/flush() (or the worker), so the constructor itself measures nothing.
@@ -251,37 +233,28 @@ class IBMonitor:
     @property
     def coverage(self) -> List[Dict[str, Any]]:
         """One row per module of the model: monitored or skipped and why, shapes, reduction, chain."""
-        return coverage_rows(self.model, self._modules, self._skipped, self._capture, self.chains,
-                             list(self.estimators))
+        return coverage_rows(
+            self.model, self._modules, self._skipped, self._capture, self.chains, list(self.estimators)
+        )
 
     def coverage_table(self, all: bool = False) -> str:  # noqa: A002
         """The coverage table: one line per monitored layer (``all=True``: every module)."""
-        title = (f"ibhooks: {len(self.layer_names)} layer(s) monitored in {type(self.model).__name__} "
-                 f"({self.mode} mode, estimators: {', '.join(self.estimators)})")
+        title = (
+            f"ibhooks: {len(self.layer_names)} layer(s) monitored in {type(self.model).__name__} "
+            f"({self.mode} mode, estimators: {', '.join(self.estimators)})"
+        )
         return render_coverage_table(self.coverage, title, all=all)
 
     def _config(self) -> Dict[str, Any]:
-        cc, pc, rl, ec = self.capture_config, self.passive_config, self.run_log_config, self.execution_config
-        return {
-            "mode": self.mode,
-            "layers": self.layer_names,
-            "estimators": {k: {"class": type(e).__name__, "params": e.params(), "traits": e.traits.to_dict()}
-                           for k, e in self.estimators.items()},
-            "schedule": repr(self.schedule),
-            "probe_samples": self.probe.n if self.probe is not None else None,
-            "max_samples": cc.max_samples,
-            "probe_batch_size": cc.probe_batch_size,
-            "passive_window": pc.window,
-            "memory_budget_mb": cc.memory_budget_mb,
-            "seed": cc.seed,
-            "background": ec.background,
-            "figure_every": rl.figure_every,
-            "model": type(self.model).__name__,
-        }
+        return run_config(self.model, self.mode, self.layer_names, self.estimators, self.schedule,
+                          self.probe, self.capture_config, self.passive_config, self.run_log_config,
+                          self.execution_config)
 
     def _header(self) -> Dict[str, Any]:
-        return build_header(run_name=self.run_name, step=self.step_count, config=self._config(),
-                            coverage=self.coverage, chains=self.chains)
+        header = build_header(run_name=self.run_name, step=self.step_count, config=self._config(),
+                              coverage=self.coverage, chains=self.chains)
+        header["fingerprint"] = fingerprint(header["config"])
+        return header
 
     # ------------------------------------------------------------------------------------------
     # The training-loop API
@@ -300,8 +273,9 @@ class IBMonitor:
                                    "(fix the schedule callable: step -> bool)")
             return False
 
-    def step(self, y: Optional[torch.Tensor] = None, *, step: Optional[int] = None,
-             epoch: Optional[int] = None) -> Optional[Record]:
+    def step(
+        self, y: Optional[torch.Tensor] = None, *, step: Optional[int] = None, epoch: Optional[int] = None
+    ) -> Optional[Record]:
         """Call once per training step, after ``optimizer.step()``.
 
         In passive mode pass the labels of the batch just trained on as ``y``. Returns the
@@ -312,49 +286,28 @@ class IBMonitor:
             raise RuntimeError("IBMonitor.step() called after close()")
         self._submit_initial()
         self.step_count = int(step) if step is not None else self.step_count + 1
-        if self.mode == "passive" and self._capture.armed:
+        if self._passive is not None:
             self._collect_passive(y)
         record = None
         if self._due(self.step_count):
             if self.passive_config.gather and self.mode == "passive":
                 from .distributed import gather_reservoir
 
-                gather_reservoir(self._reservoir, self.layer_names)  # a collective: every rank reaches it at the same step
+                gather_reservoir(self._reservoir, self.layer_names)  # a collective: every rank, same step
             if self.is_writer:
                 record = self.measure(epoch=epoch)
-        if self.mode == "passive":
-            self._arm_for(self.step_count + 1)
+        if self._passive is not None:
+            self._passive.arm_for(self.step_count + 1)
         return record
 
     @property
     def passive_window(self) -> int:
-        """Steps pooled per passive measurement: ``passive_window``, widened to reach ``min_rows`` once the
-        training batch size is known."""
-        pc = self.passive_config
-        min_rows = pc.min_rows if pc.min_rows is not None else min(self.capture_config.max_samples, 1024)
-        if not self._batch_rows:
-            return pc.window
-        return max(pc.window, -(-min_rows // self._batch_rows))
-
-    def _arm_for(self, next_step: int) -> None:
-        window = range(next_step, next_step + self.passive_window)
-        due = (self.is_writer or self.passive_config.gather) and any(self._due(s) for s in window)
-        # Until the batch size is known (it sets the window), capture one step just to learn it.
-        self._learning_batch = not due and not self._batch_rows
-        if due or self._learning_batch:
-            self._capture.arm()
-        else:
-            self._capture.disarm()
-            self._capture.clear()
+        """Steps pooled per passive measurement (``passive_window``, widened to reach ``min_rows`` once
+        the training batch size is known)."""
+        return self._passive.window if self._passive is not None else self.passive_config.window
 
     def _collect_passive(self, y: Optional[torch.Tensor]) -> None:
-        if self._learning_batch:  # outside any window: only the batch size is kept
-            batch = self._capture.take()
-            self._batch_rows = int(next(iter(batch.values())).shape[0]) if batch else 0
-            return
-        batch = self._taker.collect_passive(y, self.step_count)
-        if batch and not self._batch_rows:
-            self._batch_rows = int(next(iter(batch.values())).shape[0])
+        batch = self._passive.collect(y, self.step_count)
         if batch and not self._coverage_sent:
             self._coverage_sent = True
             self.sinks.call("update_header", "coverage", self.coverage)
@@ -367,14 +320,8 @@ class IBMonitor:
         if step is not None:
             self.step_count = int(step)
         snapshot: Snapshot = self._taker.take(self.step_count, epoch)
-        if self.mode == "passive":
-            pc = self.passive_config
-            want = pc.min_rows if pc.min_rows is not None else min(self.capture_config.max_samples, 1024)
-            if 0 < snapshot.n_samples < want:
-                snapshot.info["rows_note"] = (
-                    f"{snapshot.n_samples} rows pooled (fewer than min_rows={want}): the window was "
-                    f"{self.passive_window} step(s); estimates are capped at log2({snapshot.n_samples}) bits. "
-                    "Raise passive_window or max_samples, or give a probe.")
+        if self._passive is not None:
+            self._passive.annotate(snapshot)
         return self._runner.submit(snapshot)
 
     def flush(self) -> None:
@@ -441,36 +388,31 @@ class IBMonitor:
         return self._capture.num_handles
 
     def state_dict(self) -> Dict[str, Any]:
-        """The monitor's own state (step, phase-test state, estimator state, random streams) as plain
-        containers and tensors, loadable with ``torch.load(..., weights_only=True)``. Flushes first."""
+        """The monitor's own state (step, phase-test state, estimator state, random streams, the
+        configuration's fingerprint) as plain containers and tensors, loadable with
+        ``torch.load(..., weights_only=True)``. Flushes first."""
         self.flush()
-        return {
-            "version": STATE_VERSION,
-            "step": self.step_count,
-            "run_name": self.run_name,
-            "interpretation": self._interpreter.state_dict(),
-            "estimators": {k: e.state_dict() for k, e in self.estimators.items()},
-            "reservoir": self._reservoir.state_dict() if self._reservoir is not None else {},
-        }
+        return save_state(
+            step=self.step_count,
+            run_name=self.run_name,
+            config=self._config(),
+            interpreter=self._interpreter,
+            estimators=self.estimators,
+            reservoir=self._reservoir,
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (to resume a run: create the monitor with ``resume=True``)."""
-        if not isinstance(state, Mapping) or "step" not in state:
-            raise ValueError("load_state_dict() needs a dict made by IBMonitor.state_dict()")
-        if int(state.get("version", 0)) != STATE_VERSION:
-            raise ValueError(f"monitor state version {state.get('version')} is not {STATE_VERSION}; it was "
-                             "saved by another ibhooks version")
+        """Restore a :meth:`state_dict` (to resume a run: create the monitor with ``resume=True``). A state
+        saved by a monitor with other layers, estimators or probe size is refused, naming the difference."""
+        step = check_state(state, self._config())
         self.flush()
-        self.step_count = int(state["step"])
-        self._interpreter.load_state_dict(state.get("interpretation") or {})
-        for key, est_state in (state.get("estimators") or {}).items():
-            if key in self.estimators:
-                self.estimators[key].load_state_dict(est_state)
-        if self._reservoir is not None and state.get("reservoir"):
-            self._reservoir.load_state_dict(state["reservoir"])
-        if self.mode == "passive":
-            self._arm_for(self.step_count + 1)
-        self.sinks.call("log_text", "resume", f"monitor state loaded at step {self.step_count}", self.step_count)
+        self.step_count = step
+        restore_state(
+            state, interpreter=self._interpreter, estimators=self.estimators, reservoir=self._reservoir
+        )
+        if self._passive is not None:
+            self._passive.arm_for(self.step_count + 1)
+        self.sinks.call("log_text", "resume", f"monitor state loaded at step {step}", step)
 
     def save_figures(self, out_dir: Union[str, Path]) -> Dict[str, Path]:
         """Draw every figure of this run so far into ``out_dir`` from its run log (needs the ``plot``
@@ -481,18 +423,5 @@ class IBMonitor:
 
 
 def _default_run_name() -> str:
-    """Unique across processes started in the same second (time, pid)."""
-    return _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-
-
-def _merge_chains(traced: Sequence[Any], structural: Sequence[Any]) -> List[Chain]:
-    """Chains seen in the data flow, plus structural ones (children of one nn.Sequential, applied in
-    order: a Markov chain by construction, also where unmonitored modules sit between the layers) over
-    the layers no traced chain covers."""
-    out = list(as_chains(list(traced)))
-    covered = {n for c in out for n in c.layers}
-    for c in as_chains(list(structural)):
-        rest = c.restricted(n for n in c.layers if n not in covered)
-        if rest is not None:
-            out.append(rest)
-    return list(as_chains(out))
+    """Unique across processes and monitors started in the same second (time, pid, a random suffix)."""
+    return _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}-{os.urandom(2).hex()}"

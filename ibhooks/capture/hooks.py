@@ -6,10 +6,12 @@ capture window. Their body is compile-disabled, returns ``None``, detaches the o
 tensor, reduces it, copies it to float32 and stores it in a fixed slot: a module that fires twice in
 one pass (activation checkpointing) is kept once.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -67,12 +69,21 @@ class Capture:
         self._handles: List[Any] = []
 
     # -- hooks ---------------------------------------------------------------------------------
-    def attach(self) -> None:
-        """Register the hooks (no-op when attached). Hooks hold no strong reference to the capture."""
+    def attach(self, compile_safe: Optional[bool] = None) -> None:
+        """Register the hooks (no-op when attached). Hooks hold no strong reference to the capture.
+
+        ``compile_safe``: wrap the hook body in ``torch.compiler.disable`` (needed when a compiled graph
+        may trace the hook). Default: only where torch.compile is in use (``torch._dynamo`` imported),
+        since importing it takes seconds."""
         if self._handles:
             return
+        if compile_safe is None:
+            compile_safe = "torch._dynamo" in sys.modules
         ref = weakref.ref(self)
-        self._handles = [module.register_forward_hook(_make_hook(ref, name)) for name, module in self._modules]
+        self._handles = [
+            module.register_forward_hook(_make_hook(ref, name, compile_safe))
+            for name, module in self._modules
+        ]
 
     def detach(self) -> None:
         for h in self._handles:
@@ -150,13 +161,17 @@ class Capture:
             slot.error = f"output selector failed: {exc!r}"
             return
         if not isinstance(tensor, torch.Tensor) or tensor.dim() == 0:
-            slot.error = (f"output is {type(output).__name__} with no tensor to monitor; "
-                          f"pass selectors={{{name!r}: <index | key | callable>}}")
+            slot.error = (
+                f"output is {type(output).__name__} with no tensor to monitor; "
+                f"pass selectors={{{name!r}: <index | key | callable>}}"
+            )
             return
         if self._rows is not None and tensor.shape[0] != self._rows:
             slot.shape = tuple(tensor.shape)
-            slot.error = (f"output's first dimension ({tensor.shape[0]}) is not the batch ({self._rows} rows): "
-                          "not a per-sample representation (e.g. a position embedding); skipped")
+            slot.error = (
+                f"output's first dimension ({tensor.shape[0]}) is not the batch ({self._rows} rows): "
+                "not a per-sample representation (e.g. a position embedding); skipped"
+            )
             return
         # float32 throughout, also inside the user's autocast region (a projection would run in bf16)
         with torch.no_grad(), torch.autocast(tensor.device.type, enabled=False):
@@ -171,12 +186,16 @@ class Capture:
         slot.chunks.append(reduced)
 
 
-def _make_hook(capture_ref: "weakref.ReferenceType[Capture]", name: str) -> Callable[..., None]:
-    @torch.compiler.disable
+def _make_hook(
+    capture_ref: "weakref.ReferenceType[Capture]", name: str, compile_safe: bool = True
+) -> Callable[..., None]:
     def _body(output: Any) -> None:
         cap = capture_ref()
         if cap is not None and cap.armed:
             cap.store(name, output)
+
+    if compile_safe:
+        _body = torch.compiler.disable(_body)
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         _body(output)

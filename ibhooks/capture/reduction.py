@@ -3,6 +3,7 @@
 The name of the reduction goes into every figure's ``quantity``; only ``flatten`` keeps a layer on
 its DPI chain (the others lose information).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,9 @@ ReductionSpec = Union[str, Tuple[str, int]]
 AUTO_MAX_DIM = 1024
 AUTO_PROJECT_DIM = 256
 
-_SPEC_HELP = "reduction must be 'auto', 'flatten', 'mean', 'project:k' or ('project', k) with an integer k >= 1"
+_SPEC_HELP = (
+    "reduction must be 'auto', 'flatten', 'mean', 'project:k' or ('project', k) with an integer k >= 1"
+)
 
 
 def parse_reduction(spec: object) -> ReductionSpec:
@@ -27,8 +30,13 @@ def parse_reduction(spec: object) -> ReductionSpec:
             raise ValueError(f"{_SPEC_HELP}; got {spec!r}")
         return ("project", int(tail))
     if isinstance(spec, tuple):
-        if (len(spec) != 2 or spec[0] != "project" or not isinstance(spec[1], int) or isinstance(spec[1], bool)
-                or spec[1] < 1):
+        if (
+            len(spec) != 2
+            or spec[0] != "project"
+            or not isinstance(spec[1], int)
+            or isinstance(spec[1], bool)
+            or spec[1] < 1
+        ):
             raise ValueError(f"{_SPEC_HELP}; got {spec!r}")
         return (str(spec[0]), int(spec[1]))
     if spec in ("auto", "flatten", "mean"):
@@ -82,7 +90,7 @@ class Reduction:
             elif step == "flatten":
                 out = out.reshape(out.shape[0], -1)
             else:
-                out = out @ self._projection(out.shape[1], int(step[len("project"):]), out.device)
+                out = out @ self._projection(out.shape[1], int(step[len("project") :]), out.device)
         return out
 
     def _projection(self, d_in: int, k: int, device: torch.device) -> torch.Tensor:
@@ -96,7 +104,7 @@ class Reduction:
     def projection_bytes(self, d_in: int) -> int:
         """Memory a projection of a ``d_in``-wide output would hold (0 if this reduction does not project)."""
         steps = self.resolved or []
-        k = next((int(s[len("project"):]) for s in steps if s.startswith("project")), 0)
+        k = next((int(s[len("project") :]) for s in steps if s.startswith("project")), 0)
         return 4 * d_in * k
 
     def release(self) -> None:

@@ -1,4 +1,5 @@
 """Passive mode's bounded store of training-batch activations and their labels."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -47,7 +48,8 @@ class PassiveReservoir:
             if y.shape[0] != n:
                 raise ValueError(
                     f"monitor.step(y=...) got {y.shape[0]} labels but the monitored forward pass saw {n} samples; "
-                    "pass the labels of exactly the batch that was forwarded this step")
+                    "pass the labels of exactly the batch that was forwarded this step"
+                )
             y = y.to(next(iter(batch.values())).device)
         if self._acts and (y is None) != (self._y is None):
             self._labels_complete = False  # labels on some steps only: I(T;Y) cannot be paired

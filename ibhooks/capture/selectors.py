@@ -1,4 +1,5 @@
 """Which tensor of a module's output to monitor (tensors, tuples, dicts, HF ``ModelOutput``s)."""
+
 from __future__ import annotations
 
 import dataclasses

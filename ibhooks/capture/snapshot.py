@@ -1,4 +1,5 @@
 """The hand-off from capture to estimation: what one measurement saw."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,9 +1,11 @@
 """Taking a Snapshot on the training thread: the probe pass (hooks attached only around it) or the
 passive reservoir's contents."""
+
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
@@ -27,9 +29,17 @@ class SnapshotTaker:
     or empties the reservoir (passive mode); ``collect_passive(y, step)`` moves one training step's
     captured batch into the reservoir."""
 
-    def __init__(self, model: nn.Module, capture: Capture, probe: Optional[Probe],
-                 reservoir: Optional[PassiveReservoir], console: Console, *, probe_batch_size: int,
-                 probe_forward: Optional[Callable[[nn.Module, Any], Any]] = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        capture: Capture,
+        probe: Optional[Probe],
+        reservoir: Optional[PassiveReservoir],
+        console: Console,
+        *,
+        probe_batch_size: int,
+        probe_forward: Optional[Callable[[nn.Module, Any], Any]] = None,
+    ) -> None:
         self.model = model
         self.capture = capture
         self.probe = probe
@@ -51,8 +61,13 @@ class SnapshotTaker:
         with self.capture.recording():
             try:
                 with _eager():
-                    self.probe.run(self.model, batch_size=2, limit=2, begin_pass=self.capture.begin_pass,
-                                   forward=self.probe_forward)
+                    self.probe.run(
+                        self.model,
+                        batch_size=2,
+                        limit=2,
+                        begin_pass=self.capture.begin_pass,
+                        forward=self.probe_forward,
+                    )
             finally:
                 self.capture.clear()
         slots = self.capture.slots
@@ -71,8 +86,12 @@ class SnapshotTaker:
             if self.probe is not None:
                 with self.capture.recording():
                     with _eager():
-                        self.probe.run(self.model, batch_size=self.probe_batch_size,
-                                       begin_pass=self.capture.begin_pass, forward=self.probe_forward)
+                        self.probe.run(
+                            self.model,
+                            batch_size=self.probe_batch_size,
+                            begin_pass=self.capture.begin_pass,
+                            forward=self.probe_forward,
+                        )
                     snap.activations = self.capture.take()
                 snap.labels = self.probe.y
             else:
@@ -82,9 +101,13 @@ class SnapshotTaker:
                 snap.info.update(passive_steps=steps, note=PASSIVE_NOTE)
                 if incomplete:
                     snap.info["labels_missing"] = "labels were passed on some steps of the window only"
-                    self.console.warn_once(("labels_partial",), (
-                        f"step {step}: monitor.step(y=...) got labels on some steps of the capture window only; "
-                        "I(T;Y) is not measured (pass y at every step, or at none)"))
+                    self.console.warn_once(
+                        ("labels_partial",),
+                        (
+                            f"step {step}: monitor.step(y=...) got labels on some steps of the capture window only; "
+                            "I(T;Y) is not measured (pass y at every step, or at none)"
+                        ),
+                    )
         except Exception as exc:  # noqa: BLE001 - the monitor never crashes training
             snap.errors.append(f"capture failed: {exc}")
             self.console.warn_once(("capture", type(exc).__name__), f"capture failed at step {step}: {exc}")
@@ -93,9 +116,12 @@ class SnapshotTaker:
             if name not in snap.activations and slot.error:
                 snap.layer_errors[name] = slot.error
         if not snap.activations and not snap.errors:
-            why = ("no training batch was forwarded through the monitored layers in the capture window "
-                   "(were the hooks added after torch.compile ran the model? create the monitor first)"
-                   if self.probe is None else "the probe forward reached no monitored layer")
+            why = (
+                "no training batch was forwarded through the monitored layers in the capture window "
+                "(were the hooks added after torch.compile ran the model? create the monitor first)"
+                if self.probe is None
+                else "the probe forward reached no monitored layer"
+            )
             snap.errors.append(f"nothing captured: {why}")
             self.console.warn_once(("empty",), f"step {step}: nothing captured: {why}")
         if snap.labels is not None and snap.activations:
@@ -119,9 +145,13 @@ class SnapshotTaker:
 
 
 def _eager() -> Any:
-    """Run compiled callables eagerly inside (the probe must not compile an eval/no_grad graph)."""
+    """Run compiled callables eagerly inside (the probe must not compile an eval/no_grad graph).
+
+    Only where torch.compile is in use (``torch._dynamo`` imported): importing it costs seconds."""
     set_stance = getattr(torch.compiler, "set_stance", None)
-    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+    if set_stance is None or "torch._dynamo" not in sys.modules:
+        return contextlib.nullcontext()
+    return set_stance("force_eager")
 
 
 def check_probe_budget(capture: Capture, rows: int, budget_mb: float) -> None:
@@ -130,8 +160,10 @@ def check_probe_budget(capture: Capture, rows: int, budget_mb: float) -> None:
     if not dims:
         return
     act_mb = rows * sum(dims.values()) * 4 / 2**20
-    proj_mb = sum(s.reduction.projection_bytes(math.prod(s.shape[1:])) for s in capture.slots.values()
-                  if s.shape) / 2**20
+    proj_mb = (
+        sum(s.reduction.projection_bytes(math.prod(s.shape[1:])) for s in capture.slots.values() if s.shape)
+        / 2**20
+    )
     if act_mb + proj_mb > budget_mb:
         raise ValueError(
             f"the probe needs {act_mb:.0f} MiB of activations ({rows} samples x {sum(dims.values())} values over "
@@ -141,8 +173,12 @@ def check_probe_budget(capture: Capture, rows: int, budget_mb: float) -> None:
         )
 
 
-def trace_probe_dataflow(model: nn.Module, probe: Probe, monitored: Dict[str, nn.Module],
-                         forward: Optional[Callable[[nn.Module, Any], Any]] = None) -> "DataFlow":
+def trace_probe_dataflow(
+    model: nn.Module,
+    probe: Probe,
+    monitored: Dict[str, nn.Module],
+    forward: Optional[Callable[[nn.Module, Any], Any]] = None,
+) -> "DataFlow":
     """Which monitored module's output feeds which, seen on two probe rows (eval, no_grad, forked RNG)."""
     from ..dataflow import trace_chains
 

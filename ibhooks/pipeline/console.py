@@ -1,5 +1,6 @@
 """What the monitor says to the user: warnings once per kind, and (when verbose) short lines that do
 not break a progress bar (``tqdm.write`` when tqdm is installed)."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Estimation stage: every estimator on every captured layer of a Snapshot. Estimators see tensors
 only; a failure or a non-finite value is recorded for that (layer, estimator) and the rest goes on."""
+
 from __future__ import annotations
 
 import math
@@ -44,20 +45,32 @@ def run_estimators(
     return layers, errors
 
 
-def _one(key: str, est: Estimator, layer: str, t: torch.Tensor, y: Optional[torch.Tensor], step: int,
-         errors: List[RecordError], console: Console) -> LayerResult:
+def _one(
+    key: str,
+    est: Estimator,
+    layer: str,
+    t: torch.Tensor,
+    y: Optional[torch.Tensor],
+    step: int,
+    errors: List[RecordError],
+    console: Console,
+) -> LayerResult:
     t0 = time.perf_counter()
     try:
         i_xt, i_ty = est.layer_information(t, y, layer=layer)
         for e in (i_xt, i_ty):
             if e is not None and not math.isfinite(e.value):
-                raise FloatingPointError(f"estimator returned a non-finite value ({e.value}) for {e.quantity}")
+                raise FloatingPointError(
+                    f"estimator returned a non-finite value ({e.value}) for {e.quantity}"
+                )
     except Exception as exc:  # noqa: BLE001 - recorded, warned once, training goes on
         msg = f"{type(exc).__name__}: {exc}"
         errors.append(RecordError(msg, layer=layer, estimator=key, stage="estimate"))
-        console.warn_once(("estimator", key, type(exc).__name__),
-                          f"estimator {key!r} failed on layer {layer!r} at step {step}: {msg} "
-                          "(recorded in the run log; training continues)")
+        console.warn_once(
+            ("estimator", key, type(exc).__name__),
+            f"estimator {key!r} failed on layer {layer!r} at step {step}: {msg} "
+            "(recorded in the run log; training continues)",
+        )
         return LayerResult(error=msg)
     seconds = time.perf_counter() - t0
     return LayerResult(i_xt=i_xt.with_timing(seconds), i_ty=i_ty.with_timing(seconds) if i_ty else None)
@@ -67,10 +80,12 @@ def build_estimators(estimators: Any) -> Dict[str, Estimator]:
     """Estimator specs (a name, ``(name, params)``, an instance, or a list of these) -> key -> estimator.
     A name used twice gets ``_1``, ``_2``, ... keys."""
     if estimators is None or isinstance(estimators, (bytes, int, float)):
-        raise ValueError(f"estimators= must name at least one estimator, e.g. estimators=['binning']; "
-                         f"got {estimators!r}")
-    if isinstance(estimators, (str, Estimator)) or (isinstance(estimators, tuple) and len(estimators) == 2
-                                                    and isinstance(estimators[1], Mapping)):
+        raise ValueError(
+            f"estimators= must name at least one estimator, e.g. estimators=['binning']; got {estimators!r}"
+        )
+    if isinstance(estimators, (str, Estimator)) or (
+        isinstance(estimators, tuple) and len(estimators) == 2 and isinstance(estimators[1], Mapping)
+    ):
         estimators = [estimators]  # a single spec
     out: Dict[str, Estimator] = {}
     for spec in estimators:

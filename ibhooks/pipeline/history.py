@@ -4,6 +4,7 @@ Full Records live in the run log (``load_run``); in memory each (layer, estimato
 four float64 arrays (step, value, ci low, ci high): ~32 bytes per point, so a run of thousands of
 measurements stays small, and the last Record is kept for the caller.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ class SeriesHistory:
                     e = res.get(q)
                     if e is None:
                         continue
-                    cols = self._series.setdefault((layer, est, q), (array("d"), array("d"), array("d"), array("d")))
+                    cols = self._series.setdefault(
+                        (layer, est, q), (array("d"), array("d"), array("d"), array("d"))
+                    )
                     lo, hi = e.ci if e.ci is not None else (math.nan, math.nan)
                     for col, v in zip(cols, (record.step, e.value, lo, hi)):
                         col.append(float(v))

@@ -1,5 +1,6 @@
 """Interpretation stage: checks (bounds, DPI along chains, artefacts) and the incremental phase
 tests, written into the Record. A failure is recorded in the Record, never raised."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -12,8 +13,14 @@ from ..schema import PhaseDecision, Record, RecordError
 class Interpreter:
     """Holds the chains, per-layer facts (activation) and the phase tracker of one run."""
 
-    def __init__(self, chains: Sequence[Chain], layer_info: Mapping[str, Mapping[str, Any]], *,
-                 check_config: Optional[CheckConfig] = None, phase_config: Optional[PhaseConfig] = None) -> None:
+    def __init__(
+        self,
+        chains: Sequence[Chain],
+        layer_info: Mapping[str, Mapping[str, Any]],
+        *,
+        check_config: Optional[CheckConfig] = None,
+        phase_config: Optional[PhaseConfig] = None,
+    ) -> None:
         self.chains = list(chains)
         self.layer_info = dict(layer_info)
         self.check_config = check_config
@@ -21,8 +28,9 @@ class Interpreter:
 
     def __call__(self, record: Record) -> None:
         try:
-            record.checks, record.warnings = check_record(record, self.chains, layer_info=self.layer_info,
-                                                          config=self.check_config)
+            record.checks, record.warnings = check_record(
+                record, self.chains, layer_info=self.layer_info, config=self.check_config
+            )
         except Exception as exc:  # noqa: BLE001
             record.errors.append(RecordError(f"checks failed: {exc!r}", stage="interpret"))
         try:

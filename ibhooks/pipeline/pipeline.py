@@ -1,5 +1,6 @@
 """Snapshot -> estimation -> interpretation -> Record -> history and sinks: one measurement after the
 capture. Runs on the training thread, or on the background worker (:mod:`.runner`)."""
+
 from __future__ import annotations
 
 import time
@@ -28,9 +29,16 @@ class MeasurementPipeline:
         describe: ``record -> str`` for the per-measurement line.
     """
 
-    def __init__(self, estimators: Mapping[str, Estimator], layer_order: Sequence[str], interpreter: Interpreter,
-                 sinks: SinkSet, history: SeriesHistory, console: Console,
-                 describe: Optional[Callable[[Record], str]] = None) -> None:
+    def __init__(
+        self,
+        estimators: Mapping[str, Estimator],
+        layer_order: Sequence[str],
+        interpreter: Interpreter,
+        sinks: SinkSet,
+        history: SeriesHistory,
+        console: Console,
+        describe: Optional[Callable[[Record], str]] = None,
+    ) -> None:
         self.estimators = dict(estimators)
         self.layer_order = list(layer_order)
         self.interpreter = interpreter
@@ -41,7 +49,9 @@ class MeasurementPipeline:
 
     def process(self, snapshot: Snapshot) -> Record:
         t0 = time.perf_counter()
-        record = Record(step=snapshot.step, mode=snapshot.mode, n_samples=snapshot.n_samples, epoch=snapshot.epoch)
+        record = Record(
+            step=snapshot.step, mode=snapshot.mode, n_samples=snapshot.n_samples, epoch=snapshot.epoch
+        )
         record.info.update(snapshot.info)
         record.errors.extend(RecordError(e, stage="capture") for e in snapshot.errors)
         try:

@@ -5,6 +5,7 @@ The worker never touches the model and never draws from the global RNG (estimato
 generators), so training stays bit-identical. A full queue makes the training thread wait; the wait
 is written into the Record (``info["queue_wait_seconds"]``).
 """
+
 from __future__ import annotations
 
 import queue
@@ -61,9 +62,13 @@ class BackgroundRunner:
         waited = time.perf_counter() - t0
         if waited > 1e-3:
             snapshot.info["queue_wait_seconds"] = waited
-            self._console.warn_once(("queue_full",), (
-                f"the measurement queue was full at step {snapshot.step}: the training thread waited "
-                f"{waited:.2f} s for the worker (measure less often, or raise queue_size)"))
+            self._console.warn_once(
+                ("queue_full",),
+                (
+                    f"the measurement queue was full at step {snapshot.step}: the training thread waited "
+                    f"{waited:.2f} s for the worker (measure less often, or raise queue_size)"
+                ),
+            )
         self._queue.put(snapshot)
         return None
 
@@ -79,7 +84,9 @@ class BackgroundRunner:
                 try:
                     self.pipeline.process(item)  # type: ignore[arg-type]
                 except Exception as exc:  # noqa: BLE001 - the pipeline records its own failures
-                    self._console.warn_once(("worker", type(exc).__name__), f"background measurement failed: {exc!r}")
+                    self._console.warn_once(
+                        ("worker", type(exc).__name__), f"background measurement failed: {exc!r}"
+                    )
                 finally:
                     self._slots.release()
             finally:

@@ -1,5 +1,6 @@
 """Emit stage: the sinks of a run, each called safely (a failing sink is warned about once and the
 others go on)."""
+
 from __future__ import annotations
 
 from typing import Any, List, Sequence
@@ -21,8 +22,10 @@ class SinkSet:
             try:
                 fn(*args)
             except Exception as exc:  # noqa: BLE001 - a broken logger must not stop training
-                self._console.warn_once(("sink", type(sink).__name__, method),
-                                        f"sink {type(sink).__name__}.{method} failed: {exc!r}; other sinks go on")
+                self._console.warn_once(
+                    ("sink", type(sink).__name__, method),
+                    f"sink {type(sink).__name__}.{method} failed: {exc!r}; other sinks go on",
+                )
 
     def write(self, record: Record) -> None:
         self.call("write", record)

@@ -4,6 +4,7 @@ Checks, warnings and DPI wording read the traits an Estimate carries, never the 
 an estimator registered as ``robin`` that discretises its input is treated as binning because it
 says so, not because its name contains "bin".
 """
+
 from __future__ import annotations
 
 import math
@@ -195,8 +196,10 @@ def jsonable(obj: Any) -> Any:
     """Make ``obj`` JSON-safe: tuples to lists, non-finite floats to None, enums to their values,
     numpy/torch scalars to Python, objects with ``to_dict`` to dicts."""
     if isinstance(obj, dict):
-        return {str(k.value if hasattr(k, "value") and not isinstance(k, (int, str)) else k): jsonable(v)
-                for k, v in obj.items()}
+        return {
+            str(k.value if hasattr(k, "value") and not isinstance(k, (int, str)) else k): jsonable(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, bool) or obj is None:

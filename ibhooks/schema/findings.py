@@ -3,6 +3,7 @@
 Produced by :mod:`ibhooks.interpret`, stored in :class:`~ibhooks.schema.Record`, read by sinks,
 figures, the report and the CLI.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -57,7 +58,12 @@ class IBWarning:
     @property
     def key(self) -> Tuple[Optional[str], str, Optional[str], Optional[str]]:
         """Identity across measurements (layer, code, estimator, quantity): for "new" vs "repeated"."""
-        return (self.layer, self.code.value, self.estimator, None if self.quantity is None else self.quantity.value)
+        return (
+            self.layer,
+            self.code.value,
+            self.estimator,
+            None if self.quantity is None else self.quantity.value,
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
@@ -65,9 +71,13 @@ class IBWarning:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "IBWarning":
         return cls(
-            layer=d.get("layer"), estimator=d.get("estimator"), quantity=_opt_quantity(d.get("quantity")),
-            code=WarningCode(d["code"]), severity=Severity(d.get("severity", "warning")),
-            message=str(d.get("message", "")), evidence=dict(d.get("evidence") or {}),
+            layer=d.get("layer"),
+            estimator=d.get("estimator"),
+            quantity=_opt_quantity(d.get("quantity")),
+            code=WarningCode(d["code"]),
+            severity=Severity(d.get("severity", "warning")),
+            message=str(d.get("message", "")),
+            evidence=dict(d.get("evidence") or {}),
             remedy=str(d.get("remedy") or ""),
         )
 
@@ -102,8 +112,12 @@ class BoundViolation:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BoundViolation":
         return cls(
-            layer=str(d["layer"]), estimator=str(d["estimator"]), bound=str(d["bound"]),
-            lhs_bits=float(d["lhs_bits"]), rhs_bits=float(d["rhs_bits"]), size_bits=float(d["size_bits"]),
+            layer=str(d["layer"]),
+            estimator=str(d["estimator"]),
+            bound=str(d["bound"]),
+            lhs_bits=float(d["lhs_bits"]),
+            rhs_bits=float(d["rhs_bits"]),
+            size_bits=float(d["size_bits"]),
             uncertainty_bits=None if d.get("uncertainty_bits") is None else float(d["uncertainty_bits"]),
             significant=d.get("significant"),
             is_bug=bool(d["is_bug"]) if "is_bug" in d else d.get("kind") == "bug",
@@ -134,12 +148,17 @@ class DpiViolation:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DpiViolation":
         return cls(
-            chain=str(d["chain"]), estimator=str(d["estimator"]), quantity=Quantity.parse(d["quantity"]),
-            upstream=str(d["upstream"]), downstream=str(d["downstream"]),
-            upstream_bits=float(d["upstream_bits"]), downstream_bits=float(d["downstream_bits"]),
+            chain=str(d["chain"]),
+            estimator=str(d["estimator"]),
+            quantity=Quantity.parse(d["quantity"]),
+            upstream=str(d["upstream"]),
+            downstream=str(d["downstream"]),
+            upstream_bits=float(d["upstream_bits"]),
+            downstream_bits=float(d["downstream_bits"]),
             size_bits=float(d["size_bits"]),
             uncertainty_bits=None if d.get("uncertainty_bits") is None else float(d["uncertainty_bits"]),
-            significant=d.get("significant"), estimate_kinds=tuple(d.get("estimate_kinds") or ()),
+            significant=d.get("significant"),
+            estimate_kinds=tuple(d.get("estimate_kinds") or ()),
             message=str(d.get("message", "")),
         )
 
@@ -165,9 +184,12 @@ class DpiTally:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DpiTally":
         return cls(
-            estimator=str(d["estimator"]), quantity=Quantity.parse(d["quantity"]),
-            **{k: int(d.get(k) or 0) for k in ("pairs_checked", "violated", "significant", "not_assessed",
-                                               "skipped")},
+            estimator=str(d["estimator"]),
+            quantity=Quantity.parse(d["quantity"]),
+            **{
+                k: int(d.get(k) or 0)
+                for k in ("pairs_checked", "violated", "significant", "not_assessed", "skipped")
+            },
         )
 
 
@@ -185,8 +207,12 @@ class ChainCheck:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ChainCheck":
-        return cls(name=str(d["name"]), layers=tuple(d.get("layers") or ()), source=str(d.get("source", "declared")),
-                   missing=tuple(d.get("missing") or ()))
+        return cls(
+            name=str(d["name"]),
+            layers=tuple(d.get("layers") or ()),
+            source=str(d.get("source", "declared")),
+            missing=tuple(d.get("missing") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -258,8 +284,12 @@ def _checks_v1(d: Mapping[str, Any]) -> Checks:
     tallies: List[DpiTally] = []
     for est, per_q in (dpi.get("summary") or {}).items():
         for q, cell in (per_q or {}).items():
-            not_assessed = sum(1 for v in viol if v.estimator == est and v.quantity.value == q and v.significant is None)
-            tallies.append(DpiTally.from_dict({"estimator": est, "quantity": q, **cell, "not_assessed": not_assessed}))
+            not_assessed = sum(
+                1 for v in viol if v.estimator == est and v.quantity.value == q and v.significant is None
+            )
+            tallies.append(
+                DpiTally.from_dict({"estimator": est, "quantity": q, **cell, "not_assessed": not_assessed})
+            )
     return Checks(
         bounds_checked=int(bounds.get("checked") or 0),
         bound_violations=tuple(BoundViolation.from_dict(v) for v in bounds.get("violations") or ()),

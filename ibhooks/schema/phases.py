@@ -3,6 +3,7 @@
 A Record stores only the decisions that *changed* at its measurement; the latest decision of every
 series is the fold of those changes in step order (:func:`fold_phase_changes`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -97,7 +98,11 @@ class PhaseDecision:
         if other is None:
             return False
         return (self.status, self.start_step, self.end_step, self.ongoing) == (
-            other.status, other.start_step, other.end_step, other.ongoing)
+            other.status,
+            other.start_step,
+            other.end_step,
+            other.ongoing,
+        )
 
     def at_step(self, step: int) -> "PhaseDecision":
         return replace(self, step=int(step))
@@ -120,8 +125,9 @@ class PhaseDecision:
         return cls(**out)
 
 
-def fold_phase_changes(changes: Iterable[PhaseDecision],
-                       into: Optional[Dict[SeriesKey, PhaseDecision]] = None) -> Dict[SeriesKey, PhaseDecision]:
+def fold_phase_changes(
+    changes: Iterable[PhaseDecision], into: Optional[Dict[SeriesKey, PhaseDecision]] = None
+) -> Dict[SeriesKey, PhaseDecision]:
     """Apply phase changes in order: the latest decision of every series."""
     latest: Dict[SeriesKey, PhaseDecision] = {} if into is None else into
     for c in changes:

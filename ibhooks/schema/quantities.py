@@ -3,6 +3,7 @@
 ``Quantity.I_XT`` is the key used in Records, run logs and metric names; ``.label`` is how figures
 and text write it; ``.phase`` is the phase whose trend test reads it.
 """
+
 from __future__ import annotations
 
 from enum import Enum

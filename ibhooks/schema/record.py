@@ -2,6 +2,7 @@
 
 ``Record.from_dict`` also reads the version-1 layout (checks, warnings and phases as free dicts).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,12 @@ class RecordError:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RecordError":
-        return cls(error=str(d.get("error", "")), layer=d.get("layer"), estimator=d.get("estimator"),
-                   stage=str(d.get("stage") or "estimate"))
+        return cls(
+            error=str(d.get("error", "")),
+            layer=d.get("layer"),
+            estimator=d.get("estimator"),
+            stage=str(d.get("stage") or "estimate"),
+        )
 
     # read like the version-1 dicts where callers index them
     def __getitem__(self, key: str) -> Any:
@@ -104,8 +109,9 @@ class Record:
     epoch: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)
 
-    def estimate(self, layer: str, quantity: Any = Quantity.I_XT, estimator: Optional[str] = None
-                 ) -> Optional[Estimate]:
+    def estimate(
+        self, layer: str, quantity: Any = Quantity.I_XT, estimator: Optional[str] = None
+    ) -> Optional[Estimate]:
         """The estimate of ``quantity`` for ``layer`` (first estimator if not named)."""
         per_est = self.layers.get(layer, {})
         if not per_est:
@@ -177,8 +183,11 @@ def _phases_v1(phases: Mapping[str, Any], step: int) -> List[PhaseDecision]:
         for est, per_phase in (per_est or {}).items():
             for phase, dec in (per_phase or {}).items():
                 if isinstance(dec, Mapping) and "status" in dec:
-                    out.append(PhaseDecision.from_dict({**dec, "layer": layer, "estimator": est, "phase": phase,
-                                                        "step": step}))
+                    out.append(
+                        PhaseDecision.from_dict(
+                            {**dec, "layer": layer, "estimator": est, "phase": phase, "step": step}
+                        )
+                    )
     return out
 
 
