@@ -67,7 +67,9 @@ def per_hook_cost_us(device: str, reps: int = 200) -> float:
         for r in range(reps):
             for hooked in (False, True) if r % 2 == 0 else (True, False):
                 if hooked and mon is None:
-                    mon = ibhooks.IBMonitor(model, schedule=NEVER, log_dir=d, verbose=False)
+                    mon = ibhooks.IBMonitor(
+                        model, schedule=NEVER, log_dir=d, verbose=False, run_name=f"hook-{r}"
+                    )
                 if not hooked and mon is not None:
                     mon.close()
                     mon = None
