@@ -64,3 +64,34 @@ def test_deterministic_and_bad_input():
     with pytest.raises(ValueError):
         InfoNCE(batch_size=1)
     assert math.isfinite(InfoNCE(steps=5).mutual_information(x.float(), y.float()).value)
+
+
+def test_overconfident_critic_is_rescaled_out_of_sample():
+    """Held-out scores of a critic that learned noise, scaled up 50x: unscaled, the bound is far below 0;
+    the cross-fitted scale shrinks it to about 0 (the constant critic) without choosing on its own rows."""
+    from ibhooks.estimators.infonce import _cross_fitted_terms, _nce_terms
+    g = torch.Generator().manual_seed(0)
+    scores = 50 * torch.randn(3, 64, 64, generator=g)
+    raw = torch.cat([_nce_terms(s) for s in scores]).mean()
+    terms, scales = _cross_fitted_terms(scores)
+    assert raw < -20 and abs(float(terms.mean())) < 0.05 and max(scales) < 0.05
+    informative = scores.clone() / 50
+    informative += 4 * torch.eye(64)  # a critic that does see the pairs keeps a scale near 1 and a high bound
+    terms, scales = _cross_fitted_terms(informative)
+    assert float(terms.mean()) > 1.5 and min(scales) > 0.5
+
+
+def test_negative_only_with_an_interval_containing_zero():
+    from ibhooks.estimators._common import Provenance
+    from ibhooks.estimators.infonce import INFONCE_TRAITS, _estimate
+    prov = Provenance("infonce", INFONCE_TRAITS)
+    fit = {"terms": torch.full((100,), -0.5, dtype=torch.float64) + 0.01 * torch.randn(100, dtype=torch.float64),
+           "k": 32, "n_train": 300, "n_eval_pairs": 100, "critic_scale": (1.0, 1.0)}
+    e = _estimate(prov, fit, "I(A;B)", 400, 3, {}, 0.1)
+    assert e.value == 0.0 and e.ci == (0.0, 0.0) and e.diagnostics["critic_rejected"]
+    assert e.diagnostics["held_out_value"] < -0.5
+    # independent data in 30 dimensions with few rows: whatever the critic learns, no significant negative
+    x, y = correlated_gaussians(400, 30, 0.0, seed=7)
+    e = InfoNCE(batch_size=64, steps=60).mutual_information(x, y)
+    assert e.value >= 0 or e.ci[0] <= 0 <= e.ci[1], (e.value, e.ci)
+    assert e.value < 0.3
