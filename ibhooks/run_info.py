@@ -34,7 +34,7 @@ def coverage_rows(
         if name in monitored:
             slot = capture.slots[name]
             row.update(
-                status="monitored" if slot.error is None else "error",
+                status="skipped" if slot.skipped else "monitored" if slot.error is None else "error",
                 reason=slot.error or "",
                 shape=["B", *slot.shape[1:]] if slot.shape else None,
                 dtype=slot.dtype,

@@ -13,7 +13,7 @@ import ibhooks
 transformers = pytest.importorskip("transformers")
 from real_models import IMAGE, SEQ, VOCAB, hf_bert, hf_gpt2, hf_resnet, hf_vit  # noqa: E402
 
-N_TRAIN, N_PROBE, BATCH, STEPS = 256, 256, 32, 40
+N_TRAIN, N_PROBE, BATCH, STEPS = 256, 128, 32, 30
 
 
 def _image_task(n, seed):
@@ -97,7 +97,7 @@ def test_one_liner_on_real_models_probe_mode(name, tmp_path):
     model, mon, records = _train(name, tmp_path, "probe")
     for (k, a), b in zip(base.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), f"{name}: {k} differs from training without the monitor"
-    assert [r.step for r in records] == [0, 10, 20, 30, 40]
+    assert [r.step for r in records] == [0, 10, 20, 30]
     for r in records:
         assert not r.errors, r.errors[:3]
         assert r.n_samples == N_PROBE and len(r.layers) == len(mon.layer_names)
@@ -117,10 +117,10 @@ def test_one_liner_on_real_models_probe_mode(name, tmp_path):
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_passive_mode_on_hf_models(name, tmp_path):
     model, mon, records = _train(name, tmp_path, "passive")
-    assert [r.step for r in records] == [10, 20, 30, 40]
+    assert [r.step for r in records] == [10, 20, 30]
     for r in records:
         assert not r.errors, r.errors[:3]
-        assert r.n_samples >= 256, "the passive window did not pool enough rows"
+        assert r.n_samples >= 8 * BATCH, "the passive window did not pool enough rows"
         assert r.h_y is not None and r.layers
     if name == "gpt2":
         assert "transformer.wpe" not in records[-1].layers

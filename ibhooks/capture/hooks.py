@@ -35,6 +35,7 @@ class LayerSlot:
     error: Optional[str] = None
     chunks: List[torch.Tensor] = dataclasses.field(default_factory=list)
     fired_in_pass: bool = False
+    skipped: bool = False  # found to be no per-sample representation: never captured again
 
     @property
     def stored_bytes(self) -> int:
@@ -152,7 +153,7 @@ class Capture:
     # -- the hook body -------------------------------------------------------------------------
     def store(self, name: str, output: Any) -> None:
         slot = self.slots[name]
-        if slot.fired_in_pass:
+        if slot.fired_in_pass or slot.skipped:
             return  # fixed slot: a module firing twice in a pass (checkpoint recompute) is kept once
         slot.fired_in_pass = True
         try:

@@ -66,7 +66,7 @@ class PassiveWindow:
         if not self.capture.armed:
             return {}
         if self._learning:
-            batch = self.capture.take()
+            batch = self.taker.take_batch()
             self.batch_rows = int(next(iter(batch.values())).shape[0]) if batch else 0
             return {}
         batch = self.taker.collect_passive(y, step)

@@ -7,6 +7,7 @@ import contextlib
 import math
 import sys
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import torch
@@ -113,7 +114,7 @@ class SnapshotTaker:
             self.console.warn_once(("capture", type(exc).__name__), f"capture failed at step {step}: {exc}")
             self.capture.clear()
         for name, slot in self.capture.slots.items():
-            if name not in snap.activations and slot.error:
+            if name not in snap.activations and slot.error and not slot.skipped:
                 snap.layer_errors[name] = slot.error
         if not snap.activations and not snap.errors:
             why = (
@@ -129,10 +130,28 @@ class SnapshotTaker:
         snap.seconds = time.perf_counter() - t0
         return snap
 
+    def take_batch(self) -> Dict[str, torch.Tensor]:
+        """This forward's captured outputs, without those whose first dimension is not the batch (the
+        batch is the row count most layers share; e.g. a position embedding returns 1 row): they are
+        no per-sample representation, get that reason, and never enter the reservoir."""
+        batch = self.capture.take()
+        if len(batch) < 2:
+            return batch
+        counts = Counter(int(t.shape[0]) for t in batch.values())
+        rows = max(counts, key=lambda r: (counts[r], r))
+        for name in [n for n, t in batch.items() if int(t.shape[0]) != rows]:
+            slot = self.capture.slots[name]
+            slot.error = (f"output's first dimension ({batch[name].shape[0]}) is not the batch ({rows} rows): "
+                          "not a per-sample representation (e.g. a position embedding); skipped")
+            slot.skipped = True
+            self.console.warn_once(("non_batch", name), f"layer {name!r}: {slot.error}")
+            del batch[name]
+        return batch
+
     def collect_passive(self, y: Optional[torch.Tensor], step: int) -> Dict[str, torch.Tensor]:
         """Move this step's captured batch (and its labels) into the reservoir; returns the batch."""
         assert self.reservoir is not None
-        batch = self.capture.take()
+        batch = self.take_batch()
         if not batch:
             return batch
         try:
