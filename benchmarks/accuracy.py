@@ -44,8 +44,12 @@ import torch
 from scipy.special import logsumexp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ibhooks.functional import layer_information, mutual_information  # noqa: E402
+from ibhooks.estimators.registry import available  # noqa: E402
+
+import _bmi_tasks as bmi  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 LN2 = math.log(2.0)
 
@@ -70,6 +74,8 @@ def _import(name: str) -> Tuple[Optional[Any], str]:
 
 
 PEERS: Dict[str, Tuple[Optional[Any], str]] = {}
+#: ibhooks estimators left out with --skip (e.g. infonce, slow on a loaded CPU).
+SKIP_METHODS: set = set()
 
 
 def load_peers(disabled: List[str]) -> None:
@@ -85,6 +91,7 @@ def load_peers(disabled: List[str]) -> None:
         if key == "sklearn" and mod is not None:
             note = _import("sklearn")[1]
         PEERS[key] = (mod, note)
+    PEERS["cca"] = (bmi, "numpy Gaussian/CCA reference (benchmarks/_bmi_tasks.py)")
 
 
 def peer(key: str) -> Optional[Any]:
@@ -196,6 +203,8 @@ def add(
     seconds: Optional[float] = None,
 ) -> None:
     lib = method.split(":", 1)[0]
+    if method.split(":", 1)[-1] in SKIP_METHODS:
+        skip = skip or "--skip"
     if lib != "ibhooks" and peer(lib) is None:
         rows.append(
             Row(
@@ -374,6 +383,10 @@ def task_mixture(
         "lower bound",
         skip="" if not fast else "--quick",
     )
+    for est in NEW_LABEL_ESTIMATORS:
+        add(rows, "mixture", case, q, truth, f"ibhooks:{est}",
+            lambda est=est: mutual_information(tt, yt, estimator=est, discrete_b=True).value,
+            skip="" if est in available() else "not registered")
     add(
         rows,
         "mixture",
@@ -579,6 +592,70 @@ def task_tanh(
     )
 
 
+#: Estimators added by issue 14 (skipped when not registered): I(T;Y) with labels, I(A;B) for pairs.
+NEW_LABEL_ESTIMATORS = ("gaussian", "gcmi", "classifier_probe", "auto")
+NEW_PAIR_ESTIMATORS = ("gaussian", "gcmi", "auto")
+BMI_FAMILIES = ("gauss", "student", "spiral", "halfcube", "sparse", "highmi")
+
+
+def task_bmi(rows: List[Row], family: str, d: int, param: float, n: int, seed: int, fast: bool) -> None:
+    """One BMI-benchmark case (see benchmarks/_bmi_tasks.py for the generators and their truths)."""
+    rng = np.random.default_rng(seed)
+    if family == "student":
+        rho, nu = 0.6, param
+        x, y = bmi.student_pair(n, d, rho, nu, rng)
+        truth, case = bmi.student_bits(d, rho, nu), f"d={d} nu={nu:g} n={n}"
+    elif family == "sparse":
+        rho, m = param, 2
+        x, y = bmi.gauss_pair(n, d, rho, rng, m)
+        truth, case = bmi.gauss_bits(rho, m), f"d={d} m={m} rho={rho:g} n={n}"
+    else:  # spiral, halfcube, highmi: Gaussian pairs of total MI ``param`` bits, maybe transformed
+        rho = math.sqrt(1 - 2 ** (-2 * param / d))
+        x, y = bmi.gauss_pair(n, d, rho, rng)
+        truth, case = bmi.gauss_bits(rho, d), f"d={d} I={param:g} n={n}"
+        if family == "spiral":
+            x = bmi.spiral(x)
+        elif family == "halfcube":
+            x, y = bmi.halfcube(x), bmi.halfcube(y)
+    xt, yt, tr, q = _t(x), _t(y), (truth, 0.0), "I(X;Y)"
+    add(rows, family, case, q, tr, "ibhooks:ksg", lambda: mutual_information(xt, yt, estimator="ksg").value)
+    for est in NEW_PAIR_ESTIMATORS:
+        add(rows, family, case, q, tr, f"ibhooks:{est}", lambda est=est: mutual_information(xt, yt, estimator=est).value,
+            skip="" if est in available() else "not registered")
+    add(rows, family, case, q, tr, "ibhooks:infonce", lambda: mutual_information(xt, yt, estimator="infonce").value,
+        "lower bound (<= log2 K)", skip="--quick" if fast else "")
+    add(rows, family, case, q, tr, "npeet:mi", lambda: peer("npeet").mi(x, y, k=3, base=2), "KSG k=3")
+    add(rows, family, case, q, tr, "cca:gaussian", lambda: bmi.cca_bits(x, y), "Gaussian MI from covariances")
+
+
+def print_family_summary(rows: List[Row]) -> None:
+    """Per family (mean |error| over its cases, median time): the library's best, auto, best peer."""
+    print("\n## per task family: mean |error| (bits) over its cases and median time per call")
+    head = f"{'family':<26}{'cases':>6}  {'library best':<30}{'auto':<22}{'best peer':<30}"
+    print(head)
+    print("-" * len(head))
+    fams: Dict[str, Dict[str, List[Row]]] = {}
+    for r in rows:
+        if r.scored and r.value is not None:
+            fams.setdefault(f"{r.task} {r.quantity}" if r.task in ("mixture", "tanh") else r.task, {}).setdefault(r.method, []).append(r)
+    for fam, methods in fams.items():
+        n_cases = len({r.case + r.quantity for rs in methods.values() for r in rs})
+        stats = {m: (statistics.mean(abs(r.error or 0) for r in rs), statistics.median(r.seconds or 0 for r in rs))
+                 for m, rs in methods.items() if len(rs) == n_cases}
+
+        def cell(keys: List[str]) -> str:
+            if not keys:
+                return "-"
+            m = min(keys, key=lambda k: stats[k][0])
+            return f"{m.split(':', 1)[1] if m.startswith('ibhooks') else m} {stats[m][0]:.3f} ({_ms(stats[m][1])} ms)"
+
+        ours = [m for m in stats if m.startswith("ibhooks:") and m != "ibhooks:auto"]
+        peers = [m for m in stats if not m.startswith("ibhooks:")]
+        auto = ["ibhooks:auto"] if "ibhooks:auto" in stats else []
+        print(f"{fam:<26}{n_cases:>6}  {cell(ours):<30}{cell(auto):<22}{cell(peers):<30}")
+    print("# only methods that ran on every case of a family are compared; auto = estimator='auto'")
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -724,7 +801,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="leave a peer out (as if it were not installed)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip", action="append", default=[], help="leave an ibhooks estimator out (e.g. infonce)")
     args = ap.parse_args(argv)
+    SKIP_METHODS.update(args.skip)
     torch.set_num_threads(args.threads)
     load_peers(args.no_peer)
     print(
@@ -765,9 +844,20 @@ def main(argv: Optional[List[str]] = None) -> None:
         task_mixture(rows, d, k, n_m, s, mc, q)
     for bits, d, var in grid_t:
         task_tanh(rows, bits, d, var, draws, s, mc, q)
+    if q:
+        grid_b = [("student", 2, 3.0), ("spiral", 2, 1.0), ("halfcube", 2, 1.0), ("sparse", 10, 0.8),
+                  ("highmi", 3, 6.0)]
+    else:
+        grid_b = [("student", d, nu) for d in (2, 5) for nu in (3.0, 5.0)] + \
+            [("spiral", d, i) for d in (2, 5) for i in (1.0, 2.0)] + \
+            [("halfcube", d, i) for d in (2, 5) for i in (1.0, 2.0)] + \
+            [("sparse", 25, r) for r in (0.6, 0.9)] + [("highmi", d, 10.0) for d in (3, 5)]
+    for family, d, param in grid_b:
+        task_bmi(rows, family, d, param, n_g, s, q)
     print()
     print_table(rows)
     print_summary(rows)
+    print_family_summary(rows)
     print(f"# load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     sys.stdout.flush()
 

@@ -214,6 +214,31 @@ def run_case(name: str, n: int, d: int, device: str, repeats: int, ref_mem_limit
     return name, n, d, s, m, rs, rm, abs(v - rv), None
 
 
+def npeet_ratios(ns: List[int], ds: List[int], repeats: int) -> None:
+    """KSG and Ross (default neighbors='auto') against NPEET's ``mi`` / ``micd`` on the same data in this
+    process (npeet-plus, the bench extra; skipped with a note when not importable)."""
+    try:
+        import npeet_plus as npeet
+    except ImportError as exc:
+        print(f"# NPEET comparison skipped: {exc}")
+        return
+    print(f"{'estimator':<10}{'n':>7}{'d':>4}{'ours ms':>10}{'npeet ms':>10}{'npeet/ours':>12}  search")
+    for d in ds:
+        for n in ns:
+            x, t, y = make_data(n, d)
+            xn, tn, yn = x.double().numpy(), t.double().numpy(), y.numpy().reshape(-1, 1)
+            for name, ours, ref in (
+                ("ksg", lambda: make_estimator("ksg").mutual_information(x, t), lambda: npeet.mi(xn, tn, k=3)),
+                ("ross", lambda: make_estimator("ross").mutual_information(t, y),
+                 lambda: npeet.micd(tn, yn, k=3, warning=False)),
+            ):
+                search = ours().diagnostics["neighbor_search"]
+                _, s_ours, _ = measure(lambda: ours().value, "cpu", repeats)
+                _, s_ref, _ = measure(lambda: float(ref()), "cpu", repeats)
+                print(f"{name:<10}{n:>7}{d:>4}{_ms(s_ours):>10}{_ms(s_ref):>10}{s_ref / s_ours:>12.2f}  {search}")
+    sys.stdout.flush()
+
+
 def large_kde(n: int, block_mib: int, device: str) -> None:
     """Blocked KDE at large n: time and peak extra memory under a ``max_block_bytes`` cap."""
     _, t, _ = make_data(n, 10)
@@ -256,6 +281,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--max-n", type=int, default=0, help="leave out sizes above this n (0: none; the test "
                     "suite's smoke run uses 1024)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (at least)")
+    ap.add_argument("--npeet-only", action="store_true", help="only the KSG / Ross vs NPEET ratios")
     args = ap.parse_args(argv)
     _fix_malloc_threshold()
     if args.threads:
@@ -276,6 +302,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         grid = {k: ([n for n in ns if n <= args.max_n] or ns[:1], ds) for k, (ns, ds) in grid.items()}
     print(f"# ibhooks estimator benchmark  device={args.device}  torch={torch.__version__}  "
           f"threads={torch.get_num_threads()}  quick={args.quick}")
+    if args.npeet_only or args.device == "cpu":
+        npeet_ns = [1024] if args.quick else [2000, 16000]
+        npeet_ratios([n for n in npeet_ns if not args.max_n or n <= args.max_n] or [1024], [1, 2], repeats)
+    if args.npeet_only:
+        return
     if args.kde_large_n:  # first, while the process is small
         large_kde(args.kde_large_n, args.kde_block_mib, args.device)
     rows: List[Row] = []
