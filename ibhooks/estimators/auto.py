@@ -16,6 +16,12 @@ For ``layer_information(t, y, layer=...)`` (X uniform over the probe rows):
   pairwise estimate of I(T;Y) sits at H(Y) (``ty="classifier_probe"``, default; ``ty="kde"`` takes
   the KDE difference of bounds instead).
 
+  Caveat, measured: sigma^2 = 0.1 x the *per-unit* variance separates rows whose whole squared distance
+  exceeds about 0.2 x one unit's variance, so in D dimensions only near-duplicate clusters merge. A
+  random ReLU layer of 64, 256 or 1024 units on a 10-class Gaussian mixture (input SNR 1, n = 512)
+  reads the 9-bit cap with it, and 8.0, 8.3, 8.4 bits with ``relative_to="total"`` (sigma^2 = 0.1 x
+  the summed variance, which compares distances with the layer's whole spread).
+
 The choice is kept per layer (``state_dict``), so a layer keeps its instrument for the whole run. Every
 Estimate names it: ``estimator`` is ``"auto:<choice>"`` (``auto:binning``, ``auto:kde_rel``,
 ``auto:noisy_channel_rel``, ``auto:classifier_probe``), ``params`` holds ``chosen`` beside the chosen
