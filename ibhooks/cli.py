@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
 from . import plotting, report
-from .runlog import Run, load_run
+from .runlog import Run, RunLogWarning, load_run
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -34,7 +35,9 @@ class CliError(Exception):
 def _load(path: str, err: TextIO) -> Run:
     p = Path(path)
     try:
-        run = load_run(p)
+        with warnings.catch_warnings():  # what was skipped is said below, as one line each
+            warnings.simplefilter("ignore", RunLogWarning)
+            run = load_run(p)
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
     except UnicodeDecodeError:
@@ -45,7 +48,9 @@ def _load(path: str, err: TextIO) -> Run:
         raise CliError(str(exc)) from None
     except (OSError, AttributeError, KeyError, TypeError) as exc:
         raise CliError(f"could not read run log {p}: {exc}") from None
-    if run.truncated:
+    for note in run.notes:
+        print(f"ibhooks: warning: {note}", file=err)
+    if run.truncated and not run.notes:
         print(
             f"ibhooks: warning: the last line of {run.path} was cut off (the run was killed while writing?); "
             f"using the {len(run.records)} complete measurement(s) before it",

@@ -251,7 +251,8 @@ class IBMonitor:
                           self.execution_config)
 
     def _header(self) -> Dict[str, Any]:
-        header = build_header(run_name=self.run_name, step=self.step_count, config=self._config(),
+        header = build_header(run_name=self.run_name, run_log=self.log_path, step=self.step_count,
+                              config=self._config(),
                               coverage=self.coverage, chains=self.chains)
         header["fingerprint"] = fingerprint(header["config"])
         return header
@@ -375,6 +376,12 @@ class IBMonitor:
             if self._reservoir is not None:
                 self._reservoir.clear()
             self.sinks.close()
+
+    def _repr_html_(self) -> str:
+        """The interactive plane of the run so far, for Jupyter (:func:`ibhooks.notebook.show`)."""
+        from .notebook import show
+
+        return show(self)._repr_html_()
 
     def __enter__(self) -> "IBMonitor":
         return self

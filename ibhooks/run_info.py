@@ -108,12 +108,14 @@ def build_header(
     run_name: str,
     step: int,
     config: Mapping[str, Any],
+    run_log: Any = None,
     coverage: Sequence[Mapping[str, Any]],
     chains: Sequence[Chain],
 ) -> Dict[str, Any]:
     return {
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "run_name": run_name,
+        "run_log": str(run_log) if run_log is not None else None,
         "step": step,
         "config": dict(config),
         "coverage": list(coverage),

@@ -28,7 +28,7 @@ class RunLogWarning(UserWarning):
 
 @dataclass
 class Run:
-    """A run log read back.
+    """A run log read back (in a notebook it shows its interactive information plane).
 
     Attributes:
         path: The file read.
@@ -53,6 +53,12 @@ class Run:
     phases: Dict[SeriesKey, PhaseDecision] = field(default_factory=dict)
     skipped_lines: List[int] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        """The interactive plane and a summary table, for Jupyter (:func:`ibhooks.notebook.show`)."""
+        from .notebook import show
+
+        return show(self)._repr_html_()
 
     @property
     def layers(self) -> List[str]:

@@ -407,9 +407,9 @@ def test_cli_holds_no_html():
     [
         (None, "does not exist"),
         ("", "is empty"),
-        (
-            '{"type": "header", "format": "ibhooks-run", "version": 1}\n{not json}\n{"type": "text"}\n',
-            "not valid JSON",
+        (  # a torn header (a corrupt middle line is recovered, see tests/test_reliability_runlog.py)
+            '{"type": "header", "format": "ibhooks-run", "version": 1\n{"type": "text"}\n',
+            "line 1",
         ),
         ('{"hello": 1}\n', "not an ibhooks run log"),
         (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file"),

@@ -3,7 +3,7 @@ others go on)."""
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence
+from typing import Any, Iterator, List, Sequence
 
 from ..schema import Record
 from .console import Console
@@ -26,6 +26,12 @@ class SinkSet:
                     ("sink", type(sink).__name__, method),
                     f"sink {type(sink).__name__}.{method} failed: {exc!r}; other sinks go on",
                 )
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.sinks)
+
+    def __len__(self) -> int:
+        return len(self.sinks)
 
     def write(self, record: Record) -> None:
         self.call("write", record)

@@ -56,8 +56,8 @@ def plane_data(run_or_records: plotting.RunLike, *, header: Optional[Mapping[str
         qx = plotting.quantity_label(recs, est, Quantity.I_XT)
         qy = plotting.quantity_label(recs, est, Quantity.I_TY)
         out.append({"name": est, "title": plotting.estimator_title(recs, est),
-                    "xlabel": f"I(X;T) [bits]" + (f" = {qx}" if qx else ""),
-                    "ylabel": f"I(T;Y) [bits]" + (f" = {qy}" if qy else ""),
+                    "xlabel": "I(X;T) [bits]" + (f" = {qx}" if qx else ""),
+                    "ylabel": "I(T;Y) [bits]" + (f" = {qy}" if qy else ""),
                     "xcap": _num(xcap), "hy": _num(hy), "layers": entries})
     return {"estimators": out}
 
