@@ -215,3 +215,19 @@ def test_saxe_relu_smoke(tmp_path):
     assert flagged and flagged <= set(summary["clipped_range_warning_layers"])
     for folder in ("figures_run_range", "figures_fixed_range"):
         check_pngs(tmp_path / folder, figure_names(["binning"]))
+
+
+def test_real_models_smoke(tmp_path):
+    """HF ResNet and BERT (tiny configs, random weights) with the README one-liner: the blocks are
+    monitored on one data-flow chain, no position embedding is captured, BERT's dict probe works."""
+    pytest.importorskip("transformers")
+    out = example_main("real_models")(["--smoke", "--out", str(tmp_path)])
+    for name, first, last in (("resnet", "resnet.embedder", "classifier"), ("bert", "bert.embeddings", "classifier")):
+        run = check_run(out[name]["run_log"])
+        assert run.layers[0] == first and run.layers[-1] == last
+        assert not any("position" in layer for layer in run.layers)
+        longest = max(out[name]["chains"], key=len)
+        assert len(longest) >= 3 and list(longest) == [n for n in run.layers if n in longest]
+        assert 0.0 <= out[name]["at_cap"] <= 1.0 and out[name]["spread_last"] >= 0.0
+        assert set(out[name]["ty_last"]) == set(run.layers[-2:])
+        check_pngs(tmp_path / f"figures_{name}", figure_names([out[name]["estimator"]]))
