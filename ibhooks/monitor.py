@@ -31,7 +31,7 @@ from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of
 from .capture.passive import PassiveWindow
 from .assembly import build_sinks, resolve_chains, resolve_layers
-from .capture.taker import SnapshotTaker, check_probe_budget
+from .capture.taker import SnapshotTaker, check_probe_budget, fit_whole_to_budget
 from .pipeline.estimation import build_estimators
 from .pipeline import (
     BackgroundRunner,
@@ -156,13 +156,16 @@ class IBMonitor:
         self.layer_names: List[str] = [n for n, _ in selection.monitored]
         self._modules: Dict[str, nn.Module] = dict(selection.monitored)
         self._skipped = selection.skipped
+        # estimators that work from pairwise distances take wide layers whole: no pooling, on the chain
+        whole = all(e.whole_activations for e in self.estimators.values())
         self._capture = Capture(selection.monitored, reduction=cc.reduction, selectors=cc.selectors,
-                                seed=cc.seed)
+                                seed=cc.seed, whole=whole)
         self._reservoir = PassiveReservoir(cc.max_samples, seed=cc.seed) if self.mode == "passive" else None
         self._taker = SnapshotTaker(self.model, self._capture, self.probe, self._reservoir, self.console,
                                     probe_batch_size=cc.probe_batch_size, probe_forward=probe_forward)
         if self.probe is not None:
             self._taker.discover_shapes()
+            fit_whole_to_budget(self._taker, self.probe.n, cc.memory_budget_mb)
             check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb)
 
         self._chain_candidates = resolve_chains(chains, flow, selection)

@@ -58,13 +58,16 @@ class Capture:
         reduction: Union[ReductionSpec, Mapping[str, ReductionSpec]] = "auto",
         selectors: Optional[Mapping[str, Selector]] = None,
         seed: int = 0,
+        whole: bool = False,
     ) -> None:
         selectors = dict(selectors or {})
         self._modules = list(modules)
         self.slots: Dict[str, LayerSlot] = {}
         for name, _ in self._modules:
             spec = reduction.get(name, "auto") if isinstance(reduction, Mapping) else reduction
-            self.slots[name] = LayerSlot(name, Reduction(spec, seed=seed, layer=name), selectors.get(name))
+            self.slots[name] = LayerSlot(
+                name, Reduction(spec, seed=seed, layer=name, whole=whole), selectors.get(name)
+            )
         self.armed = False
         self._rows: Optional[int] = None
         self._handles: List[Any] = []

@@ -16,6 +16,9 @@ ReductionSpec = Union[str, Tuple[str, int]]
 
 AUTO_MAX_DIM = 1024
 AUTO_PROJECT_DIM = 256
+#: With estimators that work from the whole activation (pairwise distances), ``"auto"`` keeps up to this
+#: many values per sample unreduced, so wide layers stay on their DPI chain.
+WHOLE_MAX_DIM = 1 << 16
 
 _SPEC_HELP = (
     "reduction must be 'auto', 'flatten', 'mean', 'project:k' or ('project', k) with an integer k >= 1"
@@ -53,8 +56,11 @@ class Reduction:
     monitor's own seeded generator (the user's RNG is untouched).
     """
 
-    def __init__(self, spec: ReductionSpec = "auto", *, seed: int = 0, layer: str = "") -> None:
+    def __init__(
+        self, spec: ReductionSpec = "auto", *, seed: int = 0, layer: str = "", whole: bool = False
+    ) -> None:
         self.spec = parse_reduction(spec)
+        self.whole = whole  # "auto" keeps the whole activation (up to WHOLE_MAX_DIM values per sample)
         self._seed = (int(seed) * 1_000_003 + zlib.crc32(layer.encode())) % (2**63)
         self._proj: Optional[torch.Tensor] = None
         self.resolved: Optional[List[str]] = None  # the steps actually applied, decided on first use
@@ -75,6 +81,8 @@ class Reduction:
             return ["mean", "flatten"]
         if isinstance(self.spec, tuple):
             return ["flatten", f"project{self.spec[1]}"]
+        if self.whole and per_sample <= WHOLE_MAX_DIM:
+            return ["flatten"]
         if per_sample <= AUTO_MAX_DIM or x.dim() <= 2:
             return ["flatten"] + ([f"project{AUTO_PROJECT_DIM}"] if per_sample > AUTO_MAX_DIM else [])
         pooled = int(self._pool(x[:1]).numel())

@@ -16,6 +16,7 @@ import torch.nn as nn
 from ..pipeline.console import Console
 from .hooks import Capture
 from .probe import Probe
+from .reduction import AUTO_MAX_DIM
 from .reservoir import PassiveReservoir
 from .snapshot import Snapshot
 
@@ -141,8 +142,10 @@ class SnapshotTaker:
         rows = max(counts, key=lambda r: (counts[r], r))
         for name in [n for n, t in batch.items() if int(t.shape[0]) != rows]:
             slot = self.capture.slots[name]
-            slot.error = (f"output's first dimension ({batch[name].shape[0]}) is not the batch ({rows} rows): "
-                          "not a per-sample representation (e.g. a position embedding); skipped")
+            slot.error = (
+                f"output's first dimension ({batch[name].shape[0]}) is not the batch ({rows} rows): "
+                "not a per-sample representation (e.g. a position embedding); skipped"
+            )
             slot.skipped = True
             self.console.warn_once(("non_batch", name), f"layer {name!r}: {slot.error}")
             del batch[name]
@@ -208,3 +211,25 @@ def trace_probe_dataflow(
             probe.run(model, batch_size=rows, limit=rows, begin_pass=lambda n: None, forward=forward)
 
     return trace_chains(model, monitored, run, n_rows=rows)
+
+
+def fit_whole_to_budget(taker: SnapshotTaker, rows: int, budget_mb: float) -> None:
+    """Layers kept whole (for pairwise estimators) fall back to the usual "auto" reduction, widest first,
+    until the probe's activations fit the memory budget (they then leave their DPI chain, as said in the
+    coverage table); the shapes are learnt again for those layers."""
+    slots = taker.capture.slots
+
+    def need_mb() -> float:
+        return rows * sum(s.dim or 0 for s in slots.values()) * 4 / 2**20
+
+    changed = False
+    for slot in sorted(slots.values(), key=lambda s: -(s.dim or 0)):
+        if need_mb() <= budget_mb:
+            break
+        if slot.reduction.whole and slot.reduction.spec == "auto" and slot.dim and slot.dim > AUTO_MAX_DIM:
+            slot.reduction.whole = False
+            slot.reduction.resolved = None
+            slot.dim = None
+            changed = True
+    if changed:
+        taker.discover_shapes()

@@ -72,6 +72,7 @@ class Auto(Estimator):
     """
 
     name = "auto"
+    whole_activations = True
     #: The class itself promises nothing; every Estimate carries the traits of the estimator chosen.
     traits: ClassVar[EstimatorTraits] = EstimatorTraits()
 

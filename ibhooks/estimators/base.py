@@ -38,6 +38,9 @@ class Estimator(ABC):
     #: What this estimator is (discretises, adds noise, exact, its cap ...). Every Estimate it makes
     #: carries these traits; checks and warnings read them instead of the estimator's name.
     traits: ClassVar[EstimatorTraits] = EstimatorTraits()
+    #: Works from the whole (n, ...) activation (pairwise distances through the Gram matrix), so a wide
+    #: layer needs no lossy pooling and stays on its DPI chain (the capture then keeps it whole).
+    whole_activations: ClassVar[bool] = False
 
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None

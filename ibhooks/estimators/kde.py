@@ -203,6 +203,7 @@ class KDE(Estimator):
     """
 
     name = "kde"
+    whole_activations = True
     traits = KDE_TRAITS
 
     def __init__(self, noise_var: Optional[float] = None, bound: str = "upper",

@@ -266,6 +266,7 @@ class NoisyChannel(Estimator):
     """
 
     name = "noisy_channel"
+    whole_activations = True
     traits = NOISY_CHANNEL_TRAITS
 
     def __init__(self, noise_var: Optional[float] = None, mc_samples: int = 16384,

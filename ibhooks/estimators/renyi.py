@@ -215,6 +215,7 @@ class MatrixRenyi(Estimator):
     """
 
     name = "renyi"
+    whole_activations = True
     traits = RENYI_TRAITS
 
     def __init__(self, alpha: float = 1.01, sigma: SigmaSpec = "silverman", gamma: float = 1.0,
