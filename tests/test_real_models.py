@@ -57,7 +57,7 @@ MODELS = {
 EXPECTED_CHAIN = {  # at least these, in this order, on one chain
     "resnet": ["resnet.encoder.stages.0", "resnet.encoder.stages.1", "resnet.encoder.stages.2",
                "resnet.encoder.stages.3"],
-    "vit": ["vit.encoder.layer.0", "vit.encoder.layer.1", "vit.layernorm"],
+    "vit": ["vit.layers.0", "vit.layers.1"],  # blocks of 65 tokens x 16: pooled for binning, see below
     "bert": ["bert.encoder.layer.0", "bert.encoder.layer.1", "bert.encoder.layer.2"],
     "gpt2": ["transformer.h.0", "transformer.h.1", "transformer.h.2"],
 }
@@ -103,10 +103,12 @@ def test_one_liner_on_real_models_probe_mode(name, tmp_path):
         assert r.n_samples == N_PROBE and len(r.layers) == len(mon.layer_names)
     # no position embeddings or other non-per-sample outputs in the capture
     assert not any("position" in n or n.endswith("wpe") for n in mon.layer_names)
-    # the block sequence is one chain, found from the data flow
-    chain = max(mon.chains, key=lambda c: len(c.layers))
-    pos = [chain.layers.index(n) for n in EXPECTED_CHAIN[name] if n in chain.layers]
-    assert len(pos) == len(EXPECTED_CHAIN[name]) and pos == sorted(pos), (name, mon.chains)
+    # the block sequence is one chain, found from the data flow (ViT's blocks are 1040 values wide: the
+    # default binning pools them, which takes them off the chain; pairwise estimators keep them, below)
+    if name != "vit":
+        chain = max(mon.chains, key=lambda c: len(c.layers))
+        pos = [chain.layers.index(n) for n in EXPECTED_CHAIN[name] if n in chain.layers]
+        assert len(pos) == len(EXPECTED_CHAIN[name]) and pos == sorted(pos), (name, mon.chains)
     # the coverage table fits a screen: one line per monitored layer plus a title, header and summary
     lines = mon.coverage_table().splitlines()
     assert len(lines) <= len(mon.layer_names) + 3, "\n".join(lines)
@@ -124,3 +126,23 @@ def test_passive_mode_on_hf_models(name, tmp_path):
         assert r.h_y is not None and r.layers
     if name == "gpt2":
         assert "transformer.wpe" not in records[-1].layers
+
+
+def test_pairwise_estimators_keep_wide_blocks_whole_and_on_their_chain(tmp_path):
+    """ViT blocks output 65 x 16 = 1040 values per sample: mean-pooled (off the chain) for estimators that
+    need vectors, kept whole (on the chain) for estimators that work from pairwise distances."""
+    build, task = MODELS["vit"]
+    torch.manual_seed(0)
+    probe = task(64, seed=2)
+    pooled = ibhooks.IBMonitor(build(), probe=probe, measure_initial=False, log_dir=tmp_path, verbose=False)
+    whole = ibhooks.IBMonitor(build(), probe=probe, estimators=[("kde", {"relative_noise": 0.1})],
+                              measure_initial=False, log_dir=tmp_path, verbose=False)
+    block = "vit.layers.0"
+    red = {m: {r["name"]: r["reduction"] for r in m.coverage if r["status"] == "monitored"} for m in (pooled, whole)}
+    assert red[pooled][block].startswith("mean") and red[whole][block] == "flatten"
+    assert not any(block in c.layers for c in pooled.chains)
+    assert any({block, "vit.layers.1"} <= set(c.layers) for c in whole.chains)
+    rec = whole.measure()
+    assert not rec.errors and rec.layers[block]["kde"].i_xt.dim == 65 * 16
+    pooled.close()
+    whole.close()
