@@ -70,6 +70,20 @@ def resolve_chains(chains: Any, flow: Any, selection: Selection) -> List[Chain]:
     return list(as_chains(out))
 
 
+def lossless_chains(candidates: Sequence[Chain], capture: Any) -> List[Chain]:
+    """The chains the DPI is checked along: candidates minus layers whose reduction loses information
+    (pooling, projection); a chain the user declared is kept as declared."""
+    out = []
+    for chain in candidates:
+        if chain.source == "declared":
+            out.append(chain)
+            continue
+        kept = chain.restricted(n for n in chain.layers if capture.slots[n].reduction.lossless)
+        if kept is not None:
+            out.append(kept)
+    return out
+
+
 def build_sinks(
     specs: Union[str, Sink, Sequence[Union[str, Sink]]], log_path: Path, run_dir: Path, rl: RunLogConfig
 ) -> List[Any]:

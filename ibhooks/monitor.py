@@ -30,7 +30,7 @@ from .config import FLAT_KEYWORDS, CaptureConfig, ExecutionConfig, PassiveConfig
 from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of
 from .capture.passive import PassiveWindow
-from .assembly import build_sinks, resolve_chains, resolve_layers
+from .assembly import build_sinks, lossless_chains, resolve_chains, resolve_layers
 from .capture.taker import SnapshotTaker, check_probe_budget, fit_whole_to_budget
 from .pipeline.estimation import build_estimators
 from .pipeline import (
@@ -223,29 +223,18 @@ class IBMonitor:
     def chains(self) -> List[Chain]:
         """Chains along which the DPI is checked: candidates minus layers whose reduction loses
         information (a declared chain is kept as declared)."""
-        out = []
-        for chain in self._chain_candidates:
-            if chain.source == "declared":
-                out.append(chain)
-                continue
-            kept = chain.restricted(n for n in chain.layers if self._capture.slots[n].reduction.lossless)
-            if kept is not None:
-                out.append(kept)
-        return out
+        return lossless_chains(self._chain_candidates, self._capture)
 
     @property
     def coverage(self) -> List[Dict[str, Any]]:
         """One row per module of the model: monitored or skipped and why, shapes, reduction, chain."""
-        return coverage_rows(
-            self.model, self._modules, self._skipped, self._capture, self.chains, list(self.estimators)
-        )
+        return coverage_rows(self.model, self._modules, self._skipped, self._capture, self.chains,
+                             list(self.estimators))
 
     def coverage_table(self, all: bool = False) -> str:  # noqa: A002
         """The coverage table: one line per monitored layer (``all=True``: every module)."""
-        title = (
-            f"ibhooks: {len(self.layer_names)} layer(s) monitored in {type(self.model).__name__} "
-            f"({self.mode} mode, estimators: {', '.join(self.estimators)})"
-        )
+        title = (f"ibhooks: {len(self.layer_names)} layer(s) monitored in {type(self.model).__name__} "
+                 f"({self.mode} mode, estimators: {', '.join(self.estimators)})")
         return render_coverage_table(self.coverage, title, all=all)
 
     def _config(self) -> Dict[str, Any]:
@@ -255,8 +244,7 @@ class IBMonitor:
 
     def _header(self) -> Dict[str, Any]:
         header = build_header(run_name=self.run_name, run_log=self.log_path, step=self.step_count,
-                              config=self._config(),
-                              coverage=self.coverage, chains=self.chains)
+                              config=self._config(), coverage=self.coverage, chains=self.chains)
         header["fingerprint"] = fingerprint(header["config"])
         return header
 
