@@ -171,7 +171,6 @@ def train_one(name: str, args: argparse.Namespace, out: Path, estimators: List[A
     runtime = time.time() - t0
     acc = accuracy(model, x_probe, y_probe)
     history = monitor.history
-    figures = save_figures(monitor.log_path, out / f"figures_{name}", smoke=args.smoke)
     layers = list(monitor.layer_names)
     summary = summarize(history, layers)
     chains = [c.layers for c in monitor.chains]
@@ -191,6 +190,7 @@ def train_one(name: str, args: argparse.Namespace, out: Path, estimators: List[A
     print(layer_table(history))
     print(format_dpi(history))
     print(f"estimator errors: {len(errors(history))}; run log: {monitor.log_path}")
+    figures = save_figures(monitor.log_path, out / f"figures_{name}", smoke=True)  # no GIF: slow
     return {"run_log": monitor.log_path, "figures": figures, "accuracy": acc, "history": history,
             "layers": layers, "chains": chains, **summary}
 
