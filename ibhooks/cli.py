@@ -48,14 +48,12 @@ def _load(path: str, err: TextIO) -> Run:
         raise CliError(str(exc)) from None
     except (OSError, AttributeError, KeyError, TypeError) as exc:
         raise CliError(f"could not read run log {p}: {exc}") from None
+    if run.truncated:
+        print(f"ibhooks: warning: the last line of {run.path} was cut off (the run was killed while writing?); "
+              f"using the {len(run.records)} complete measurement(s) before it", file=err)
     for note in run.notes:
-        print(f"ibhooks: warning: {note}", file=err)
-    if run.truncated and not run.notes:
-        print(
-            f"ibhooks: warning: the last line of {run.path} was cut off (the run was killed while writing?); "
-            f"using the {len(run.records)} complete measurement(s) before it",
-            file=err,
-        )
+        if not (run.truncated and "cut off" in note):
+            print(f"ibhooks: warning: {note}", file=err)
     return run
 
 

@@ -75,7 +75,7 @@ def interactive_plane(run_or_records: plotting.RunLike, *, header: Optional[Mapp
     if not data["estimators"]:
         return "<p>No layer has both I(X;T) and I(T;Y) (no labels?): no plane to draw.</p>"
     div_id = f"ibhooks-plane-{next(_COUNTER)}"
-    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    payload = json.dumps(data, allow_nan=False).replace("<", "\\u003c")  # no tag can open or close in it
     head = f"<h4 style='margin:.3em 0'>{_escape(title)}</h4>" if title else ""
     return (f'<div class="ibhooks-plane" id="{div_id}" style="max-width:700px;font-family:sans-serif">{head}</div>\n'
             f"<script>\n{_script()}\nibhooksPlane(document.getElementById({json.dumps(div_id)}), {payload});\n"
