@@ -4,7 +4,7 @@ phases and DPI / bound checks (one wording for significance: yes / no / not asse
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Sequence
 
 from ibhooks.schema import PhaseDecision, Record
 

@@ -2,7 +2,6 @@
 from configs (random weights, no downloads) attaches, skips what is no per-sample representation, finds
 the block chain from the data flow, fits the screen, leaves training bit-identical, and works in probe
 and passive mode with HF-style dict inputs and ModelOutput outputs."""
-import math
 
 import pytest
 import torch

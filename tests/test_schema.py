@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from ibhooks.schema import (BoundViolation, ChainCheck, Checks, DpiTally, DpiViolation, Estimate, EstimatorTraits,
+from ibhooks.schema import (BoundViolation, ChainCheck, Checks, DpiTally, DpiViolation, EstimatorTraits,
                             IBWarning, LayerResult, PhaseDecision, PhaseStatus, Quantity, Record, RecordError,
                             Severity, WarningCode, make_estimate)
 from ibhooks.schema.phases import fold_phase_changes
