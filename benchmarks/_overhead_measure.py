@@ -149,7 +149,7 @@ class RunRow:
     construct_ms: float  # building the monitor (shape discovery + step-0 measurement or snapshot)
     direct: Optional[List[float]]  # per-rep ratios of the direct run (None: composed only)
     composed: float  # composed overhead for `length`
-    probe_bs: int = DEFAULT_PROBE_BS  # rows per chunk of the probe forward
+    probe_bs: object = DEFAULT_PROBE_BS  # rows per chunk of the probe forward ("auto": the monitor's choice)
 
 
 def direct_runs(bench: Bench, length: int, num: int, reps: int) -> Dict[bool, List[float]]:

@@ -18,7 +18,7 @@ import ibhooks
 #: A schedule that is never due inside any timed window.
 NEVER = ibhooks.every_n(10**9, start=10**9)
 #: The monitor's default rows per chunk of the probe forward.
-DEFAULT_PROBE_BS = ibhooks.CaptureConfig().probe_batch_size
+DEFAULT_PROBE_BS = ibhooks.CaptureConfig().probe_batch_size or "auto"  # None: chosen from the layers' size
 
 
 # ---------------------------------------------------------------- models

@@ -91,7 +91,7 @@ def bench_model(
         step_s = probe_row.step_ms / 1e3
         brow = blocked_times(bench, s.blocked_reps)
         blocked.append(brow)
-        pbs = min(DEFAULT_PROBE_BS, s.probe_n)
+        pbs = min(DEFAULT_PROBE_BS, s.probe_n) if isinstance(DEFAULT_PROBE_BS, int) else DEFAULT_PROBE_BS
         cost = {False: (brow.cons_sync_s, brow.sync_s), True: (brow.cons_bg_s, brow.bg_s)}
         direct: Dict[bool, List[float]] = {}
         length = s.real_len

@@ -33,8 +33,9 @@ class CaptureConfig:
         reduction: ``"auto"``, ``"flatten"``, ``"mean"``, ``"project:k"``, or a dict layer -> spec.
         selectors: Dict layer -> index / key / callable choosing the tensor of a tuple/dict output.
         max_samples: Rows of the probe taken, and the size of the passive reservoir.
-        probe_batch_size: Chunk size for running the probe (near the training batch size is fastest
-            on a CPU; on a GPU larger chunks are fine).
+        probe_batch_size: Rows per chunk of the probe's forward pass. ``None`` (default): chosen from
+            the monitored outputs' size once their shapes are known, about 8 MiB of them per chunk on a
+            CPU (256 MiB on a GPU), 8 to 4,096 rows: one pass for a small MLP, small chunks for a convnet.
         memory_budget_mb: Ceiling for stored activations; checked at construction.
         seed: Seed of the monitor's own random streams (projections, subsampling).
     """
@@ -42,13 +43,14 @@ class CaptureConfig:
     reduction: Union[ReductionSpec, Mapping[str, ReductionSpec]] = "auto"
     selectors: Optional[Mapping[str, Selector]] = None
     max_samples: int = 4096
-    probe_batch_size: int = 256
+    probe_batch_size: Optional[int] = None
     memory_budget_mb: float = 512.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         _positive_int("max_samples", self.max_samples)
-        _positive_int("probe_batch_size", self.probe_batch_size)
+        if self.probe_batch_size is not None:
+            _positive_int("probe_batch_size", self.probe_batch_size)
         mb = self.memory_budget_mb
         if isinstance(mb, bool) or not isinstance(mb, (int, float)) or not math.isfinite(mb) or mb <= 0:
             raise ValueError(f"memory_budget_mb must be a positive number of MiB, got {mb!r}")

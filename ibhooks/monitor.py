@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from .capture import Capture, PassiveReservoir, Probe, Snapshot, unwrap_model
+from .capture import Capture, PassiveReservoir, Probe, Snapshot, model_device, unwrap_model
 from .capture.probe import BatchToXY
 from .chains import Chain
 from .fingerprint import check_resume, fingerprint
@@ -31,7 +31,7 @@ from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of
 from .capture.passive import PassiveWindow
 from .assembly import build_sinks, lossless_chains, resolve_chains, resolve_layers
-from .capture.taker import SnapshotTaker, check_probe_budget, fit_whole_to_budget
+from .capture.taker import SnapshotTaker, auto_probe_chunk, check_probe_budget, fit_whole_to_budget
 from .pipeline.estimation import build_estimators
 from .pipeline import (
     BackgroundRunner,
@@ -167,6 +167,9 @@ class IBMonitor:
             self._taker.discover_shapes()
             fit_whole_to_budget(self._taker, self.probe.n, cc.memory_budget_mb)
             check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb)
+            if cc.probe_batch_size is None:
+                self._taker.probe_batch_size = auto_probe_chunk(self._capture, self.probe.n,
+                                                                model_device(self.model))
 
         self._chain_candidates = resolve_chains(chains, flow, selection)
 
@@ -238,9 +241,11 @@ class IBMonitor:
         return render_coverage_table(self.coverage, title, all=all)
 
     def _config(self) -> Dict[str, Any]:
-        return run_config(self.model, self.mode, self.layer_names, self.estimators, self.schedule,
-                          self.probe, self.capture_config, self.passive_config, self.run_log_config,
-                          self.execution_config)
+        config = run_config(self.model, self.mode, self.layer_names, self.estimators, self.schedule,
+                            self.probe, self.capture_config, self.passive_config, self.run_log_config,
+                            self.execution_config)
+        config["probe_chunk_rows"] = self._taker.probe_batch_size if self.probe is not None else None
+        return config
 
     def _header(self) -> Dict[str, Any]:
         header = build_header(run_name=self.run_name, run_log=self.log_path, step=self.step_count,

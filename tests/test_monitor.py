@@ -330,3 +330,24 @@ def test_passive_mode_pools_enough_rows_by_default(tmp_path):
     assert "passive_window" in rec.info["rows_note"]
     capped = [w for w in rec.warnings if w.code == ibhooks.WarningCode.AT_CAP]
     assert capped and all("passive_window" in w.remedy and "probe samples" not in w.remedy for w in capped)
+
+
+def test_probe_chunks_follow_the_size_of_the_monitored_outputs(tmp_path):
+    """probe_batch_size=None: ~8 MiB of monitored outputs per chunk on a CPU (one pass for a small MLP,
+    a handful of rows for a convnet), recorded in the header; an explicit value is kept."""
+    mlp = nn.Sequential(nn.Linear(12, 10), nn.Tanh(), nn.Linear(10, 2))
+    x, y = torch.randn(2048, 12), torch.randint(0, 2, (2048,))
+    mon = ibhooks.IBMonitor(mlp, probe=(x, y), measure_initial=False, log_dir=tmp_path, verbose=False)
+    assert mon._taker.probe_batch_size == 2048 and mon._config()["probe_chunk_rows"] == 2048
+    mon.close()
+    conv = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1))
+    xc = torch.randn(64, 3, 32, 32)
+    mon = ibhooks.IBMonitor(conv, probe=xc, measure_initial=False, log_dir=tmp_path, verbose=False,
+                            memory_budget_mb=4096)
+    per_row = 3 * 64 * 32 * 32 * 4  # three monitored outputs of 64 x 32 x 32 floats
+    assert mon._taker.probe_batch_size == max(8, (8 << 20) // per_row) == 10
+    mon.close()
+    mon = ibhooks.IBMonitor(mlp, probe=(x, y), probe_batch_size=100, measure_initial=False, log_dir=tmp_path,
+                            verbose=False)
+    assert mon._taker.probe_batch_size == 100
+    mon.close()

@@ -39,7 +39,7 @@ class SnapshotTaker:
         reservoir: Optional[PassiveReservoir],
         console: Console,
         *,
-        probe_batch_size: int,
+        probe_batch_size: Optional[int],
         probe_forward: Optional[Callable[[nn.Module, Any], Any]] = None,
     ) -> None:
         self.model = model
@@ -47,7 +47,7 @@ class SnapshotTaker:
         self.probe = probe
         self.reservoir = reservoir
         self.console = console
-        self.probe_batch_size = probe_batch_size
+        self.probe_batch_size = probe_batch_size or 256  # until auto_probe_chunk knows the shapes
         self.probe_forward = probe_forward
 
     @property
@@ -233,3 +233,16 @@ def fit_whole_to_budget(taker: SnapshotTaker, rows: int, budget_mb: float) -> No
             changed = True
     if changed:
         taker.discover_shapes()
+
+
+#: Bytes of monitored outputs per probe chunk when ``probe_batch_size`` is left to the monitor.
+PROBE_CHUNK_BYTES = {"cpu": 8 << 20, "other": 256 << 20}
+
+
+def auto_probe_chunk(capture: Capture, rows: int, device: torch.device) -> int:
+    """Rows per probe chunk so that a chunk's monitored outputs take about PROBE_CHUNK_BYTES (measured:
+    each chunk costs a pass through Python and every hook, which dominates for a small MLP, while a
+    convnet's activations fall out of cache in large chunks); 8 to 4,096 rows, at most the probe."""
+    per_row = sum(4 * math.prod(s.shape[1:]) for s in capture.slots.values() if s.shape) or 1
+    budget = PROBE_CHUNK_BYTES["cpu" if device.type == "cpu" else "other"]
+    return int(max(1, min(rows, 4096, max(8, budget // per_row))))
