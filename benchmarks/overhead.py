@@ -133,7 +133,7 @@ def bench_model(
                         pbs,
                     )
                 )
-        if s.batch < pbs:  # the realistic run, synchronous, with the probe chunked like a training batch
+        if not isinstance(pbs, int) or s.batch < pbs:  # synchronous, the probe chunked like a training batch
             m_real = len(ibhooks.log_spaced(s.num_sched, s.real_len).steps)
             cons_b, meas_b = sampled_sync(bench, 1 if args.quick else 2, probe_batch_size=s.batch)
             runs.append(
