@@ -121,7 +121,35 @@ def _row_codes_counts(idx: torch.Tensor, radix: int) -> Tuple[torch.Tensor, torc
         _, codes, counts = torch.unique((idx.to(torch.int64) * weights).sum(1), return_inverse=True,
                                         return_counts=True)
     else:
-        _, codes, counts = torch.unique(idx.to(torch.int64), dim=0, return_inverse=True, return_counts=True)
+        codes, counts = _refined_row_codes(idx.to(torch.int64), max(radix, 2))
+    return codes, counts
+
+
+def _refined_row_codes(x: torch.Tensor, radix: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Exact distinct-row codes of a wide integer matrix by lexicographic refinement.
+
+    The first columns are packed into one int64 (mixed radix) and coded with a 1-D ``torch.unique``;
+    then, block by block, the current code (< n) and the next columns are packed again and re-coded.
+    Two rows share a final code iff they agree in every column. Once every row has its own code the
+    rest cannot split them further and the loop stops: on wide layers whose rows are all distinct (the
+    usual case) one or two 1-D uniques replace ``torch.unique(dim=0)``.
+    """
+    n, d = x.shape
+    per_block = max(1, int(61 // math.log2(radix)))
+    code_bits = max(1, int(n).bit_length())
+    follow = max(1, int((61 - code_bits) // math.log2(radix)))  # columns packed beside a code
+    codes, counts, start = None, None, 0
+    while start < d:
+        width = per_block if codes is None else follow
+        cols = x[:, start:start + width]
+        weights = radix ** torch.arange(cols.shape[1] - 1, -1, -1, device=x.device, dtype=torch.int64)
+        packed = (cols * weights).sum(1)
+        if codes is not None:
+            packed = codes * radix ** cols.shape[1] + packed
+        _, codes, counts = torch.unique(packed, return_inverse=True, return_counts=True)
+        start += width
+        if counts.shape[0] == n:
+            break
     return codes, counts
 
 

@@ -122,3 +122,19 @@ def test_bad_input_and_settings_rejected():
         Binning(n_boot=-1)
     e = Binning().layer_information(torch.randn(100, 2, dtype=torch.float32))[0]  # float32 accepted
     assert 0 < e.value <= math.log2(100)
+
+
+def test_wide_rows_are_coded_exactly_as_unique_dim0():
+    """Rows too wide to pack into one int64 are coded by lexicographic refinement: the same partition of
+    the rows as torch.unique(dim=0), with duplicates, and with differences only in the last column."""
+    from ibhooks.estimators.binning import _row_codes_counts
+
+    g = torch.Generator().manual_seed(3)
+    for n, d, k, dup in [(512, 300, 30, 4), (512, 300, 30, 1), (256, 400, 2, 8), (40, 70, 30, 1)]:
+        base = torch.randint(0, k, (max(1, n // dup), d), generator=g)
+        x = base[torch.randint(0, base.shape[0], (n,), generator=g)]
+        x[:, -1] = torch.where(torch.rand(n, generator=g) < 0.3, x[:, -1], 0)
+        codes, counts = _row_codes_counts(x, k)
+        _, ref, ref_counts = torch.unique(x, dim=0, return_inverse=True, return_counts=True)
+        assert torch.equal(codes.unsqueeze(0) == codes.unsqueeze(1), ref.unsqueeze(0) == ref.unsqueeze(1))
+        assert sorted(counts.tolist()) == sorted(ref_counts.tolist())
