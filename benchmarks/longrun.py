@@ -29,7 +29,6 @@ do not.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import os
 import pickle
@@ -46,15 +45,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import _rss  # noqa: E402  (benchmarks/, the script's folder, is on the path)
+from _rss import trimmed_rss  # noqa: E402
 import ibhooks
 
 KB = 1000
 MB = 1000 * KB
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-try:
-    _LIBC: Optional[ctypes.CDLL] = ctypes.CDLL("libc.so.6")
-except OSError:
-    _LIBC = None
 
 TARGET_TIME_RATIO = 1.5
 TARGET_RSS_PER_MEAS = 8 * KB
@@ -65,19 +61,7 @@ WINDOW = 20  # measurements per timing window
 def rss() -> int:
     """Resident set size after a GC pass (bytes)."""
     gc.collect()
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
-def trimmed_rss() -> int:
-    """RSS after a GC pass and ``malloc_trim(0)``: live memory rather than what the allocator caches."""
-    gc.collect()
-    if _LIBC is not None:
-        try:
-            _LIBC.malloc_trim(0)
-        except AttributeError:
-            pass
-    return rss()
+    return _rss.rss()
 
 
 def build_model(seed: int = 0) -> Tuple[nn.Sequential, List[str]]:

@@ -30,8 +30,6 @@ measurement over 3,200 measurements.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import os
 import pickle
 import sys
@@ -47,30 +45,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from _rss import rss, trimmed_rss  # noqa: E402  (benchmarks/, the script's folder, is on the path)
 import ibhooks  # noqa: E402
 
 MiB = 2**20
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-try:
-    _LIBC: Optional[ctypes.CDLL] = ctypes.CDLL("libc.so.6")
-except OSError:
-    _LIBC = None
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
-def trimmed_rss() -> int:
-    """RSS after a GC pass and malloc_trim(0): live memory rather than what the allocator keeps cached."""
-    gc.collect()
-    if _LIBC is not None:
-        try:
-            _LIBC.malloc_trim(0)
-        except AttributeError:
-            pass
-    return rss()
 
 
 class PeakRSS:
