@@ -21,11 +21,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
+from .analyses import AnalysisContext, build_analyses, describe_analyses, run_on_snapshot
+from .analyses.registry import AnalysisSpec
 from .capture import Capture, PassiveReservoir, Probe, Snapshot, model_device, unwrap_model
 from .capture.probe import BatchToXY
 from .chains import Chain
 from .fingerprint import check_resume, fingerprint
-from .monitor_state import STATE_VERSION, check_state, restore_state, save_state  # noqa: F401
+from .monitor_results import MonitorResults
+from .monitor_state import STATE_VERSION  # noqa: F401
 from .config import FLAT_KEYWORDS, CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig, build_configs
 from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of
@@ -53,7 +56,7 @@ def _is_rank_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-class IBMonitor:
+class IBMonitor(MonitorResults):
     """Per-layer information-plane measurements of an existing model, with no effect on training.
 
     Args:
@@ -73,6 +76,8 @@ class IBMonitor:
             the schedule has step 0; it is processed like any other measurement.
         batch_to_xy: Splits a probe DataLoader batch into ``(x, y)``.
         probe_forward: ``(model, x) -> output`` if the model is not called as ``model(x)``.
+        analyses: Extra per-measurement analyses (names, ``(name, params)`` or instances; see
+            :mod:`ibhooks.analyses`), stored in ``record.analyses``.
         capture, passive, run_log, execution: Grouped settings (:class:`~ibhooks.CaptureConfig`,
             :class:`~ibhooks.PassiveConfig`, :class:`~ibhooks.RunLogConfig`,
             :class:`~ibhooks.ExecutionConfig`). Each of their fields may instead be given as a flat
@@ -96,6 +101,7 @@ class IBMonitor:
         measure_initial: bool = True,
         batch_to_xy: Optional[BatchToXY] = None,
         probe_forward: Optional[Callable[[nn.Module, Any], Any]] = None,
+        analyses: Sequence[AnalysisSpec] = (),
         capture: Optional[CaptureConfig] = None,
         passive: Optional[PassiveConfig] = None,
         run_log: Optional[RunLogConfig] = None,
@@ -142,6 +148,7 @@ class IBMonitor:
         self.model = unwrap_model(model)
         self.schedule = as_schedule(schedule)
         self.estimators = build_estimators(estimators)
+        self._analyses = build_analyses(analyses)
         self.is_writer = _is_rank_zero()
         self.console = Console(self.execution_config.verbose)
         cc = self.capture_config
@@ -182,6 +189,11 @@ class IBMonitor:
         self.history_series = SeriesHistory()
         activations = {n: {"activation": activation_of(m)} for n, m in self._modules.items()}
         self._interpreter = Interpreter(self.chains, activations)
+        context = AnalysisContext(self.model, list(self.layer_names), dict(self._modules), self.estimators,
+                                  self.probe, self._taker, self._capture, self.chains, self.console,
+                                  seed=cc.seed, layer_info=activations)
+        for analysis in self._analyses:
+            analysis.bind(context)
         sink_list: List[Any] = []
         if self.is_writer:
             if rl.resume:  # never a mixed series: the log must come from this configuration
@@ -191,7 +203,8 @@ class IBMonitor:
         from .progress import format_measurement_line
 
         pipeline = MeasurementPipeline(self.estimators, self.layer_names, self._interpreter, self.sinks,
-                                       self.history_series, self.console, describe=format_measurement_line)
+                                       self.history_series, self.console, describe=format_measurement_line,
+                                       analyses=self._analyses)
         ec = self.execution_config
         self._runner: Union[SyncRunner, BackgroundRunner] = (
             BackgroundRunner(pipeline, self.console, queue_size=ec.queue_size) if ec.background
@@ -216,6 +229,7 @@ class IBMonitor:
             # The initial weights exist only now: take their snapshot (the probe pass); estimating it is
             # left to the first step()/flush() (or the worker), so the constructor itself measures nothing.
             self._initial = self._taker.take(0, None)
+            run_on_snapshot(self._analyses, self._initial, self.console)
             if self._runner.background:
                 self._submit_initial()
 
@@ -245,6 +259,8 @@ class IBMonitor:
                             self.probe, self.capture_config, self.passive_config, self.run_log_config,
                             self.execution_config)
         config["probe_chunk_rows"] = self._taker.probe_batch_size if self.probe is not None else None
+        if self._analyses:
+            config["analyses"] = describe_analyses(self._analyses)
         return config
 
     def _header(self) -> Dict[str, Any]:
@@ -319,6 +335,7 @@ class IBMonitor:
         snapshot: Snapshot = self._taker.take(self.step_count, epoch)
         if self._passive is not None:
             self._passive.annotate(snapshot)
+        run_on_snapshot(self._analyses, snapshot, self.console)
         return self._runner.submit(snapshot)
 
     def flush(self) -> None:
@@ -326,32 +343,6 @@ class IBMonitor:
         if not self._closed:
             self._submit_initial()
         self._runner.flush()
-
-    # ------------------------------------------------------------------------------------------
-    # Results
-    # ------------------------------------------------------------------------------------------
-    @property
-    def history(self) -> List[Record]:
-        """Every Record of this run so far, read back from the run log (full Records live there; in
-        memory the monitor keeps compact series only: :attr:`history_series`). Flushes first."""
-        self.flush()
-        if not self.is_writer or not self.log_path.exists():
-            return []
-        from .runlog import load_run
-
-        return list(load_run(self.log_path).records)
-
-    @property
-    def last_record(self) -> Optional[Record]:
-        """The latest Record processed (flushes first)."""
-        self.flush()
-        return self.history_series.last
-
-    @property
-    def phases(self) -> Dict[Any, Any]:
-        """The latest phase decision per (layer, estimator, phase) (flushes first)."""
-        self.flush()
-        return self._interpreter.phases
 
     # ------------------------------------------------------------------------------------------
     # Lifecycle, state
@@ -371,13 +362,9 @@ class IBMonitor:
             self._capture.release()
             if self._reservoir is not None:
                 self._reservoir.clear()
+            for analysis in self._analyses:
+                analysis.close()
             self.sinks.close()
-
-    def _repr_html_(self) -> str:
-        """The interactive plane of the run so far, for Jupyter (:func:`ibhooks.notebook.show`)."""
-        from .notebook import show
-
-        return show(self)._repr_html_()
 
     def __enter__(self) -> "IBMonitor":
         return self
@@ -390,39 +377,6 @@ class IBMonitor:
         """Hook handles currently registered (0 between measurements in probe mode, and after ``close()``)."""
         return self._capture.num_handles
 
-    def state_dict(self) -> Dict[str, Any]:
-        """The monitor's own state (step, phase-test state, estimator state, random streams, the
-        configuration's fingerprint) as plain containers and tensors, loadable with
-        ``torch.load(..., weights_only=True)``. Flushes first."""
-        self.flush()
-        return save_state(
-            step=self.step_count,
-            run_name=self.run_name,
-            config=self._config(),
-            interpreter=self._interpreter,
-            estimators=self.estimators,
-            reservoir=self._reservoir,
-        )
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (to resume a run: create the monitor with ``resume=True``). A state
-        saved by a monitor with other layers, estimators or probe size is refused, naming the difference."""
-        step = check_state(state, self._config())
-        self.flush()
-        self.step_count = step
-        restore_state(
-            state, interpreter=self._interpreter, estimators=self.estimators, reservoir=self._reservoir
-        )
-        if self._passive is not None:
-            self._passive.arm_for(self.step_count + 1)
-        self.sinks.call("log_text", "resume", f"monitor state loaded at step {step}", step)
-
-    def save_figures(self, out_dir: Union[str, Path]) -> Dict[str, Path]:
-        """Draw every figure of this run so far into ``out_dir`` from its run log (needs the ``plot``
-        extra). Flushes first."""
-        from .plotting import save_all_figures
-
-        return save_all_figures(self.history, out_dir, header=self._header())
 
 
 def _default_run_name() -> str:

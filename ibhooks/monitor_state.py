@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
+from .analyses.base import Analysis
 from .capture.reservoir import PassiveReservoir
 from .estimators.base import Estimator
 from .fingerprint import diff_configs, fingerprint, fingerprint_view
@@ -22,6 +23,7 @@ def save_state(
     interpreter: Interpreter,
     estimators: Mapping[str, Estimator],
     reservoir: Optional[PassiveReservoir],
+    analyses: Sequence[Analysis] = (),
 ) -> Dict[str, Any]:
     return {
         "version": STATE_VERSION,
@@ -30,6 +32,7 @@ def save_state(
         "interpretation": interpreter.state_dict(),
         "estimators": {k: e.state_dict() for k, e in estimators.items()},
         "reservoir": reservoir.state_dict() if reservoir is not None else {},
+        "analyses": {a.name: a.state_dict() for a in analyses},
         "fingerprint": fingerprint(config),
         "config_view": fingerprint_view(config),
     }
@@ -65,6 +68,7 @@ def restore_state(
     interpreter: Interpreter,
     estimators: Mapping[str, Estimator],
     reservoir: Optional[PassiveReservoir],
+    analyses: Sequence[Analysis] = (),
 ) -> None:
     interpreter.load_state_dict(state.get("interpretation") or {})
     for key, est_state in (state.get("estimators") or {}).items():
@@ -72,3 +76,7 @@ def restore_state(
             estimators[key].load_state_dict(est_state)
     if reservoir is not None and state.get("reservoir"):
         reservoir.load_state_dict(state["reservoir"])
+    saved = state.get("analyses") or {}
+    for analysis in analyses:
+        if analysis.name in saved:
+            analysis.load_state_dict(saved[analysis.name])

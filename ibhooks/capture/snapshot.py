@@ -22,6 +22,7 @@ class Snapshot:
         info: Notes for the Record (passive window steps, ...).
         epoch: Optional epoch the user passed.
         seconds: Time the snapshot took on the training thread.
+        extras: Analysis name -> what its ``on_snapshot`` added (a held-out probe's activations, ...).
     """
 
     step: int
@@ -33,6 +34,7 @@ class Snapshot:
     info: Dict[str, Any] = field(default_factory=dict)
     epoch: Optional[int] = None
     seconds: float = 0.0
+    extras: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
@@ -42,3 +44,4 @@ class Snapshot:
         """Drop the tensors (after estimation)."""
         self.activations = {}
         self.labels = None
+        self.extras = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Mapping, Optional, Sequence
 
+from ..analyses.base import Analysis
+from ..analyses.runner import run_analyses
 from ..capture.snapshot import Snapshot
 from ..estimators.base import Estimator
 from ..schema import Record, RecordError
@@ -27,6 +29,7 @@ class MeasurementPipeline:
         history: The compact in-memory history.
         console: Warnings and the per-measurement line.
         describe: ``record -> str`` for the per-measurement line.
+        analyses: Extra analyses run after estimation, before interpretation (:mod:`ibhooks.analyses`).
     """
 
     def __init__(
@@ -38,7 +41,9 @@ class MeasurementPipeline:
         history: SeriesHistory,
         console: Console,
         describe: Optional[Callable[[Record], str]] = None,
+        analyses: Sequence[Analysis] = (),
     ) -> None:
+        self.analyses = list(analyses)
         self.estimators = dict(estimators)
         self.layer_order = list(layer_order)
         self.interpreter = interpreter
@@ -61,6 +66,8 @@ class MeasurementPipeline:
             record.errors.extend(errors)
         except Exception as exc:  # noqa: BLE001 - the monitor never crashes training
             record.errors.append(RecordError(f"estimation failed: {exc!r}", stage="estimate"))
+        try:
+            run_analyses(self.analyses, snapshot, record, self.console)
         finally:
             snapshot.release()
         self.interpreter(record)

@@ -52,7 +52,7 @@ class RecordError:
     error: str
     layer: Optional[str] = None
     estimator: Optional[str] = None
-    stage: str = "estimate"  # "capture", "estimate", "interpret"
+    stage: str = "estimate"  # "capture", "estimate", "analyse", "interpret"
 
     def to_dict(self) -> Dict[str, Any]:
         return {"layer": self.layer, "estimator": self.estimator, "stage": self.stage, "error": self.error}
@@ -94,6 +94,8 @@ class Record:
         epoch: Optional epoch the user passed.
         info: Notes: the passive capture window, time the training thread waited for a full queue
             (``"queue_wait_seconds"``), the snapshot time, ...
+        analyses: Analysis name -> its JSON-able result (:mod:`ibhooks.analyses`), e.g.
+            ``record.analyses["geometry"]``.
     """
 
     step: int
@@ -108,6 +110,7 @@ class Record:
     seconds: float = 0.0
     epoch: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)
+    analyses: Dict[str, Any] = field(default_factory=dict)
 
     def estimate(
         self, layer: str, quantity: Any = Quantity.I_XT, estimator: Optional[str] = None
@@ -147,6 +150,7 @@ class Record:
                 "warnings": [w.to_dict() for w in self.warnings],
                 "phase_changes": [p.to_dict() for p in self.phase_changes],
                 "info": self.info,
+                **({"analyses": self.analyses} if self.analyses else {}),
             }
         )
 
@@ -173,6 +177,7 @@ class Record:
             warnings=[IBWarning.from_dict(w) for w in d.get("warnings") or ()],
             phase_changes=changes,
             info=dict(d.get("info") or {}),
+            analyses=dict(d.get("analyses") or {}) if isinstance(d.get("analyses"), Mapping) else {},
         )
 
 
