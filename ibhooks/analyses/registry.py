@@ -9,6 +9,11 @@ from .base import Analysis
 
 #: name -> "module:Class" (imported on first use, so ``import ibhooks`` stays light).
 ANALYSES: Dict[str, str] = {
+    "ib_bound": ".ib_bound:IBBoundAnalysis",  # distance of each layer to the information-bottleneck curve
+    "robust": ".robust:RobustVerdicts",  # phase verdicts re-evaluated under a sweep of instrument settings
+    "geometry": ".geometry:GeometryAnalysis",  # clustering statistics beside I(X;T)
+    "heldout": ".heldout:HeldOutProbe",  # a second (held-out) probe measured at the same steps
+    "calibration": ".calibration:CalibrationTwin",  # the estimator's error on a synthetic twin with known truth
 }
 
 AnalysisSpec = Union[str, Tuple[str, Mapping[str, Any]], Analysis]
