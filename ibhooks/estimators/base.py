@@ -55,6 +55,12 @@ class Estimator(ABC):
         """Estimate I(A;B) from paired samples (rows). ``discrete_b`` marks B as class labels."""
         raise NotImplementedError(f"estimator {self.name!r} does not estimate I(A;B) for a general pair")
 
+    def check_sample_size(self, n: int) -> None:
+        """Refuse, with one ``ValueError`` naming the fix, a sample size ``n`` this estimator can never
+        work with (e.g. kNN with ``k >= n``). Called by the monitor at construction when ``n`` is known
+        (the probe's rows); the default accepts every ``n``."""
+        del n
+
     def params(self) -> Dict[str, Any]:
         """The settings that define this estimator, for the record."""
         return {}

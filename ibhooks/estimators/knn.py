@@ -366,6 +366,13 @@ class KSG(Estimator):
     ) -> LayerInformation:
         return knn_layer_information(t, y, standardize=self.standardize, **self._common())
 
+    def check_sample_size(self, n: int) -> None:
+        """Refuse ``k >= n``: every kNN estimate needs ``k`` neighbours besides the row itself."""
+        if int(n) <= self.k:
+            raise ValueError(f"estimator {self.name!r} has k={self.k} but the probe has {int(n)} samples; "
+                             f"kNN needs at least k+1 = {self.k + 1}: use a smaller k (e.g. "
+                             f"({self.name!r}, {{'k': {max(1, int(n) - 1)}}})) or a larger probe")
+
 
 class Ross(KSG):
     """Ross (2014) kNN estimator of I(T;Y) for continuous (multivariate) T and class labels Y.
