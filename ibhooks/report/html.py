@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from .. import plotting
 from ..schema import QUANTITIES, PhaseDecision, Record
 from .select import check_estimator, records_for, run_phases
-from .tables import Phases, errors_of, estimator_summary, fmt, run_facts
+from .tables import Phases, errors_of, estimator_summary, fmt, robust_table, run_facts
 
 #: Order of the phases in the phase table.
 PHASE_ORDER = {"fitting": 0, "compression": 1}
@@ -203,6 +203,23 @@ def _phases(records: Sequence[Record], phases: Optional[Phases]) -> str:
         head, rows, num_cols=(4, 5, 6, 8))
 
 
+def _robust(records: Sequence[Record]) -> str:
+    """The "robustness of verdicts" table, when the run has the ``robust`` analysis (else nothing)."""
+    t = robust_table(records)
+    if t is None:
+        return ""
+    rows = [[r.layer, r.phase, Raw(f'<span class="robust-{esc(r.verdict)}">{esc(r.verdict)}</span>'),
+             *r.statuses, ", ".join(r.disagree)] for r in t.rows]
+    intro = para(
+        f"The phase tests re-run under each instrument setting (analysis 'robust', as of step {t.step}). "
+        "robust: every setting detects the phase; contested: some do, some do not (it says more about the "
+        "instrument than the network); absent: every setting tested it and none detects it; undecided: "
+        "too few points under some setting. A candidate does not count as detected."
+    )
+    return ("<h3>Robustness of verdicts</h3>" + intro
+            + table(["layer", "phase", "verdict", *t.settings, "settings that disagree"], rows))
+
+
 def _dpi(records: Sequence[Record], header: Mapping[str, Any]) -> str:
     parts = []
     chains = plotting.chains_of(dict(header), records)
@@ -321,7 +338,7 @@ def render_report(run: Any, *, dpi: int = 150, figures: bool = True, estimator: 
         summary=_summary(records, names, phases),
         interactive=interactive or para("No measurements yet."),
         figures=figs or para("No figures (no measurements)." if figures else "No figures (--no-figures)."),
-        phases=_phases(records, phases),
+        phases=_phases(records, phases) + _robust(records),
         dpi=_dpi(records, header),
         warnings=_warnings(records),
         errors=_errors(records),

@@ -141,3 +141,40 @@ def error_text(step: int, e: RecordError) -> str:
     """One line: ``step 5, estimate of fc2 under kde: boom``."""
     where = " under ".join(x for x in (e.layer and f"of {e.layer}", e.estimator) if x)
     return f"step {step}, {e.stage}{' ' + where if where else ''}: {e.error}"
+
+
+@dataclass(frozen=True)
+class RobustRow:
+    """One layer's phase across the instrument sweep: the verdict, each setting's status (in the table's
+    setting order, ``"-"`` where a setting has none) and the settings that do not find it."""
+
+    layer: str
+    phase: str
+    verdict: str
+    statuses: Tuple[str, ...]
+    disagree: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RobustTable:
+    """The robustness of the phase verdicts as of the latest measurement with the ``robust`` analysis."""
+
+    step: int
+    settings: Tuple[str, ...]
+    rows: Tuple[RobustRow, ...]
+
+
+def robust_table(records: Sequence[Record]) -> Optional[RobustTable]:
+    """The robustness table of a run (``None`` when no record has ``record.analyses["robust"]``)."""
+    from ..analyses.robust import Robustness, latest_verdicts
+
+    step, settings, verdicts = latest_verdicts(records)
+    if step is None:
+        return None
+    rows = []
+    for v in verdicts:
+        per = dict(v.settings)
+        statuses = tuple(str(per[s].status).replace("_", " ") if s in per else "-" for s in settings)
+        disagree = tuple(v.not_found_by) if v.verdict is Robustness.CONTESTED else ()
+        rows.append(RobustRow(v.layer, v.phase, v.verdict.value, statuses, disagree))
+    return RobustTable(int(step), tuple(settings), tuple(rows))
