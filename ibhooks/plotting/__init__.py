@@ -42,6 +42,8 @@ from .findings import (
     phase_spans,
     warnings_summary,
 )
+from .geometry import has_geometry, plot_geometry
+from .heldout import has_heldout, plot_heldout_plane
 from .plane import plot_information_plane
 from .queries import (
     QUANTITIES,
@@ -67,6 +69,7 @@ from .style import close_figure, figure_to_array, figure_to_png
 __all__ = [
     "make_figures", "save_all_figures", "plot_information_plane", "plot_layer_curves", "plot_dpi",
     "animate_plane", "plot_compare_planes", "plot_compare_curves", "close_figure", "figure_to_png", "figure_to_array",
+    "plot_geometry", "plot_heldout_plane",
     # record queries
     "QUANTITIES", "RunLike", "Series", "as_records", "caps", "default_estimator", "estimate_of",
     "estimator_names", "estimator_title", "fmt_bits", "has_plane", "layer_names", "layer_series",
@@ -85,13 +88,15 @@ def _slug(name: str) -> str:
 def make_figures(run_or_records: RunLike, *, header: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Every static figure as ``{name: Figure}``, per estimator: ``information_plane``,
     ``layer_curves`` and (when at least two layers were measured) ``dpi``, each suffixed
-    ``_<estimator>`` when the run has several estimators."""
+    ``_<estimator>`` when the run has several estimators; ``geometry`` and ``heldout_plane`` when the
+    records hold those analyses."""
     recs, hdr = as_records(run_or_records, header)
     ests = estimator_names(recs)
     if not recs or not ests:
         raise ValueError("the run has no measurements to plot yet")
     with_dpi = len(layer_names(recs)) >= 2
     latest = latest_phases(recs)
+    with_geometry, with_heldout = has_geometry(recs), has_heldout(recs)
     figs: Dict[str, Any] = {}
     for est in ests:
         suffix = "" if len(ests) == 1 else f"_{_slug(est)}"
@@ -99,6 +104,10 @@ def make_figures(run_or_records: RunLike, *, header: Optional[Mapping[str, Any]]
         figs[f"layer_curves{suffix}"] = plot_layer_curves(recs, estimator=est, header=hdr, phases=latest)
         if with_dpi:
             figs[f"dpi{suffix}"] = plot_dpi(recs, header=hdr, estimator=est)
+        if with_geometry:
+            figs[f"geometry{suffix}"] = plot_geometry(recs, estimator=est, header=hdr)
+        if with_heldout:
+            figs[f"heldout_plane{suffix}"] = plot_heldout_plane(recs, estimator=est, header=hdr)
     return figs
 
 
