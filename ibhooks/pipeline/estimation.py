@@ -1,9 +1,12 @@
 """Estimation stage: every estimator on every captured layer of a Snapshot. Estimators see tensors
-only; a failure or a non-finite value is recorded for that (layer, estimator) and the rest goes on."""
+only; a failure or a non-finite value is recorded for that (layer, estimator) and the rest goes on.
+On the training thread, a measurement that runs over a second shows a progress bar
+(:meth:`Console.progress`)."""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -27,21 +30,47 @@ def label_entropy(y: Optional[torch.Tensor]) -> Optional[float]:
 
 
 def run_estimators(
-    snapshot: Snapshot, estimators: Mapping[str, Estimator], layer_order: Sequence[str], console: Console
+    snapshot: Snapshot,
+    estimators: Mapping[str, Estimator],
+    layer_order: Sequence[str],
+    console: Console,
+    progress: Optional[bool] = None,
 ) -> Tuple[Layers, List[RecordError]]:
-    """``layers[layer][estimator_key]`` for every captured layer, in network order, and the errors."""
+    """``layers[layer][estimator_key]`` for every captured layer, in network order, and the errors.
+
+    ``progress``: show :meth:`Console.progress` over the (layer, estimator) pairs; default: when running
+    on the main thread (the synchronous pipeline; never on the background worker, whose bar would
+    interleave with the user's)."""
     layers: Layers = {}
     errors: List[RecordError] = []
     y = snapshot.labels
-    for layer in layer_order:
-        t = snapshot.activations.get(layer)
-        if t is None:
-            if layer in snapshot.layer_errors:
-                errors.append(RecordError(snapshot.layer_errors[layer], layer=layer, stage="capture"))
-            continue
-        layers[layer] = {}
-        for key, est in estimators.items():
-            layers[layer][key] = _one(key, est, layer, t, y, snapshot.step, errors, console)
+    if progress is None:
+        progress = threading.current_thread() is threading.main_thread()
+    captured = [layer for layer in layer_order if snapshot.activations.get(layer) is not None]
+    bar = console.progress(len(captured) * len(estimators), step=snapshot.step) if progress else None
+    # A finished unit is counted when the next one starts, so the bar (drawn at an update) names the
+    # unit now running.
+    done = 0
+    try:
+        for layer in layer_order:
+            t = snapshot.activations.get(layer)
+            if t is None:
+                if layer in snapshot.layer_errors:
+                    errors.append(RecordError(snapshot.layer_errors[layer], layer=layer, stage="capture"))
+                continue
+            layers[layer] = {}
+            for key, est in estimators.items():
+                if bar is not None:
+                    bar.set_postfix_str(layer if len(estimators) == 1 else f"{layer} {key}", refresh=False)
+                    bar.update(done)
+                layers[layer][key] = _one(key, est, layer, t, y, snapshot.step, errors, console)
+                done = 1
+        if bar is not None:
+            bar.set_postfix_str("done", refresh=False)
+            bar.update(done)
+    finally:
+        if bar is not None:
+            bar.close()
     return layers, errors
 
 
