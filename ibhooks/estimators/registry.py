@@ -20,6 +20,7 @@ _REGISTRY: Dict[str, str] = {
     "gaussian": "ibhooks.estimators.gaussian:GaussianMI",
     "gcmi": "ibhooks.estimators.gcmi:GaussianCopulaMI",
     "auto": "ibhooks.estimators.auto:Auto",
+    "exact": "ibhooks.estimators.exact:Exact",
 }
 
 EstimatorSpec = Union[str, Estimator, Tuple[str, Mapping[str, Any]]]

@@ -6,6 +6,13 @@ discretises each layer or adds noise to it for analysis does not propagate that 
 (Saxe et al. 2018, App. C), so a violation says the *estimate*, not the network, is inconsistent.
 The explanation in each message is chosen from the estimates' traits. A violation whose
 significance is unknown (no uncertainty) is counted as ``not_assessed``.
+
+The exception is a chain of *exact values of the network's own discrete layers* (``kind="exact"``
+and ``traits.exact``, with nothing discretised or added for analysis: a quantized network measured
+by the ``"exact"`` estimator). With X uniform over the probe each such layer is a function of the
+previous one, so the DPI holds exactly for the very quantities reported: a violation is flagged
+``is_bug`` and its warning is an error, naming the two possible causes (the chain is not a chain,
+or the estimator is wrong).
 """
 
 from __future__ import annotations
@@ -18,9 +25,27 @@ from ..schema.quantities import QUANTITIES, Quantity
 from .base import CheckContext, Findings, combined_se, significance, significance_text, usable
 
 
+def exact_for_network(e: Estimate) -> bool:
+    """``e`` is an exact value of the network's own variable: exact kind and trait, and neither
+    discretised nor noised for analysis (binning is exact only for the binned variable)."""
+    t = e.traits
+    return e.kind == "exact" and t.exact and not (t.discretises or t.adds_noise or t.xt_is_entropy)
+
+
+_BUG_NOTE = (
+    "Both values are exact information of the network's own discrete layers (X uniform over the probe), "
+    "and along a true chain each layer is a function of the previous one, so the DPI holds exactly: this "
+    "is a BUG, not estimator noise. Either the chain is wrong (the later layer also reads something other "
+    "than the earlier layer's captured output: a skip connection, a side input, or values captured before "
+    "the network quantized them) or the estimator is."
+)
+
+
 def dpi_note(ests: Sequence[Estimate], label: str = "") -> str:
     """Why a cross-layer violation can happen for estimates like ``ests``, from their traits."""
     traits = [e.traits for e in ests]
+    if ests and all(exact_for_network(e) for e in ests):
+        return _BUG_NOTE
     if any(t.discretises for t in traits):
         note = (
             "Binning (discretisation) is applied to each layer for analysis only: its quantisation noise "
@@ -92,6 +117,7 @@ def check_dpi(ctx: CheckContext) -> Findings:
                         continue
                     cell["violated"] += 1
                     exact = ea.kind == "exact" and eb.kind == "exact"
+                    bug = exact_for_network(ea) and exact_for_network(eb)
                     unc = 0.0 if exact else combined_se(ea, eb)
                     sig = significance(size, unc, exact, cfg)
                     cell["significant"] += bool(sig)
@@ -109,8 +135,9 @@ def check_dpi(ctx: CheckContext) -> Findings:
                             uncertainty_bits=unc,
                             significant=sig,
                             estimate_kinds=(ea.kind, eb.kind),
+                            is_bug=bug,
                             message=(
-                                f"DPI violated along chain {chain.name!r} under {est!r}: "
+                                f"{'BUG: ' if bug else ''}DPI violated along chain {chain.name!r} under {est!r}: "
                                 f"{q.label} of {b!r} = "
                                 f"{eb.value:.4g} bits exceeds {q.label} of the earlier layer {a!r} = "
                                 f"{ea.value:.4g} bits by {size:.3g} bits; "
@@ -145,16 +172,17 @@ def _warnings(ctx: CheckContext, violations: Sequence[DpiViolation]) -> List[IBW
             if e is not None
         ]
         pairs = ", ".join(f"{v.quantity.label} {v.upstream}->{v.downstream} +{v.size_bits:.3g}" for v in vs)
+        bug = any(v.is_bug for v in vs)
         out.append(
             IBWarning(
                 layer=worst.downstream,
                 estimator=est,
                 quantity=worst.quantity,
                 code=WarningCode.DPI_VIOLATION,
-                severity=Severity.WARNING,
+                severity=Severity.ERROR if bug else Severity.WARNING,
                 message=(
-                    f"{len(vs)} significant DPI violation(s) along chain {chain!r} under {est!r} "
-                    f"({pairs} bits). " + dpi_note(ests, est)
+                    f"{'BUG: ' if bug else ''}{len(vs)} significant DPI violation(s) along chain {chain!r} "
+                    f"under {est!r} ({pairs} bits). " + dpi_note(ests, est)
                 ),
                 evidence={
                     "chain": chain,
@@ -165,11 +193,12 @@ def _warnings(ctx: CheckContext, violations: Sequence[DpiViolation]) -> List[IBW
                             "downstream": v.downstream,
                             "size_bits": v.size_bits,
                             "uncertainty_bits": v.uncertainty_bits,
+                            "is_bug": v.is_bug,
                         }
                         for v in vs
                     ],
                 },
-                remedy=(
+                remedy=_BUG_REMEDY if bug else (
                     "Do not read the ordering of these layers in the information plane as real; compare with "
                     "an "
                     "estimator whose noise is part of the network, or with more probe samples."
@@ -179,4 +208,10 @@ def _warnings(ctx: CheckContext, violations: Sequence[DpiViolation]) -> List[IBW
     return out
 
 
-__all__ = ["check_dpi", "dpi_note"]
+_BUG_REMEDY = (
+    "Check that each layer of the chain is computed from the previous layer's captured (quantized) output "
+    "alone: declare chains=... without skips or side inputs, and capture the quantizer's output, not the "
+    "module before it. If the chain is right, report the bug with this record."
+)
+
+__all__ = ["check_dpi", "dpi_note", "exact_for_network"]

@@ -127,7 +127,11 @@ class BoundViolation:
 
 @dataclass(frozen=True)
 class DpiViolation:
-    """``upstream -> downstream`` along ``chain``: the downstream layer's figure exceeds the upstream one."""
+    """``upstream -> downstream`` along ``chain``: the downstream layer's figure exceeds the upstream one.
+
+    ``is_bug``: both figures are exact values of the network's own (discrete) layers, for which the DPI
+    holds exactly, so the violation is a bug (of the declared chain or of the estimator), not noise.
+    """
 
     chain: str
     estimator: str
@@ -141,6 +145,7 @@ class DpiViolation:
     significant: Optional[bool]
     estimate_kinds: Tuple[str, ...]
     message: str
+    is_bug: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
@@ -160,6 +165,7 @@ class DpiViolation:
             significant=d.get("significant"),
             estimate_kinds=tuple(d.get("estimate_kinds") or ()),
             message=str(d.get("message", "")),
+            is_bug=bool(d.get("is_bug", False)),
         )
 
 
