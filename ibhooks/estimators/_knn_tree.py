@@ -19,8 +19,8 @@ at the k-th joint distance: which k neighbours enter ``eps_x``, ``eps_y`` is the
 
 One-dimensional searches (a 1-D marginal of KSG, a 1-D layer for Ross and KL) need no tree: on
 sorted values the k nearest rows are among the k on either side, and the rows within a radius form
-one contiguous run, found by a vectorised binary search on the same predicate ``|x_i - x_j| < r``
-(``fl(x_j - x_i)`` is monotone in ``x_j``), so those counts are exact as well. They run on any device.
+one contiguous run whose ends ``np.searchsorted`` finds and then corrects against the same predicate
+``|x_i - x_j| < r`` (:mod:`._knn_sorted`), so those counts are exact as well, in O(n log n).
 
 scipy is the ``stats`` extra: :func:`tree_available` says whether the tree path can run.
 """
@@ -30,6 +30,8 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
+
+from . import _knn_sorted as _sorted
 
 try:  # scipy is an optional extra; without it the estimators use the blocked brute force
     from scipy.spatial import cKDTree
@@ -52,63 +54,26 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to("cpu", torch.float64).numpy())
 
 
-def _kth_distance_1d(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k-th nearest other value's distance for a column ``x`` (n, 1): among the k on either side."""
-    v = x[:, 0].to(torch.float64)
-    n = v.shape[0]
-    s, order = torch.sort(v)
-    pos = torch.arange(n, device=v.device)
-    offsets = torch.cat([torch.arange(-k, 0, device=v.device), torch.arange(1, k + 1, device=v.device)])
-    idx = pos.unsqueeze(1) + offsets.unsqueeze(0)  # (n, 2k)
-    valid = (idx >= 0) & (idx < n)
-    d = (s[idx.clamp(0, n - 1)] - s.unsqueeze(1)).abs().masked_fill(~valid, float("inf"))
-    out = torch.empty_like(v)
-    out[order] = d.kthvalue(k, dim=1).values
-    return out
-
-
-def _first_true(pred, n: int, size: int, device: torch.device) -> torch.Tensor:
-    """Per query, the first index in 0..n where the monotone (False...True) ``pred(idx)`` holds
-    (n when it never does): a vectorised binary search, log2(n) steps over all queries at once."""
-    lo = torch.zeros(size, dtype=torch.int64, device=device)
-    hi = torch.full((size,), n, dtype=torch.int64, device=device)
-    for _ in range(max(1, n.bit_length())):  # loop over halvings, not samples
-        mid = (lo + hi) // 2
-        ok = pred(mid.clamp(max=n - 1)) & (mid < n)
-        hi = torch.where(ok, mid, hi)
-        lo = torch.where(ok, lo, mid + 1)
-    return hi
-
-
-def _count_closer_1d(x: torch.Tensor, radius: torch.Tensor, strict: bool) -> torch.Tensor:
-    v = x[:, 0].to(torch.float64)
-    r = radius.to(v.device, torch.float64)
-    n = v.shape[0]
-    s = torch.sort(v).values
-    if strict:  # j in [lo, hi): fl(v - s_j) < r and fl(s_j - v) < r
-        lo = _first_true(lambda j: (v - s[j]) < r, n, n, v.device)
-        hi = _first_true(lambda j: (s[j] - v) >= r, n, n, v.device)
-    else:
-        lo = _first_true(lambda j: (v - s[j]) <= r, n, n, v.device)
-        hi = _first_true(lambda j: (s[j] - v) > r, n, n, v.device)
-    return (hi - lo - 1).clamp_min(0)
+def _col(x: torch.Tensor) -> np.ndarray:
+    return _np(x)[:, 0].copy()
 
 
 def kth_distance(x: torch.Tensor, k: int, tree: Optional["cKDTree"] = None) -> torch.Tensor:
     """Max-norm distance of each row of ``x`` to its k-th nearest other row (float64)."""
     if x.shape[1] == 1 and tree is None:
-        return _kth_distance_1d(x, k)
+        return torch.from_numpy(_sorted.kth_distance_1d(_col(x), k))
     xn = _np(x)
     tree = tree if tree is not None else cKDTree(xn)
-    dist, _ = tree.query(xn, k=k + 1, p=np.inf, workers=_workers())
-    return torch.from_numpy(np.ascontiguousarray(dist[:, k]))
+    dist, _ = tree.query(xn, k=[k + 1], p=np.inf, workers=_workers())
+    return torch.from_numpy(np.ascontiguousarray(dist[:, 0]))
 
 
 def count_closer(x: torch.Tensor, radius: torch.Tensor, *, strict: bool) -> torch.Tensor:
     """Per row i, ``#{j != i: dist(x_i, x_j) < radius_i}`` (``strict``) or ``<= radius_i`` (int64)."""
+    r = radius.detach().to("cpu", torch.float64).numpy()
     if x.shape[1] == 1:
-        return _count_closer_1d(x, radius, strict)
-    xn, r = _np(x), radius.detach().to("cpu", torch.float64).numpy()
+        return torch.from_numpy(_sorted.count_1d(_col(x), r, strict))
+    xn = _np(x)
     query_r = np.nextafter(r, 0.0) if strict else r
     counts = cKDTree(xn).query_ball_point(xn, np.maximum(query_r, 0.0), p=np.inf, return_length=True,
                                           workers=_workers())
@@ -144,16 +109,20 @@ def ksg_counts(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int) -> Dict
 def ross_counts(x: torch.Tensor, y: torch.Tensor, k_i: torch.Tensor) -> torch.Tensor:
     """Ross' ``m_i = #{j: dist(x_i, x_j) < d_i}`` (the row itself included), ``d_i`` the distance to
     the ``k_i``-th nearest other row of the same class; rows alone in their class get ``n``."""
-    n = x.shape[0]
-    xs = x.to("cpu", torch.float64)
-    y_cpu, k_cpu = y.to("cpu"), k_i.to("cpu")
-    radius = torch.full((n,), float("inf"), dtype=torch.float64)
-    for label in torch.unique(y_cpu).tolist():  # one tree per class (as scikit-learn); not per sample
-        rows = (y_cpu == label).nonzero().flatten()
-        kc = int(k_cpu[rows[0]])
-        if kc < 1:
-            continue
-        radius[rows] = kth_distance(xs[rows], kc)
-    m = count_closer(xs, radius, strict=True) + 1
-    m[torch.isinf(radius)] = n
-    return m
+    xn = _np(x)
+    n = xn.shape[0]
+    labels, k_cpu = y.to("cpu").numpy(), k_i.to("cpu").numpy()
+    if xn.shape[1] == 1:  # one sort by (label, value), no loop over classes
+        radius = _sorted.class_kth_distance_1d(xn[:, 0].copy(), labels, k_cpu)
+    else:  # one tree per class (as scikit-learn does); a loop over classes, not samples
+        radius = np.full(n, np.inf)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        for rows in np.split(order, bounds):
+            kc = int(k_cpu[rows[0]])
+            if kc >= 1:
+                pts = xn[rows]
+                radius[rows] = cKDTree(pts).query(pts, k=[kc + 1], p=np.inf, workers=_workers())[0][:, 0]
+    m = count_closer(x, torch.from_numpy(radius), strict=True).numpy() + 1
+    m[np.isinf(radius)] = n
+    return torch.from_numpy(m)
