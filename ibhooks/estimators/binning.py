@@ -42,7 +42,11 @@ import torch
 from ..schema.estimate import Estimate, EstimatorTraits
 from ._common import (Provenance, check_labels, check_samples, discrete_mi, generator, require_int,
                       require_seed, row_codes)
+from ._bin_codes import equal_width_row_codes, extreme_bin_fraction, row_codes_counts
+from ._bin_codes import refined_row_codes as _refined_row_codes  # noqa: F401 - the name tests import
 from .base import Estimator, LayerInformation
+
+_row_codes_counts = row_codes_counts  # the name used before _bin_codes
 
 RangeSpec = Union[Tuple[float, float], str, Mapping[str, Tuple[float, float]]]
 #: A range a kernel can apply by itself: fixed ``(lo, hi)``, ``"layer"`` or ``"adaptive"``.
@@ -104,55 +108,6 @@ def _entropy_of_counts(counts: torch.Tensor, n: int) -> float:
     return max(math.log2(n) - float(torch.special.xlogy(c, c).sum()) / (n * math.log(2.0)), 0.0)
 
 
-def _row_codes_counts(idx: torch.Tensor, radix: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Codes 0..U-1 of the distinct rows of an integer matrix and each distinct row's count.
-
-    Rows are packed into one int64 (mixed radix) when ``radix**d`` fits, so one 1-D ``torch.unique``
-    does the work; otherwise ``torch.unique(dim=0)``.
-    """
-    n, d = idx.shape
-    bits = d * math.log2(max(radix, 2))
-    if idx.is_floating_point() and bits < 52:  # exact integers in float64: one matrix-vector product
-        weights = float(radix) ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.float64)
-        _, codes, counts = torch.unique(idx.to(torch.float64) @ weights, return_inverse=True,
-                                        return_counts=True)
-    elif bits < 62:
-        weights = radix ** torch.arange(d - 1, -1, -1, device=idx.device, dtype=torch.int64)
-        _, codes, counts = torch.unique((idx.to(torch.int64) * weights).sum(1), return_inverse=True,
-                                        return_counts=True)
-    else:
-        codes, counts = _refined_row_codes(idx.to(torch.int64), max(radix, 2))
-    return codes, counts
-
-
-def _refined_row_codes(x: torch.Tensor, radix: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Exact distinct-row codes of a wide integer matrix by lexicographic refinement.
-
-    The first columns are packed into one int64 (mixed radix) and coded with a 1-D ``torch.unique``;
-    then, block by block, the current code (< n) and the next columns are packed again and re-coded.
-    Two rows share a final code iff they agree in every column. Once every row has its own code the
-    rest cannot split them further and the loop stops: on wide layers whose rows are all distinct (the
-    usual case) one or two 1-D uniques replace ``torch.unique(dim=0)``.
-    """
-    n, d = x.shape
-    per_block = max(1, int(61 // math.log2(radix)))
-    code_bits = max(1, int(n).bit_length())
-    follow = max(1, int((61 - code_bits) // math.log2(radix)))  # columns packed beside a code
-    codes, counts, start = None, None, 0
-    while start < d:
-        width = per_block if codes is None else follow
-        cols = x[:, start:start + width]
-        weights = radix ** torch.arange(cols.shape[1] - 1, -1, -1, device=x.device, dtype=torch.int64)
-        packed = (cols * weights).sum(1)
-        if codes is not None:
-            packed = codes * radix ** cols.shape[1] + packed
-        _, codes, counts = torch.unique(packed, return_inverse=True, return_counts=True)
-        start += width
-        if counts.shape[0] == n:
-            break
-    return codes, counts
-
-
 def _row_entropy_bits(counts: torch.Tensor) -> torch.Tensor:
     """Plug-in entropy in bits of each row of a (B, U) count matrix (float64)."""
     c = counts.to(torch.float64)
@@ -199,6 +154,26 @@ def _adaptive_indices(t: torch.Tensor, n_bins: int) -> torch.Tensor:
     k = torch.arange(1, n_bins, device=t.device, dtype=torch.float64)
     edges = uniq[(k * (uniq.numel() / n_bins)).floor().to(torch.int64).clamp_(max=uniq.numel() - 1)]
     return torch.bucketize(t.to(torch.float64).contiguous(), edges, right=True)
+
+
+def equal_width_range(
+    t: torch.Tensor, n_bins: int, range: KernelRange
+) -> Tuple[float, float, Dict[str, Any]]:
+    """``(lo, hi, diagnostics)`` of equal-width binning of ``t`` (``range``: ``"layer"`` or ``(lo, hi)``),
+    with the diagnostics of :func:`bin_indices` computed without binning the whole layer."""
+    t_min, t_max = (float(v) for v in torch.aminmax(t))
+    if range == "layer":
+        lo, hi = t_min, t_max
+    elif isinstance(range, str):
+        raise ValueError(f"a kernel range must be (lo, hi), 'layer' or 'adaptive', got {range!r}")
+    else:
+        lo, hi = range
+    if hi <= lo:  # a constant layer: one bin
+        hi = lo + 1.0
+    outside = 0.0 if (t_min >= lo and t_max <= hi) else float(((t < lo) | (t > hi)).sum()) / t.numel()
+    diagnostics = {"fraction_outside_range": outside,
+                   "fraction_in_extreme_bins": extreme_bin_fraction(t, lo, hi, n_bins), "range_used": [lo, hi]}
+    return lo, hi, diagnostics
 
 
 def bin_indices(
@@ -259,8 +234,12 @@ def binned_layer_information(
     n, d = t.shape
     y_codes = check_labels(y, n) if y is not None else None
     prov = provenance or Provenance("binning", BINNING_TRAITS, binning_params(n_bins, range, n_boot, seed))
-    idx, lo, hi, diag = bin_indices(t, n_bins=n_bins, range=range, as_float=True)
-    codes, counts = _row_codes_counts(idx, n_bins)
+    if range == "adaptive":
+        idx, lo, hi, diag = bin_indices(t, n_bins=n_bins, range=range, as_float=True)
+        codes, counts = row_codes_counts(idx, n_bins)
+    else:  # equal-width: no binned copy of the whole layer (same partition, see _bin_codes)
+        lo, hi, diag = equal_width_range(t, n_bins, range)
+        codes, counts = equal_width_row_codes(t, lo, hi, n_bins)
     n_distinct = counts.numel()
     diag["distinct_rows"] = n_distinct
     diag["fraction_duplicate_rows"] = 1.0 - n_distinct / n

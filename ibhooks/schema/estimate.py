@@ -116,7 +116,8 @@ class Estimate:
         return (self.ci[1] - self.ci[0]) / (2 * 1.959964)
 
     def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
+        # shallow (no deep-copying ``asdict``): only params and diagnostics can hold non-JSON values
+        d = {name: getattr(self, name) for name in _ESTIMATE_FIELDS}
         d["ci"] = list(self.ci) if self.ci is not None else None
         d["traits"] = self.traits.to_dict()
         return jsonable(d)
@@ -195,6 +196,11 @@ def make_estimate(
 def jsonable(obj: Any) -> Any:
     """Make ``obj`` JSON-safe: tuples to lists, non-finite floats to None, enums to their values,
     numpy/torch scalars to Python, objects with ``to_dict`` to dicts."""
+    kind = type(obj)
+    if kind is float:  # the common cases first
+        return obj if math.isfinite(obj) else None
+    if kind is str or kind is int or obj is None or kind is bool:
+        return obj
     if isinstance(obj, dict):
         return {
             str(k.value if hasattr(k, "value") and not isinstance(k, (int, str)) else k): jsonable(v)
@@ -220,3 +226,6 @@ def jsonable(obj: Any) -> Any:
         except (ValueError, RuntimeError):
             pass
     return str(obj)
+
+
+_ESTIMATE_FIELDS = tuple(f.name for f in fields(Estimate))

@@ -132,27 +132,22 @@ class Record:
         return names
 
     def to_dict(self) -> Dict[str, Any]:
-        return jsonable(
-            {
-                "type": "record",
-                "step": self.step,
-                "epoch": self.epoch,
-                "mode": self.mode,
-                "n_samples": self.n_samples,
-                "h_y": self.h_y,
-                "seconds": self.seconds,
-                "layers": {
-                    layer: {name: res.to_dict() for name, res in per_est.items()}
-                    for layer, per_est in self.layers.items()
-                },
-                "errors": [e.to_dict() for e in self.errors],
-                "checks": self.checks.to_dict() if self.checks is not None else None,
-                "warnings": [w.to_dict() for w in self.warnings],
-                "phase_changes": [p.to_dict() for p in self.phase_changes],
-                "info": self.info,
-                **({"analyses": self.analyses} if self.analyses else {}),
-            }
-        )
+        # the estimates are JSON-safe already (Estimate.to_dict): only the rest goes through jsonable
+        out = jsonable({"type": "record", "step": self.step, "epoch": self.epoch, "mode": self.mode,
+                        "n_samples": self.n_samples, "h_y": self.h_y, "seconds": self.seconds})
+        out["layers"] = {
+            str(layer): {str(name): res.to_dict() for name, res in per_est.items()}
+            for layer, per_est in self.layers.items()
+        }
+        out.update(jsonable({
+            "errors": [e.to_dict() for e in self.errors],
+            "checks": self.checks.to_dict() if self.checks is not None else None,
+            "warnings": [w.to_dict() for w in self.warnings],
+            "phase_changes": [p.to_dict() for p in self.phase_changes],
+            "info": self.info,
+            **({"analyses": self.analyses} if self.analyses else {}),
+        }))
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Record":
