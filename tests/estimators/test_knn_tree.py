@@ -1,8 +1,9 @@
 """The KD-tree / sorted neighbour search gives the brute force's values exactly (issue 14 item 5)."""
+import numpy as np
 import pytest
 import torch
 
-from ibhooks.estimators import _knn_tree, knn
+from ibhooks.estimators import _knn_sorted, _knn_tree, knn
 from ibhooks.estimators.knn import KSG, Ross, kl_entropy
 
 
@@ -74,3 +75,53 @@ def test_auto_choice_and_fallback_without_scipy(monkeypatch):
         KSG(neighbors="kdtree")
     with pytest.raises(ValueError, match="neighbors must be one of"):
         KSG(neighbors="balltree")
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_sorted_counts_at_radii_equal_to_distances(ties):
+    """The searchsorted ends, corrected against the brute force's own test, count exactly at the boundary:
+    each radius is an exact distance to another row (strict and closed then differ), some are 0 or inf."""
+    rng = np.random.default_rng(7 + ties)
+    x = rng.standard_normal(500) * 3
+    if ties:
+        x = np.round(x * 2) / 2
+    r = np.abs(x - x[rng.integers(0, 500, 500)])
+    r[::13], r[::17] = 0.0, np.inf
+    dist = np.abs(x[:, None] - x[None, :])
+    off = ~np.eye(500, dtype=bool)
+    for strict in (True, False):
+        ref = ((dist < r[:, None]) if strict else (dist <= r[:, None])) & off
+        assert np.array_equal(_knn_sorted.count_1d(x, r, strict), ref.sum(1))
+    assert (np.asarray(_knn_sorted.count_1d(x, r, True)) != np.asarray(_knn_sorted.count_1d(x, r, False))).any()
+
+
+def test_sorted_class_kth_distance_matches_pairwise_with_ties_and_edges():
+    """Per-class k-th distances from one (label, value) sort equal the masked pairwise ones, including rows
+    at the ends of the array and of each class, duplicated values, and classes smaller than k + 1."""
+    rng = np.random.default_rng(11)
+    x = np.round(rng.standard_normal(400) * 4) / 4
+    labels = rng.integers(0, 5, 400)
+    labels[:2] = 9  # a class of two rows: k_i = 1
+    labels[2] = 8   # a class of one row: k_i = 0 -> inf
+    counts = np.bincount(labels)[labels]
+    k_i = np.minimum(counts - 1, 3)
+    dist = np.abs(x[:, None] - x[None, :])
+    dist[(labels[:, None] != labels[None, :]) | np.eye(400, dtype=bool)] = np.inf
+    ref = np.sort(dist, 1)[np.arange(400), np.maximum(k_i, 1) - 1]
+    ref[k_i < 1] = np.inf
+    assert np.array_equal(_knn_sorted.class_kth_distance_1d(x, labels, k_i), ref)
+    for k in (1, 4):
+        d = np.abs(x[:, None] - x[None, :]) + np.diag(np.full(400, np.inf))
+        assert np.array_equal(_knn_sorted.kth_distance_1d(x, k), np.sort(d, 1)[:, k - 1])
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_ross_tree_equals_brute_with_many_small_classes(d):
+    """Ross on the sorted (d = 1) and per-class tree (d = 2) paths with 40 classes, some of 1-3 rows."""
+    x, _, _ = _data(500, d, seed=30 + d)
+    lab = torch.arange(500) % 40
+    lab[:3] = 41  # a class of three rows
+    lab[3] = 42   # a class of one row (dropped)
+    a = Ross(neighbors="brute").mutual_information(x, lab)
+    b = Ross(neighbors="kdtree").mutual_information(x, lab)
+    assert a.value == b.value and a.diagnostics["rows_dropped_singleton_class"] == 1
