@@ -32,7 +32,8 @@ from .monitor_state import STATE_VERSION  # noqa: F401
 from .config import FLAT_KEYWORDS, CaptureConfig, ExecutionConfig, PassiveConfig, RunLogConfig, build_configs
 from .estimators.registry import EstimatorSpec
 from .layers import LayerSpec, activation_of
-from .capture.passive import PassiveWindow
+from .capture.budget import PassiveBudget, snapshots_alive
+from .capture.passive import Labels, PassiveWindow
 from .assembly import build_sinks, lossless_chains, resolve_chains, resolve_layers
 from .capture.taker import SnapshotTaker, auto_probe_chunk, check_probe_budget, fit_whole_to_budget
 from .pipeline.estimation import build_estimators
@@ -157,6 +158,8 @@ class IBMonitor(MonitorResults):
         if probe is not None:
             self.probe = Probe.from_any(probe, max_samples=cc.max_samples, batch_to_xy=batch_to_xy,
                                         seed=cc.seed)
+            for estimator in self.estimators.values():  # e.g. kNN's k >= n, refused now, not at each step
+                estimator.check_sample_size(self.probe.n)
         self.mode = "probe" if self.probe is not None else "passive"
 
         selection, flow = resolve_layers(self.model, layers, self.probe, cc, self.console, probe_forward)
@@ -170,10 +173,12 @@ class IBMonitor(MonitorResults):
         self._reservoir = PassiveReservoir(cc.max_samples, seed=cc.seed) if self.mode == "passive" else None
         self._taker = SnapshotTaker(self.model, self._capture, self.probe, self._reservoir, self.console,
                                     probe_batch_size=cc.probe_batch_size, probe_forward=probe_forward)
+        alive = snapshots_alive(self.execution_config.background, self.execution_config.queue_size)
         if self.probe is not None:
+            self._capture.projection_limit_bytes = int(cc.memory_budget_mb * 2**20)
             self._taker.discover_shapes()
-            fit_whole_to_budget(self._taker, self.probe.n, cc.memory_budget_mb)
-            check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb)
+            fit_whole_to_budget(self._taker, self.probe.n, cc.memory_budget_mb, alive)
+            check_probe_budget(self._capture, self.probe.n, cc.memory_budget_mb, alive)
             if cc.probe_batch_size is None:
                 self._taker.probe_batch_size = auto_probe_chunk(self._capture, self.probe.n,
                                                                 model_device(self.model))
@@ -219,11 +224,14 @@ class IBMonitor(MonitorResults):
         if self.mode == "passive":
             # Passive hooks stay registered (a compiled model traces them once; adding them later would
             # recompile); their body does nothing on steps outside a capture window.
-            self._capture.attach(compile_safe=True)
             pc = self.passive_config
             min_rows = pc.min_rows if pc.min_rows is not None else min(cc.max_samples, 1024)
-            self._passive = PassiveWindow(self._capture, self._taker, window=pc.window, min_rows=min_rows,
-                                          due=self._due, enabled=self.is_writer or pc.gather)
+            assert self._reservoir is not None
+            self._passive = PassiveWindow(self._capture, self._taker, self._reservoir, window=pc.window,
+                                          min_rows=min_rows, due=self._due, enabled=self.is_writer or pc.gather,
+                                          budget=PassiveBudget(int(cc.memory_budget_mb * 2**20), alive),
+                                          console=self.console)
+            self._capture.attach(compile_safe=True)
             self._passive.arm_for(self.step_count + 1)
         elif measure_initial and not rl.resume and self.is_writer and self._due(0):
             # The initial weights exist only now: take their snapshot (the probe pass); estimating it is
@@ -287,13 +295,15 @@ class IBMonitor(MonitorResults):
             return False
 
     def step(
-        self, y: Optional[torch.Tensor] = None, *, step: Optional[int] = None, epoch: Optional[int] = None
+        self, y: Labels = None, *, step: Optional[int] = None, epoch: Optional[int] = None
     ) -> Optional[Record]:
         """Call once per training step, after ``optimizer.step()``.
 
-        In passive mode pass the labels of the batch just trained on as ``y``. Returns the
-        :class:`Record` if a measurement was due at this step (``None`` in background mode, where the
-        Record is written when the worker has processed it: ``flush()`` waits for that).
+        In passive mode pass the labels of what was trained on since the last step as ``y``: the batch's
+        labels, or with gradient accumulation a list with one label tensor per training forward, in order
+        (see :mod:`ibhooks.capture.passive`; forwards in eval mode or under ``no_grad`` are not captured).
+        Returns the :class:`Record` if a measurement was due at this step (``None`` in background mode,
+        where the Record is written when the worker has processed it: ``flush()`` waits for that).
         """
         if self._closed:
             raise RuntimeError("IBMonitor.step() called after close()")
@@ -319,9 +329,9 @@ class IBMonitor(MonitorResults):
         the training batch size is known)."""
         return self._passive.window if self._passive is not None else self.passive_config.window
 
-    def _collect_passive(self, y: Optional[torch.Tensor]) -> None:
-        batch = self._passive.collect(y, self.step_count)
-        if batch and not self._coverage_sent:
+    def _collect_passive(self, y: Labels) -> None:
+        rows = self._passive.collect(y, self.step_count)
+        if rows and not self._coverage_sent:
             self._coverage_sent = True
             self.sinks.call("update_header", "coverage", self.coverage)
             self.sinks.call("update_header", "chains", [c.to_dict() for c in self.chains])

@@ -1,8 +1,9 @@
-"""Gradient accumulation in a plain loop: ``monitor.step()`` once per optimizer step.
+"""Gradient accumulation and validation forwards in a plain loop: ``monitor.step()`` once per optimizer
+step, training stays bit-identical.
 
-Probe mode is unaffected by micro-batches. In passive mode the capture armed by ``step()`` keeps
-the first forward pass after it, i.e. the first micro-batch of the next optimizer step, so
-``step(y=...)`` must get that micro-batch's labels (Lightning's IBCallback does this itself).
+Probe mode is unaffected by micro-batches. In passive mode every training forward since the last step is
+captured (validation forwards, in eval mode or under ``no_grad``, are not) and ``step(y=[...])`` gets one
+label tensor per micro-batch, in order.
 """
 import pytest
 import torch
@@ -19,6 +20,7 @@ def _train(tmp_path, mode=None):
     torch.manual_seed(0)
     model = mlp_bn_dropout()
     x, y = data_for("mlp", 512)
+    x_val = data_for("mlp", 40, seed=3)[0]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     mon = None
     if mode == "probe":
@@ -26,32 +28,41 @@ def _train(tmp_path, mode=None):
     elif mode == "passive":
         mon = ibhooks.IBMonitor(model, schedule=4, passive_min_rows=1, log_dir=tmp_path, verbose=False)
     g = torch.Generator().manual_seed(7)
-    first_rows = {}
+    step_rows = {}
     for step in range(1, STEPS + 1):
-        labels = None
+        labels = []
         for micro in range(ACCUM):
             idx = torch.randint(0, x.shape[0], (8 + micro,), generator=g)  # micro-batches of 8, 9, 10 rows
             loss = F.cross_entropy(model(x[idx]), y[idx]) / ACCUM
             loss.backward()
-            if micro == 0:
-                labels = y[idx]
-                first_rows[step] = len(idx)
+            labels.append(y[idx])
+        step_rows[step] = sum(len(t) for t in labels)
         opt.step()
         opt.zero_grad()
+        model.eval()  # a validation forward in eval mode ...
+        with torch.no_grad():
+            model(x_val)
+        model.train()
+        with torch.no_grad():  # ... and one in training mode under no_grad: neither is captured
+            model(x_val)
         if mon is not None:
-            mon.step(y=labels)  # the labels of the first micro-batch
+            mon.step(y=labels)  # one label tensor per micro-batch, in order
     records = mon.history if mon is not None else []
     if mon is not None:
         mon.close()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}, records, first_rows
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, records, step_rows
 
 
 @pytest.mark.parametrize("mode", ["probe", "passive"])
 def test_gradient_accumulation_plain_loop(mode, tmp_path):
     base, _, _ = _train(tmp_path)
-    state, records, first_rows = _train(tmp_path, mode)
-    assert all(torch.equal(base[k], state[k]) for k in base)
+    state, records, step_rows = _train(tmp_path, mode)
+    assert all(torch.equal(base[k], state[k]) for k in base), "training changed under the monitor"
     assert [r.step for r in records] == ([0, 4, 8, 12] if mode == "probe" else [4, 8, 12])
     for r in records:
-        assert r.n_samples == (64 if mode == "probe" else first_rows[r.step])
-        assert r.h_y is not None and r.layers
+        # passive: the three micro-batches of the step (27 rows), not the 40 rows of a validation forward
+        assert r.n_samples == (64 if mode == "probe" else step_rows[r.step])
+        assert r.h_y is not None and r.layers and "labels_missing" not in r.info
+        assert all(res.i_ty is not None for est in r.layers.values() for res in est.values())
+        if mode == "passive":
+            assert r.info["passive_steps"] == [r.step] * ACCUM

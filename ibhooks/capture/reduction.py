@@ -115,6 +115,11 @@ class Reduction:
         k = next((int(s[len("project") :]) for s in steps if s.startswith("project")), 0)
         return 4 * d_in * k
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the projection matrix held now (0 if none)."""
+        return 0 if self._proj is None else self._proj.numel() * self._proj.element_size()
+
     def release(self) -> None:
         self._proj = None
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..pipeline.console import Console
+from .budget import probe_need_bytes
 from .hooks import Capture
 from .probe import Probe
 from .reduction import AUTO_MAX_DIM
@@ -28,8 +29,7 @@ PASSIVE_NOTE = "passive: activations of training batches; X and the network chan
 
 class SnapshotTaker:
     """Builds :class:`Snapshot`s from the capture: ``take(step, epoch)`` runs the probe (probe mode)
-    or empties the reservoir (passive mode); ``collect_passive(y, step)`` moves one training step's
-    captured batch into the reservoir."""
+    or empties the reservoir (passive mode, filled by :class:`~ibhooks.capture.passive.PassiveWindow`)."""
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class SnapshotTaker:
         for name, slot in slots.items():
             if slot.shape is None and slot.error is None:
                 slot.error = "never fired during a forward pass of the probe (unused module?)"
-        if all(s.dim is None for s in slots.values()):
+        if all(s.dim is None for s in slots.values()) and not any(s.projection_refused for s in slots.values()):
             errors = {n: s.error for n, s in slots.items()}
             raise ValueError(f"no monitored layer produced a tensor on the probe: {errors}")
 
@@ -98,18 +98,16 @@ class SnapshotTaker:
                 snap.labels = self.probe.y
             else:
                 assert self.reservoir is not None
-                incomplete = self.reservoir.labels_incomplete
+                res = self.reservoir
+                missing, said, seen = res.labels_missing, res.missing_said, res.rows_seen
                 snap.activations, snap.labels, steps = self.reservoir.take()
                 snap.info.update(passive_steps=steps, note=PASSIVE_NOTE)
-                if incomplete:
-                    snap.info["labels_missing"] = "labels were passed on some steps of the window only"
-                    self.console.warn_once(
-                        ("labels_partial",),
-                        (
-                            f"step {step}: monitor.step(y=...) got labels on some steps of the capture window only; "
-                            "I(T;Y) is not measured (pass y at every step, or at none)"
-                        ),
-                    )
+                if seen > snap.n_samples:
+                    snap.info["passive_rows_seen"] = seen  # a uniform sample of them was kept
+                if missing is not None:
+                    snap.info["labels_missing"] = missing
+                    if not said:
+                        self.console.warn_once(("labels_missing",), f"step {step}: {missing}")
         except Exception as exc:  # noqa: BLE001 - the monitor never crashes training
             snap.errors.append(f"capture failed: {exc}")
             self.console.warn_once(("capture", type(exc).__name__), f"capture failed at step {step}: {exc}")
@@ -119,8 +117,9 @@ class SnapshotTaker:
                 snap.layer_errors[name] = slot.error
         if not snap.activations and not snap.errors:
             why = (
-                "no training batch was forwarded through the monitored layers in the capture window "
-                "(were the hooks added after torch.compile ran the model? create the monitor first)"
+                "no training forward (grad enabled, model in training mode) reached the monitored layers in "
+                "the capture window (validation forwards are not captured; were the hooks added after "
+                "torch.compile ran the model? create the monitor first)"
                 if self.probe is None
                 else "the probe forward reached no monitored layer"
             )
@@ -131,11 +130,10 @@ class SnapshotTaker:
         snap.seconds = time.perf_counter() - t0
         return snap
 
-    def take_batch(self) -> Dict[str, torch.Tensor]:
-        """This forward's captured outputs, without those whose first dimension is not the batch (the
+    def batch_only(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One forward's captured outputs, without those whose first dimension is not the batch (the
         batch is the row count most layers share; e.g. a position embedding returns 1 row): they are
         no per-sample representation, get that reason, and never enter the reservoir."""
-        batch = self.capture.take()
         if len(batch) < 2:
             return batch
         counts = Counter(int(t.shape[0]) for t in batch.values())
@@ -151,20 +149,6 @@ class SnapshotTaker:
             del batch[name]
         return batch
 
-    def collect_passive(self, y: Optional[torch.Tensor], step: int) -> Dict[str, torch.Tensor]:
-        """Move this step's captured batch (and its labels) into the reservoir; returns the batch."""
-        assert self.reservoir is not None
-        batch = self.take_batch()
-        if not batch:
-            return batch
-        try:
-            self.reservoir.add(batch, y, step)
-        except ValueError as exc:
-            if "row counts" not in str(exc):
-                raise  # bad labels: the user's error, named
-            self.console.warn_once(("passive_rows",), f"{exc}; batch skipped")
-        return batch
-
 
 def _eager() -> Any:
     """Run compiled callables eagerly inside (the probe must not compile an eval/no_grad graph).
@@ -176,23 +160,25 @@ def _eager() -> Any:
     return set_stance("force_eager")
 
 
-def check_probe_budget(capture: Capture, rows: int, budget_mb: float) -> None:
-    """Refuse at construction a probe whose activations plus projection matrices exceed the budget."""
-    dims = {n: s.dim for n, s in capture.slots.items() if s.dim is not None}
-    if not dims:
+def check_probe_budget(capture: Capture, rows: int, budget_mb: float, snapshots: int = 1) -> None:
+    """Refuse at construction a probe whose held memory (projection matrices, ``snapshots`` snapshots of
+    its activations, the join of its chunks) exceeds the budget: one error with the numbers and the fix."""
+    need = probe_need_bytes(capture, rows, snapshots)
+    total = need["projections"] + need["snapshots"] + need["join"]
+    if total <= budget_mb * 2**20:
         return
-    act_mb = rows * sum(dims.values()) * 4 / 2**20
-    proj_mb = (
-        sum(s.reduction.projection_bytes(math.prod(s.shape[1:])) for s in capture.slots.values() if s.shape)
-        / 2**20
+    dims = [s.dim for s in capture.slots.values() if s.dim is not None and not s.skipped]
+    refused = [n for n, s in capture.slots.items() if s.projection_refused]
+    mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
+    held = (f"{snapshots} snapshots (background mode: queue_size + 1) of {mib(need['snapshot'])}"
+            if snapshots > 1 else f"{mib(need['snapshot'])} of activations")
+    raise ValueError(
+        f"the monitor would hold {mib(total)} but memory_budget_mb={budget_mb:g}: {mib(need['projections'])} of "
+        f"projection matrices{f' (wide layers {refused})' if refused else ''}, {held} ({rows} samples x "
+        f"{sum(dims)} values over {len(dims)} layers, plus labels) and {mib(need['join'])} while the probe's "
+        "chunks are joined. Use fewer probe samples (max_samples=), a reducing reduction ('mean' or "
+        "'project:64') for the wide layers, fewer layers, or raise memory_budget_mb."
     )
-    if act_mb + proj_mb > budget_mb:
-        raise ValueError(
-            f"the probe needs {act_mb:.0f} MiB of activations ({rows} samples x {sum(dims.values())} values over "
-            f"{len(dims)} layers) plus {proj_mb:.0f} MiB of projection matrices, but memory_budget_mb="
-            f"{budget_mb:g}. Use fewer probe samples (max_samples=), a reducing reduction ('mean' or "
-            "'project:64'), fewer layers, or raise memory_budget_mb."
-        )
 
 
 def trace_probe_dataflow(
@@ -213,14 +199,15 @@ def trace_probe_dataflow(
     return trace_chains(model, monitored, run, n_rows=rows)
 
 
-def fit_whole_to_budget(taker: SnapshotTaker, rows: int, budget_mb: float) -> None:
+def fit_whole_to_budget(taker: SnapshotTaker, rows: int, budget_mb: float, snapshots: int = 1) -> None:
     """Layers kept whole (for pairwise estimators) fall back to the usual "auto" reduction, widest first,
     until the probe's activations fit the memory budget (they then leave their DPI chain, as said in the
     coverage table); the shapes are learnt again for those layers."""
     slots = taker.capture.slots
 
     def need_mb() -> float:
-        return rows * sum(s.dim or 0 for s in slots.values()) * 4 / 2**20
+        need = probe_need_bytes(taker.capture, rows, snapshots)
+        return (need["projections"] + need["snapshots"] + need["join"]) / 2**20
 
     changed = False
     for slot in sorted(slots.values(), key=lambda s: -(s.dim or 0)):
