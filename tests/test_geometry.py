@@ -148,5 +148,9 @@ def test_geometry_figure_draws_from_the_run_log(kde_run):
     for layer in kde_run.records[0].layers:
         assert f"geometry:within_between_ratio:{layer}" in gids and f"geometry:merged_fraction:{layer}" in gids
     fig.canvas.draw()
+    fig = plot_geometry(kde_run, statistics=("merged_pair_fraction", "silhouette"))
+    assert len([ax for ax in fig.axes if ax.get_lines()]) == 2 + 1  # plane + the two chosen panels
+    with pytest.raises(ValueError, match="statistics must name"):
+        plot_geometry(kde_run, statistics=("nope",))
     with pytest.raises(ValueError, match="analyses=\\['geometry'\\]"):
         plot_geometry([Record(step=0, mode="probe", n_samples=2)])

@@ -14,11 +14,15 @@ from .plane import NO_PLANE_NOTE, draw_plane, plane_frame
 from .queries import RunLike, as_records, default_estimator, layer_names
 from .style import figure_title, layer_style, log_x, measured_caption, new_figure, short, style
 
-#: The statistics drawn under the plane: (key in the analysis result, axis label).
-GEOMETRY_PANELS = (
-    ("within_between_ratio", "within / between\nclass distance"),
-    ("merged_fraction", "rows merged\nby the noise"),
-)
+#: Axis labels of the statistics that can be drawn under the plane (keys of the analysis result).
+STATISTIC_LABELS = {
+    "within_between_ratio": "within / between\nclass distance",
+    "merged_fraction": "rows merged\nby the noise",
+    "merged_pair_fraction": "pairs merged\nby the noise",
+    "silhouette": "silhouette\n(classes)",
+}
+#: The statistics drawn by default.
+GEOMETRY_PANELS = ("within_between_ratio", "merged_fraction")
 
 
 @dataclass
@@ -67,12 +71,14 @@ def plot_geometry(
     estimator: Optional[str] = None,
     layers: Optional[Sequence[str]] = None,
     header: Optional[Mapping[str, Any]] = None,
+    statistics: Sequence[str] = GEOMETRY_PANELS,
 ) -> Any:
     """The information plane of ``estimator`` on top; under it, per layer over training steps (log x):
     the ratio of mean within-class to mean between-class distance, and the fraction of probe rows that
     have another row within the merge distance of the noise (both from ``record.analyses["geometry"]``).
     Compression that tracks clustering shows as I(X;T) falling while the ratio falls and the merged
-    fraction rises.
+    fraction rises. ``statistics`` picks other panels (keys of :data:`STATISTIC_LABELS`, e.g.
+    ``"merged_pair_fraction"`` when the probe repeats inputs, so every row has a twin nearby).
 
     Returns:
         The :class:`matplotlib.figure.Figure`. ``ValueError`` when no record holds a geometry analysis.
@@ -80,12 +86,15 @@ def plot_geometry(
     recs, _ = as_records(records, header)
     if not has_geometry(recs):
         raise ValueError("no record holds a 'geometry' analysis; run the monitor with analyses=['geometry']")
+    unknown = [k for k in statistics if k not in STATISTIC_LABELS]
+    if unknown or not statistics:
+        raise ValueError(f"statistics must name some of {', '.join(STATISTIC_LABELS)}; got {list(statistics)}")
     estimator = default_estimator(recs, estimator)
     layers = list(layers) if layers else layer_names(recs)
     steps = [r.step for r in recs]
     with style():
-        fig = new_figure((6.4, 8.2))
-        gs = fig.add_gridspec(1 + len(GEOMETRY_PANELS), 1, height_ratios=[2.3] + [1.0] * len(GEOMETRY_PANELS))
+        fig = new_figure((6.4, 5.8 + 1.2 * len(statistics)))
+        gs = fig.add_gridspec(1 + len(statistics), 1, height_ratios=[2.3] + [1.0] * len(statistics))
         ax_plane = fig.add_subplot(gs[0])
         frame = plane_frame(recs, estimator, layers)
         mappable = draw_plane(ax_plane, frame, legend="outside")
@@ -95,17 +104,19 @@ def plot_geometry(
             ax_plane.text(0.5, 0.5, NO_PLANE_NOTE, transform=ax_plane.transAxes, ha="center", va="center",
                           fontsize=9, color="0.35")
         axes: List[Any] = []
-        for k, (key, label) in enumerate(GEOMETRY_PANELS):
+        for k, key in enumerate(statistics):
             ax = fig.add_subplot(gs[1 + k], sharex=axes[0] if axes else None)
             _draw_statistic(ax, recs, layers, key)
-            ax.set_ylabel(label)
+            ax.set_ylabel(STATISTIC_LABELS[key])
+            if key in ("merged_fraction", "merged_pair_fraction"):
+                ax.set_ylim(-0.03, 1.03)
+            elif key == "within_between_ratio":
+                ax.set_ylim(bottom=0)
             axes.append(ax)
         log_x(axes[0], steps)
         for ax in axes[:-1]:
             ax.tick_params(labelbottom=False)
         axes[-1].set_xlabel("training step")
-        axes[0].set_ylim(bottom=0)
-        axes[-1].set_ylim(-0.03, 1.03)
         fig.suptitle(figure_title(recs, estimator, "Information and geometry"))
         measured_caption(fig, list(frame.measured) + [("geometry", _sigma_note(recs))])
     return fig
