@@ -212,7 +212,9 @@ def fit_twin(t: torch.Tensor, codes: torch.Tensor, *, shrinkage: Optional[float]
 
 def debias_means(twin: GaussianTwin, counts: torch.Tensor) -> GaussianTwin:
     """The twin with each centred mean scaled by c_k = sqrt(max(0, 1 - D (1/n_k - 1/n) / Q_kk)): the
-    expected excess Mahalanobis spread of a sample mean of n_k rows (D in Sigma^-1 units) removed."""
+    excess Mahalanobis spread that a sample mean of n_k rows of the twin itself would have (D in
+    Sigma^-1 units) removed. Approximate: the layer's noise is not the twin's (a shrunk Sigma weights
+    it differently) and a positive part remains where the spread fluctuates up (James-Stein)."""
     n = float(counts.sum())
     q = twin.mahalanobis_gram().diagonal()
     excess = twin.dim * (1.0 / counts.to(torch.float64) - 1.0 / n)
