@@ -35,7 +35,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -165,10 +165,16 @@ def run_task(task: Task, names: Sequence[str], seed: int, means: str, mc: int) -
     rows_twin = twin.sample(y, torch.Generator().manual_seed(seed + 1))
     truths: Dict[Tuple[str, float], Tuple[float, float]] = {}
 
-    def truth(kind: str, s2: float, fn: Callable[[], Tuple[float, float]]) -> Tuple[float, float]:
+    def truth(kind: str, s2: float) -> Tuple[float, float]:
         key = (kind, round(s2, 12))
         if key not in truths:
-            truths[key] = fn()
+            if kind == "twin":
+                truths[key] = twin.label_information(torch.Generator().manual_seed(seed + 3), samples=mc,
+                                                     noise_var=s2)
+            elif task.family == "student":
+                truths[key] = student_truth(mu, mc, seed + 2)
+            else:
+                truths[key] = gauss_truth(mu, s2, mc, seed + 2)
         return truths[key]
 
     out: List[Row] = []
@@ -179,12 +185,7 @@ def run_task(task: Task, names: Sequence[str], seed: int, means: str, mc: int) -
         value, s2 = run_estimator(name, t, y)
         twin_value, twin_s2 = run_estimator(name, rows_twin, y)
         seconds = time.perf_counter() - t0
-        if task.family == "student":
-            real = truth("real", 0.0, lambda: student_truth(mu, mc, seed + 2))
-        else:
-            real = truth("real", s2, lambda: gauss_truth(mu, s2, mc, seed + 2))
-        tw = truth("twin", twin_s2, lambda: twin.label_information(torch.Generator().manual_seed(seed + 3),
-                                                                   samples=mc, noise_var=twin_s2))
+        real, tw = truth("real", s2), truth("twin", twin_s2)
         out.append(Row(task.name, task.family, name, real[0], value, tw[0], twin_value, real[1], tw[1],
                        seconds))
     return out
@@ -226,7 +227,8 @@ def summary(rows: Sequence[Row], large_bits: float, large_fraction: float) -> Li
 
 def print_tables(rows: Sequence[Row], summ: Sequence[Dict[str, object]], detail: bool) -> None:
     if detail:
-        print(f"{'task':<34} {'estimator':<17} {'truth':>7} {'real err':>9} {'twin truth':>10} {'twin err':>9}")
+        print(f"{'task':<34} {'estimator':<17} {'truth':>7} {'real err':>9} {'twin truth':>10} "
+              f"{'twin err':>9}")
         for r in rows:
             print(f"{r.task:<34} {r.estimator:<17} {r.truth:7.3f} {r.real_error:+9.3f} {r.twin_truth:10.3f} "
                   f"{r.twin_error:+9.3f}")
@@ -245,7 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--quick", action="store_true", help="five small tasks")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--means", choices=("sample", "debiased"), default="sample", help="the twin's class means")
+    ap.add_argument("--means", choices=("sample", "debiased"), default="sample",
+                    help="the twin's class means")
     ap.add_argument("--mc", type=int, default=50_000, help="Monte Carlo draws of each truth")
     ap.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma-separated subset")
     ap.add_argument("--family", action="append", default=[], help="only these task families")
@@ -264,14 +267,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rows: List[Row] = []
     for i, task in enumerate(tasks):
         rows += run_task(task, names, args.seed + 1000 * i, args.means, args.mc)
+        print(f"[{i + 1}/{len(tasks)}] {task.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+              flush=True)
     summ = summary(rows, args.large_bits, args.large_fraction)
     print(f"# calibration twin vs real error: {len(tasks)} tasks, twin means={args.means}, "
           f"{time.perf_counter() - t0:.0f} s\n")
     print_tables(rows, summ, args.detail)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": [dict(asdict(r), real_error=r.real_error, twin_error=r.twin_error) for r in rows],
-                       "summary": summ, "args": vars(args)}, fh, indent=1)
+            rows_out = [dict(asdict(r), real_error=r.real_error, twin_error=r.twin_error) for r in rows]
+            json.dump({"rows": rows_out, "summary": summ, "args": vars(args)}, fh, indent=1)
 
 
 if __name__ == "__main__":
