@@ -18,8 +18,9 @@ What it does:
   never captured;
 * writes the JSONL run log (always, rank 0 only) and forwards Records to the trainer's loggers:
   TensorBoard (:class:`~ibhooks.integrations.tensorboard.TensorBoardSink` on the logger's
-  ``SummaryWriter``), W&B (:class:`~ibhooks.integrations.wandb.WandbSink` on its ``wandb.Run``) and,
-  for any other logger, the scalars through ``log_metrics``;
+  ``SummaryWriter``), W&B (:class:`~ibhooks.integrations.wandb.WandbSink` on its ``wandb.Run``, with
+  ``trainer/global_step`` as the step metric, the axis of the trainer's own metrics) and, for any other
+  logger, the scalars through ``log_metrics``; every logger gets ``trainer.global_step`` as the step;
 * saves the monitor's state (step, phase-test state, estimator state, run-log path) in the
   checkpoint's callback state, so ``trainer.fit(..., ckpt_path=...)`` appends to the same run log
   and reaches the same phase decisions as an uninterrupted run;
@@ -338,9 +339,10 @@ class IBCallback(_Base):
                     sinks.append(TensorBoardSink(writer=lg.experiment, figures=self.figures,
                                                  figure_every=self.figure_every))
                 elif "Wandb" in kind:
-                    from ibhooks.integrations.wandb import WandbSink
+                    from ibhooks.integrations.wandb import LIGHTNING_STEP, WandbSink
 
-                    sinks.append(WandbSink(run=lg.experiment, figures=self.figures,
+                    # on the logger's own step metric, so ib/ keys share the x axis of the trainer's metrics
+                    sinks.append(WandbSink(run=lg.experiment, figures=self.figures, step_key=LIGHTNING_STEP,
                                            figure_every=self.figure_every))
                 elif kind != "DummyLogger" and callable(getattr(lg, "log_metrics", None)):
                     sinks.append(_LoggerSink(lg))

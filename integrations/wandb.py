@@ -8,6 +8,9 @@ Keys (the same scheme as the TensorBoard sink, :func:`ibhooks.plotting.metric_it
 * ``ib/step``: the training step of the measurement. ``define_metric("ib/*", step_metric="ib/step")``
   plots every ``ib/`` key against it, so W&B's own ``_step`` (which other loggers advance) never has
   to match ours and nothing is dropped (``log(step=...)`` is never used);
+* from Lightning (a ``WandbLogger`` as ``run``, or :class:`~ibhooks.integrations.lightning.IBCallback`):
+  the step metric is the logger's own ``trainer/global_step``, written into every row (``ib/step`` too),
+  so our keys share the x axis of the trainer's metrics (``train_loss`` ...);
 * ``ib/plane`` and ``ib/curves`` (images) at every ``figure_every``-th measurement and at ``close()``
   (at the last step, if not drawn there yet); ``ib/dpi`` (image) at ``close()``; ``ib/<estimator>/...``
   with several estimators; ``ib/coverage`` (table, logged once);
@@ -45,7 +48,10 @@ from ibhooks.sinks.base import Sink
 from ibhooks.sinks.drawing import FigureHistory, draw_figures, figure_tag
 from ibhooks.sinks.sweep import layer_fields
 
-__all__ = ["WandbSink"]
+__all__ = ["WandbSink", "LIGHTNING_STEP"]
+
+#: The step metric of Lightning's ``WandbLogger`` (``define_metric("*", step_metric=...)``).
+LIGHTNING_STEP = "trainer/global_step"
 
 TABLE_COLUMNS = [
     "step",
@@ -65,13 +71,14 @@ class WandbSink(Sink):
     """Write Records to a W&B run.
 
     Args:
-        run: Your ``wandb.Run`` (or a Lightning ``WandbLogger``, whose ``.experiment`` is used); it is
-            not finished by :meth:`close`. Without one, the active run (``wandb.run``) is used, else a
-            new run is started with ``project``/``mode``/``dir``/``name``/``config`` and finished by
-            :meth:`close`.
+        run: Your ``wandb.Run`` (or a Lightning ``WandbLogger``, whose ``.experiment`` is used and whose
+            ``trainer/global_step`` becomes the step metric); it is not finished by :meth:`close`.
+            Without one, the active run (``wandb.run``) is used, else a new run is started with
+            ``project``/``mode``/``dir``/``name``/``config`` and finished by :meth:`close`.
         project, mode, dir, name, config: Passed to ``wandb.init`` when this sink starts the run
             (``mode="offline"`` needs no network; ``WANDB_MODE``/``WANDB_DIR`` work too).
-        step_key: The step metric our keys are plotted against.
+        step_key: The step metric our keys are plotted against (written into every row with the
+            Record's step): default ``"<prefix>/step"``, or ``"trainer/global_step"`` for a ``WandbLogger``.
         prefix: First path component of every key.
         figures: Log the plane and curve images (needs matplotlib), the interactive plane and the table.
         figure_every: Log the plane and the curves at every ``figure_every``-th measurement, and always
@@ -97,7 +104,7 @@ class WandbSink(Sink):
         dir: Optional[str] = None,
         name: Optional[str] = None,
         config: Optional[Dict[str, Any]] = None,
-        step_key: str = "ib/step",
+        step_key: Optional[str] = None,
         prefix: str = "ib",
         figures: bool = True,
         figure_every: int = 1,
@@ -113,7 +120,8 @@ class WandbSink(Sink):
             and not isinstance(run, wandb.Run)
             and isinstance(getattr(run, "experiment", None), wandb.Run)
         ):
-            run = run.experiment  # Lightning WandbLogger
+            run = run.experiment  # Lightning WandbLogger: its metrics are on the trainer's step
+            step_key = step_key or LIGHTNING_STEP
         if run is None:
             if wandb.run is not None:
                 run, self._own_run = wandb.run, False
@@ -130,8 +138,8 @@ class WandbSink(Sink):
             self._own_run = False
         self.run = run
         self._wandb = wandb
-        self.step_key = step_key
         self.prefix = prefix
+        self.step_key = step_key or f"{prefix}/step"
         if figures and not available("matplotlib"):
             warnings.warn(
                 "ibhooks: matplotlib is not installed, so the W&B sink logs no plane image; "
@@ -175,7 +183,7 @@ class WandbSink(Sink):
         self.history.append(record)
         if self._with_estimator is None:
             self._with_estimator = plotting.multi_estimator([record], self.header)
-        data: Dict[str, Any] = {self.step_key: int(record.step)}
+        data: Dict[str, Any] = self._steps(int(record.step))
         data.update(plotting.metric_items(record, with_estimator=self._with_estimator, prefix=self.prefix))
         self._define_peaks(data)
         if not self._coverage_logged and self.header.get("coverage"):
@@ -202,7 +210,7 @@ class WandbSink(Sink):
                     data.update(self._figure_items(names))
                     data.update(self._plane_items())
                 if data:
-                    self.run.log({self.step_key: int(self.history.last_step or 0), **data})
+                    self.run.log({**self._steps(int(self.history.last_step or 0)), **data})
                 self.run.summary.update(layer_fields(
                     self.history, {}, with_estimator=bool(self._with_estimator), prefix=f"{self.prefix}/final"))
             self._artifact()
@@ -221,6 +229,10 @@ class WandbSink(Sink):
         self.run.define_metric(self.step_key)
         self.run.define_metric(f"{self.prefix}/*", step_metric=self.step_key)
         self._metrics_defined = True
+
+    def _steps(self, step: int) -> Dict[str, Any]:
+        """The step of a row: under the step metric and, if that is another key, as ``<prefix>/step``."""
+        return {self.step_key: step, f"{self.prefix}/step": step}
 
     def _define_peaks(self, data: Dict[str, Any]) -> None:
         """``summary="max"`` for every I_XT / I_TY key not defined yet (interval ends excluded)."""

@@ -161,6 +161,18 @@ def test_trainer_run_logs_to_tensorboard_and_wandb_and_is_bit_identical(tmp_path
     assert {f"ib/{LAYER}/I_XT", f"ib/{LAYER}/I_TY", "ib/step"} <= keys
     assert any(k.startswith("ib/plane") for k in keys)
     assert list((run_dir / "files" / "media" / "images").rglob("*.png"))
+    # ... on the trainer's step axis: ib/* plotted against the logger's trainer/global_step, which every
+    # row of ours carries (the measured global steps), as do the trainer's own metrics (val_loss)
+    metrics = [r.metric for r in records if r.WhichOneof("record_type") == "metric"]
+    assert any(m.glob_name == "ib/*" and m.step_metric == "trainer/global_step" for m in metrics)
+    assert not any(m.step_metric == "ib/step" for m in metrics)
+    rows = [{(it.key or "/".join(it.nested_key)): json.loads(it.value_json) for it in rec.history.item}
+            for rec in records if rec.WhichOneof("record_type") == "history"]
+    ours = [r for r in rows if f"ib/{LAYER}/I_XT" in r]
+    assert [r["trainer/global_step"] for r in ours] == [r["ib/step"] for r in ours] == steps
+    assert ours[-1][f"ib/{LAYER}/I_XT"] == pytest.approx(cb.history[-1].layers[LAYER]["binning"].i_xt.value)
+    val_steps = [r["trainer/global_step"] for r in rows if "val_loss" in r]  # one per epoch, on the same axis
+    assert len(val_steps) == 2 and all(0 < s <= trainer.global_step for s in val_steps), val_steps
 
     # the callback state travels in a Lightning checkpoint loadable with weights_only=True
     ckpt = tmp_path / "last.ckpt"

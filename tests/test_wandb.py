@@ -181,6 +181,30 @@ def test_users_run_is_used_not_finished(monkeypatch):
     run.finish()
 
 
+def test_a_lightning_logger_puts_our_keys_on_the_trainer_step(monkeypatch):
+    run = wandb.init(mode="disabled")
+    logged, defined = [], []
+    monkeypatch.setattr(type(run), "log", lambda self, data, *a, **k: logged.append(data))
+    monkeypatch.setattr(type(run), "define_metric",
+                        lambda self, name, *a, **k: defined.append((name, k.get("step_metric"))))
+
+    class WandbLogger:  # what the sink reads of Lightning's logger: its run
+        experiment = run
+
+    sink = WandbSink(WandbLogger(), figures=False)
+    assert sink.run is run and sink.step_key == "trainer/global_step"
+    sink.start(make_header())
+    for rec in make_history([0, 10]):
+        sink.write(rec)
+    sink.close()
+    assert ("ib/*", "trainer/global_step") in defined and ("ib/fc1/I_XT", "trainer/global_step") in defined
+    assert not any(metric == "ib/step" for _, metric in defined)
+    assert [d["trainer/global_step"] for d in logged] == [d["ib/step"] for d in logged] == [0, 10]
+    assert WandbSink(run, figures=False, step_key="epoch").step_key == "epoch"
+    monkeypatch.undo()
+    run.finish()
+
+
 def test_bad_run_missing_wandb_and_registry(monkeypatch):
     assert sink_class("wandb") is WandbSink
     with pytest.raises(TypeError, match="wandb.Run"):
