@@ -24,11 +24,13 @@ import torch
 
 MiB = 2**20
 
-#: Passive mode's split of the budget: projections may take a quarter, one step's captured training
-#: passes an eighth (and an eighth for the copies made while they enter the reservoir), the reservoirs
-#: alive at once the rest.
+#: Passive mode's split of the budget: projections may take a quarter; until the first training step is
+#: seen its captured passes may take half (nothing else is held then); after it, one step's passes take
+#: what that step took (at least an eighth, at most half), one layer's rows of a pass more while they are
+#: copied into the reservoir, and the reservoirs alive at once the rest.
 PROJECTION_SHARE = 0.25
-PASS_SHARE = 0.125
+FIRST_STEP_SHARE = 0.5
+MIN_PASS_SHARE = 0.125
 
 
 def snapshots_alive(background: bool, queue_size: int) -> int:
@@ -49,19 +51,25 @@ class PassiveBudget:
         return int(self.budget_bytes * PROJECTION_SHARE)
 
     @property
-    def pass_bytes(self) -> int:
-        return int(self.budget_bytes * PASS_SHARE)
+    def first_step_bytes(self) -> int:
+        return int(self.budget_bytes * FIRST_STEP_SHARE)
 
-    def reservoir_rows(self, max_rows: int, row_bytes: int, projections_held: int) -> "tuple[int, Optional[str]]":
-        """Rows the reservoir may hold (at most ``max_rows``) and, when fewer, the note that says why."""
-        free = self.budget_bytes - max(projections_held, 0) - 2 * self.pass_bytes
+    def pass_bytes(self, step_bytes: int) -> int:
+        """The share of one step's captured passes, from what the first training step took."""
+        return min(max(step_bytes, int(self.budget_bytes * MIN_PASS_SHARE)), self.first_step_bytes)
+
+    def reservoir_rows(self, max_rows: int, row_bytes: int, projections: int, passes: int,
+                       copy: int) -> "tuple[int, Optional[str]]":
+        """Rows the reservoir may hold (at most ``max_rows``) and, when fewer, the note that says why.
+        ``passes``: the share of one step's passes; ``copy``: one layer's rows of a pass (copied on entry)."""
+        free = self.budget_bytes - max(projections, 0) - passes - copy
         rows = max(0, free // max(1, self.snapshots * row_bytes))
         if rows >= max_rows:
             return max_rows, None
         return int(rows), (
             f"passive reservoir capped at {rows} rows (max_samples={max_rows}) to stay within memory_budget_mb="
-            f"{self.budget_bytes / MiB:g}: {row_bytes} bytes per row, {projections_held / MiB:.1f} MiB of "
-            f"projections, {2 * self.pass_bytes / MiB:.1f} MiB for one step's captured passes"
+            f"{self.budget_bytes / MiB:g}: {row_bytes} bytes per row, {projections / MiB:.1f} MiB of "
+            f"projections, {(passes + copy) / MiB:.1f} MiB for one step's captured passes"
             + (f", {self.snapshots} snapshots alive in background mode" if self.snapshots > 1 else "")
             + "; raise memory_budget_mb, or monitor fewer or narrower layers"
         )

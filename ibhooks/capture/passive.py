@@ -111,7 +111,7 @@ class PassiveWindow:
         self._learning = False
         self._planned = False
         self._dropped = 0  # passes of this window over the byte share (counted, not stored)
-        capture.track_passes(taker.model, budget.pass_bytes)
+        capture.track_passes(taker.model, budget.first_step_bytes)
         capture.projection_limit_bytes = budget.projection_bytes
 
     @property
@@ -174,7 +174,11 @@ class PassiveWindow:
         if acts is None:
             return
         row_bytes = sum(t[0].numel() * t.element_size() for t in acts.values()) + 8  # + the label
-        rows, note = self.budget.reservoir_rows(self.requested_rows, row_bytes, self.capture.projection_bytes)
+        chunks = [t.numel() * t.element_size() for _, a in passes for t in a.values()]
+        passes_share = self.budget.pass_bytes(sum(chunks))
+        self.capture.pass_limit_bytes = passes_share
+        rows, note = self.budget.reservoir_rows(self.requested_rows, row_bytes, self.capture.projection_bytes,
+                                                passes_share, max(chunks))
         self.reservoir.max_rows = max(rows, 1)
         self.reservoir.cap_note = note
         if note is not None:
@@ -193,7 +197,8 @@ class PassiveWindow:
         if self._dropped:
             snapshot.info["passes_dropped"] = (
                 f"{self._dropped} training forward(s) of the window were not pooled: one step's captured "
-                f"outputs may take {self.budget.pass_bytes / 2**20:.1f} MiB of memory_budget_mb (raise it)")
+                f"outputs may take {(self.capture.pass_limit_bytes or 0) / 2**20:.1f} MiB of memory_budget_mb "
+                "(raise it)")
             self._dropped = 0
         if self.reservoir.cap_note is not None:
             snapshot.info["reservoir_note"] = self.reservoir.cap_note
