@@ -2,8 +2,8 @@
 mutual information the script computes itself. Prints one table (value, error, time per call) and
 a summary of where ibhooks is better and where it is not.
 
-    python benchmarks/accuracy.py --quick       # a few small cases, seconds
-    python benchmarks/accuracy.py               # the full grid, a few minutes on a 2-core CPU
+    python benchmarks/accuracy.py               # quick (default): one or two cases per family, <= ~8 min
+    python benchmarks/accuracy.py --full        # the full grid, n = 2,048, tens of minutes on 2 cores
 
 Tasks (all values in bits):
 
@@ -295,6 +295,11 @@ def task_gauss(rows: List[Row], d: int, total: float, n: int, seed: int, fast: b
         scored=False,
         skip="" if not fast else "--quick",
     )
+    for est in NEW_PAIR_ESTIMATORS:
+        add(rows, "gauss", case, q, truth, f"ibhooks:{est}",
+            lambda est=est: mutual_information(xt, yt, estimator=est).value,
+            skip="" if est in available() else "not registered")
+    add(rows, "gauss", case, q, truth, "cca:gaussian", lambda: bmi.cca_bits(x, y), "Gaussian MI from covariances")
     add(rows, "gauss", case, q, truth, "npeet:mi", lambda: peer("npeet").mi(x, y, k=3, base=2), "KSG k=3")
     add(
         rows,
@@ -569,6 +574,10 @@ def task_tanh(
         "lower bound, draws",
         skip="" if not fast else "--quick",
     )
+    for est in NEW_LABEL_ESTIMATORS:
+        add(rows, "tanh", case, q_ty, truth["ty"], f"ibhooks:{est}",
+            lambda est=est: mutual_information(tn_t, yn_t, estimator=est, discrete_b=True).value, "on the draws",
+            skip="" if est in available() else "not registered")
     add(
         rows,
         "tanh",
@@ -672,7 +681,7 @@ def _ms(s: Optional[float]) -> str:
 
 def print_table(rows: List[Row]) -> None:
     head = (
-        f"{'task':<8}{'case':<20}{'quantity':<18}{'truth':>8}{'method':<25}{'value':>8}{'error':>8}"
+        f"{'task':<9}{'case':<27}{'quantity':<18}{'truth':>8}{'method':<25}{'value':>8}{'error':>8}"
         f"{'ms':>8}  note"
     )
     head = head.replace("truthmethod", "truth  method")
@@ -686,7 +695,7 @@ def print_table(rows: List[Row]) -> None:
         last = key
         truth = f"{r.truth:.3f}" + ("" if r.truth_se < 5e-4 else f"±{r.truth_se:.3f}")
         print(
-            f"{r.task:<8}{r.case:<20}{r.quantity:<18}{truth:>12}  {r.method:<23}{_f(r.value):>8}"
+            f"{r.task:<9}{r.case:<27}{r.quantity:<18}{truth:>12}  {r.method:<23}{_f(r.value):>8}"
             f"{_f(r.error, '+.3f'):>8}{_ms(r.seconds):>8}  {r.note}"
         )
 
@@ -722,7 +731,7 @@ def print_summary(rows: List[Row]) -> None:
         "(an oracle: read it as 'an ibhooks estimator can do this well here', not as a default)"
     )
     head = (
-        f"{'task':<8}{'case':<20}{'quantity':<18}{'ibhooks kNN':>12}  {'best other ibhooks':<24}"
+        f"{'task':<9}{'case':<27}{'quantity':<18}{'ibhooks kNN':>12}  {'best other ibhooks':<24}"
         f"{'best peer':<30}{'kNN vs peer':<16}{'any ibhooks vs peer'}"
     )
     print(head)
@@ -750,7 +759,7 @@ def print_summary(rows: List[Row]) -> None:
             f"{best_other.method.split(':', 1)[1]} {abs(best_other.error or 0):.3f}" if best_other else "-"
         )
         peer_s = f"{best_peer.method} {abs(best_peer.error or 0):.3f}" if best_peer else "(no peer applies)"
-        print(f"{task:<8}{case:<20}{q:<18}{knn_s:>12}  {other_s:<24}{peer_s:<30}{v_knn:<16}{v_any}")
+        print(f"{task:<9}{case:<27}{q:<18}{knn_s:>12}  {other_s:<24}{peer_s:<30}{v_knn:<16}{v_any}")
     for key, (w, t, lo) in tally.items():
         print(f"# {key + ' vs best peer:':<22} ibhooks better in {w}, tie in {t}, peer better in {lo}")
     print(
@@ -791,7 +800,9 @@ def print_summary(rows: List[Row]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a few small cases")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="one or two small cases per family (the default)")
+    mode.add_argument("--full", action="store_true", help="the full grid")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
     ap.add_argument(
         "--no-peer",
@@ -808,7 +819,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     load_peers(args.no_peer)
     print(
         f"# ibhooks accuracy benchmark  torch={torch.__version__}  threads={torch.get_num_threads()}  "
-        f"quick={args.quick}  load average={' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+        f"quick={not args.full}  load average={' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     for key, (mod, note) in PEERS.items():
         print(f"#   peer {key:<12} {'available ' + note if mod is not None else 'SKIPPED: ' + note}")
@@ -826,7 +837,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             w.numpy().astype(np.float64), w.numpy().astype(np.float64), approach="ksg", k=3
         )
     rows: List[Row] = []
-    q, s = args.quick, args.seed
+    q, s = not args.full, args.seed
     mc = 20_000 if q else 200_000
     if q:
         grid_g = [(1, 1.0), (4, 2.0)]

@@ -230,7 +230,8 @@ def _interleaved(fns: List[Callable[[], Any]], repeats: int) -> List[float]:
     return best
 
 
-def npeet_ratios(ns: List[int], ds: List[int], repeats: int) -> List[Tuple[str, int, int, float, float, float]]:
+def npeet_ratios(ns: List[int], ds: List[int], repeats: int
+                 ) -> List[Tuple[str, int, int, float, float, float]]:
     """KSG and Ross (default neighbors='auto') against NPEET's ``mi`` / ``micd`` on the same data in this
     process (npeet-plus, the bench extra; skipped with a note when not importable). Both are timed in
     turn, best of several calls; |diff| is |ours - NPEET| in bits (KSG: the same estimator, so only
@@ -241,15 +242,16 @@ def npeet_ratios(ns: List[int], ds: List[int], repeats: int) -> List[Tuple[str, 
     except ImportError as exc:
         print(f"# NPEET comparison skipped: {exc}")
         return []
-    print(f"{'estimator':<10}{'n':>7}{'d':>4}{'ours ms':>10}{'npeet ms':>10}{'npeet/ours':>12}{'|diff| bits':>13}"
-          "  search")
+    print(f"{'estimator':<10}{'n':>7}{'d':>4}{'ours ms':>10}{'npeet ms':>10}{'npeet/ours':>12}"
+          f"{'|diff| bits':>13}  search")
     out = []
     for d in ds:
         for n in ns:
             x, t, y = make_data(n, d)
             xn, tn, yn = x.double().numpy(), t.double().numpy(), y.numpy().reshape(-1, 1)
             for name, ours, ref in (
-                ("ksg", lambda: make_estimator("ksg").mutual_information(x, t), lambda: npeet.mi(xn, tn, k=3)),
+                ("ksg", lambda: make_estimator("ksg").mutual_information(x, t),
+                 lambda: npeet.mi(xn, tn, k=3)),
                 ("ross", lambda: make_estimator("ross").mutual_information(t, y),
                  lambda: npeet.micd(tn, yn, k=3, warning=False)),
             ):
@@ -257,8 +259,8 @@ def npeet_ratios(ns: List[int], ds: List[int], repeats: int) -> List[Tuple[str, 
                 s_ours, s_ref = _interleaved([ours, ref], repeats)
                 diff = abs(e.value - float(ref()))
                 search = e.diagnostics["neighbor_search"]
-                print(f"{name:<10}{n:>7}{d:>4}{_ms(s_ours):>10}{_ms(s_ref):>10}{s_ref / s_ours:>12.2f}{diff:>13.2e}"
-                      f"  {search}")
+                print(f"{name:<10}{n:>7}{d:>4}{_ms(s_ours):>10}{_ms(s_ref):>10}{s_ref / s_ours:>12.2f}"
+                      f"{diff:>13.2e}  {search}")
                 sys.stdout.flush()
                 out.append((name, n, d, s_ours, s_ref, diff))
     return out

@@ -78,7 +78,8 @@ def kth_distance_1d(x: np.ndarray, k: int) -> np.ndarray:
 
 def class_kth_distance_1d(x: np.ndarray, labels: np.ndarray, k_i: np.ndarray) -> np.ndarray:
     """Per value of ``x`` (n,), the distance to its ``k_i``-th nearest other value of the same label
-    (``inf`` where ``k_i < 1``): one sort by (label, value), then the window of ``max(k_i)`` on either side."""
+    (``inf`` where ``k_i < 1``): one sort by (label, value), then the window of ``max(k_i)`` on either
+    side."""
     n = x.shape[0]
     k = max(int(k_i.max()), 1)
     order = np.lexsort((x, labels))

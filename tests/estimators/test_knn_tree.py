@@ -92,7 +92,7 @@ def test_sorted_counts_at_radii_equal_to_distances(ties):
     for strict in (True, False):
         ref = ((dist < r[:, None]) if strict else (dist <= r[:, None])) & off
         assert np.array_equal(_knn_sorted.count_1d(x, r, strict), ref.sum(1))
-    assert (np.asarray(_knn_sorted.count_1d(x, r, True)) != np.asarray(_knn_sorted.count_1d(x, r, False))).any()
+    assert (_knn_sorted.count_1d(x, r, True) != _knn_sorted.count_1d(x, r, False)).any()
 
 
 def test_sorted_class_kth_distance_matches_pairwise_with_ties_and_edges():
