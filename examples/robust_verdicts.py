@@ -93,9 +93,11 @@ def summarise(monitors: Sequence[ibhooks.IBMonitor]) -> Dict[str, object]:
     runs = [ibhooks.load_run(m.log_path) for m in monitors]
     verdicts = [latest_verdicts(run.records)[2] for run in runs]
     layers = list(monitors[0].layer_names)
-    seconds = [sum(r.info.get("analysis_seconds", {}).get("robust", 0.0) for r in run.records) for run in runs]
+    seconds = [sum(r.info.get("analysis_seconds", {}).get("robust", 0.0) for r in run.records)
+               for run in runs]
     return {"table": tally(verdicts, layers), "robust_seconds_per_seed": seconds,
-            "verdicts": [[{"layer": v.layer, "phase": v.phase, **v.to_dict()} for v in per] for per in verdicts]}
+            "verdicts": [[{"layer": v.layer, "phase": v.phase, **v.to_dict()} for v in per]
+                         for per in verdicts]}
 
 
 def main(argv=None) -> dict:
@@ -121,7 +123,8 @@ def main(argv=None) -> dict:
         est = kde if args.instrument == "kde" else ("binning", {"n_bins": 30, "range": (-1.0, 1.0)})
         mons = train("tanh", seeds, [[est]] * len(seeds), prefix=f"tanh_{args.instrument}", **common)
         summary["tanh"] = {**summarise(mons), "runtime_s": time.time() - t0}
-        print(f"\ntanh ({args.instrument}), {args.seeds} seeds x {args.epochs} epochs\n{summary['tanh']['table']}")
+        print(f"\ntanh ({args.instrument}), {args.seeds} seeds x {args.epochs} epochs\n"
+              f"{summary['tanh']['table']}")
     if args.only in (None, "relu"):
         t0 = time.time()
         if args.instrument == "kde":
@@ -134,7 +137,8 @@ def main(argv=None) -> dict:
             per_seed = [[("binning", {"n_bins": 100, "range": r})] for r in ranges]
         mons = train("relu", seeds, per_seed, prefix=f"relu_{args.instrument}", **common)
         summary["relu"] = {**summarise(mons), "runtime_s": time.time() - t0}
-        print(f"\nReLU ({args.instrument}), {args.seeds} seeds x {args.epochs} epochs\n{summary['relu']['table']}")
+        print(f"\nReLU ({args.instrument}), {args.seeds} seeds x {args.epochs} epochs\n"
+              f"{summary['relu']['table']}")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"summary_{args.instrument}.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -67,8 +67,8 @@ def _snapshot(step: int, layers=("a", "b")) -> Snapshot:
 def _record(step: int, layers=("a", "b"), run=None) -> Record:
     """A record whose layers are estimated by the run's estimators ``run`` (key -> estimator)."""
     snap = _snapshot(step, layers)
-    per = {k: {key: LayerResult(*est.layer_information(snap.activations[k])) for key, est in (run or {}).items()}
-           for k in layers}
+    per = {k: {key: LayerResult(*est.layer_information(snap.activations[k]))
+               for key, est in (run or {}).items()} for k in layers}
     return Record(step=step, mode="probe", n_samples=4, layers=per)
 
 
@@ -130,7 +130,8 @@ def test_setting_equal_to_the_run_estimator_is_read_from_the_record():
     out = analysis.analyse(snap, rec)
     label = analysis.settings[1].label
     assert out["layers"]["a"]["values"][label] == {"I_XT": 7.25, "I_TY": 0.5}  # the record's, not recomputed
-    assert set(analysis.state_dict()["estimators"]) == {"readout(gain=2, monotone=False)"}  # reused: state is the run's
+    # the reused setting's state is the run's own, so only the other one is saved
+    assert set(analysis.state_dict()["estimators"]) == {"readout(gain=2, monotone=False)"}
 
 
 def test_state_round_trip_reaches_the_same_verdicts():
@@ -158,7 +159,7 @@ def _context(estimators):
 def test_default_sweeps_around_the_run_estimator():
     a = RobustVerdicts()
     a.bind(_context({"binning": make_estimator(("binning", {"n_bins": 30, "range": (-1.0, 1.0)}))}))
-    assert [s.label for s in a.settings] == ["binning(n_bins=10)", "binning(n_bins=30)", "binning(n_bins=100)"]
+    assert [s.label for s in a.settings] == [f"binning(n_bins={b})" for b in (10, 30, 100)]
     assert [s.reuse for s in a.settings] == [None, "binning", None]
     assert a.settings[0].estimator.params()["range"] == [-1.0, 1.0]  # everything but n_bins kept
     b = RobustVerdicts()
@@ -166,7 +167,7 @@ def test_default_sweeps_around_the_run_estimator():
     assert [s.estimator.n_bins for s in b.settings] == [10, 30, 50, 100]  # the run's own is added
     c = RobustVerdicts()
     c.bind(_context({"ksg": make_estimator("ksg"), "kde": make_estimator(("kde", {"noise_var": 0.1}))}))
-    assert [s.label for s in c.settings] == ["kde(noise_var=0.05)", "kde(noise_var=0.1)", "kde(noise_var=0.2)"]
+    assert [s.label for s in c.settings] == [f"kde(noise_var={v})" for v in (0.05, 0.1, 0.2)]
     d = RobustVerdicts()
     d.bind(_context({"noisy_channel": make_estimator(("noisy_channel", {"relative_noise": 0.1}))}))
     assert [s.estimator.relative_noise for s in d.settings] == pytest.approx([0.05, 0.1, 0.2])
@@ -193,7 +194,8 @@ def test_kde_settings_share_distances_and_match_a_direct_call():
     t, y = torch.randn(64, 5, generator=g), torch.randint(0, 2, (64,), generator=g)
     a = RobustVerdicts(settings=[("kde", {"noise_var": 0.05}), ("kde", {"noise_var": 0.2})])
     a.bind(_context({}))
-    out = a.analyse(Snapshot(0, "probe", {"a": t}, y), Record(step=0, mode="probe", n_samples=64, layers={"a": {}}))
+    out = a.analyse(Snapshot(0, "probe", {"a": t}, y),
+                    Record(step=0, mode="probe", n_samples=64, layers={"a": {}}))
     for s in a.settings:
         direct = make_estimator(("kde", {"noise_var": s.estimator.noise_var})).layer_information(t, y)
         got = out["layers"]["a"]["values"][s.label]
@@ -220,7 +222,8 @@ def test_monitor_run_writes_robust_verdicts_to_the_run_log_and_report(tmp_path):
     assert {(v.layer, v.phase) for v in verdicts} == {(k, p) for k in mon.layer_names
                                                       for p in ("fitting", "compression")}
     assert all(v.verdict is Robustness.UNDECIDED for v in verdicts)  # 4 points: too few to decide
-    assert all(dict(v.settings)["binning(n_bins=30)"].status is PhaseStatus.INSUFFICIENT_DATA for v in verdicts)
+    assert all(dict(v.settings)["binning(n_bins=30)"].status is PhaseStatus.INSUFFICIENT_DATA
+               for v in verdicts)
     rec = run.records[-1]
     assert rec.analyses["robust"]["layers"]["0"]["values"]["binning(n_bins=30)"]["I_XT"] == pytest.approx(
         rec.layers["0"]["binning"].i_xt.value)

@@ -27,8 +27,18 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 from ..interpret import PhaseConfig, PhaseTracker
 from ..schema import PhaseStatus, Record
 from .base import Analysis, AnalysisContext
-from .robust_sweep import (DEFAULT_BINS, DEFAULT_NOISE_FACTORS, Setting, SettingsSpec, default_settings,
-                           estimate_settings, explicit_settings, mark_reuse, sweepable, validate_settings)
+from .robust_sweep import (
+    DEFAULT_BINS,
+    DEFAULT_NOISE_FACTORS,
+    Setting,
+    SettingsSpec,
+    default_settings,
+    estimate_settings,
+    explicit_settings,
+    mark_reuse,
+    sweepable,
+    validate_settings,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..capture.snapshot import Snapshot
@@ -63,7 +73,8 @@ class SettingVerdict:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SettingVerdict":
-        return cls(PhaseStatus(d.get("status", "insufficient_data")), d.get("start_step"), d.get("change_bits"))
+        status = PhaseStatus(d.get("status", "insufficient_data"))
+        return cls(status, d.get("start_step"), d.get("change_bits"))
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,8 @@ class PhaseVerdict:
     @classmethod
     def from_dict(cls, layer: str, phase: str, d: Mapping[str, Any]) -> "PhaseVerdict":
         per = d.get("settings") or {}
-        return cls(str(layer), str(phase), tuple((str(k), SettingVerdict.from_dict(v)) for k, v in per.items()))
+        settings = tuple((str(k), SettingVerdict.from_dict(v)) for k, v in per.items())
+        return cls(str(layer), str(phase), settings)
 
 
 def verdicts_of(result: Mapping[str, Any]) -> List[PhaseVerdict]:
@@ -123,7 +135,8 @@ def verdicts_of(result: Mapping[str, Any]) -> List[PhaseVerdict]:
 
 
 def latest_verdicts(records: Sequence[Record]) -> Tuple[Optional[int], List[str], List[PhaseVerdict]]:
-    """``(step, setting labels, verdicts)`` of the latest record with a robust result (``None`` step: none)."""
+    """``(step, setting labels, verdicts)`` of the latest record with a robust result (step ``None``:
+    there is none)."""
     for rec in sorted(records, key=lambda r: r.step, reverse=True):
         result = rec.analyses.get(RobustVerdicts.name)
         if isinstance(result, Mapping) and result.get("layers"):
@@ -153,7 +166,8 @@ class RobustVerdicts(Analysis):
         if isinstance(phase_config, Mapping):
             phase_config = PhaseConfig(**dict(phase_config))
         if phase_config is not None and not isinstance(phase_config, PhaseConfig):
-            raise ValueError(f"phase_config must be a PhaseConfig or a dict of its fields, got {phase_config!r}")
+            raise ValueError(
+                f"phase_config must be a PhaseConfig or a dict of its fields, got {phase_config!r}")
         if any(not isinstance(b, int) or isinstance(b, bool) or b < 2 for b in bins):
             raise ValueError(f"bins must be integers >= 2, got {list(bins)!r}")
         if any(not isinstance(f, (int, float)) or not f > 0 for f in noise_factors):
@@ -189,7 +203,8 @@ class RobustVerdicts(Analysis):
             if sweepable(est) is not None:
                 return est
         raise ValueError(f"robust: none of the run's estimators ({', '.join(estimators)}) has a default "
-                         "sweep (binning, kde, noisy_channel); pass settings=[('binning', {'n_bins': 10}), ...]")
+                         "sweep (binning, kde, noisy_channel); "
+                         "pass settings=[('binning', {'n_bins': 10}), ...]")
 
     # ---- per measurement -------------------------------------------------------------------
 
@@ -210,8 +225,9 @@ class RobustVerdicts(Analysis):
             console = getattr(getattr(self, "context", None), "console", None)
             if console is not None:
                 console.warn_once(("robust", label, msg.split(":")[0]),
-                                  f"robust: setting {label!r} failed at step {record.step}: {msg} (recorded in "
-                                  "record.analyses['robust']['errors']; the other settings go on)")
+                                  f"robust: setting {label!r} failed at step {record.step}: {msg} "
+                                  "(recorded in record.analyses['robust']['errors']; "
+                                  "the other settings go on)")
         for label, layers in per_setting.items():
             synthetic = Record(step=record.step, mode=record.mode, n_samples=record.n_samples, h_y=record.h_y,
                                layers={layer: {label: res} for layer, res in layers.items()})
@@ -269,8 +285,8 @@ class RobustVerdicts(Analysis):
                              f"(version {_STATE_VERSION}), got {type(state).__name__}")
         labels = [s.label for s in self.settings]
         if list(state.get("settings") or []) != labels:
-            raise ValueError(f"robust: the state was saved with settings {state.get('settings')!r}, this analysis "
-                             f"has {labels!r}; construct it with the same sweep")
+            raise ValueError(f"robust: the state was saved with settings {state.get('settings')!r}, this "
+                             f"analysis has {labels!r}; construct it with the same sweep")
         for label, tracker_state in (state.get("trackers") or {}).items():
             self._trackers[label].load_state_dict(tracker_state)
         for s in self.settings:

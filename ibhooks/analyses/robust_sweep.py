@@ -90,12 +90,13 @@ def default_settings(est: Estimator, bins: Sequence[int], noise_factors: Sequenc
     if kind == "noise":
         relative = getattr(est, "relative_noise", None)
         knob = "relative_noise" if relative is not None else "noise_var"
-        base = float(relative if relative is not None else getattr(est, "noise_var"))
+        base = float(relative if relative is not None else est.noise_var)  # type: ignore[attr-defined]
         factors = sorted({float(f) for f in noise_factors} | {1.0})
         out = []
         for f in factors:
             value = base * f
-            out.append(Setting(_label(est.name, {knob: value}), est if f == 1.0 else rebuild(est, **{knob: value})))
+            swept = est if f == 1.0 else rebuild(est, **{knob: value})
+            out.append(Setting(_label(est.name, {knob: value}), swept))
         return out
     raise ValueError(f"the robust analysis has no default sweep for estimator {est.name!r}; pass "
                      "settings=[('binning', {'n_bins': 10}), ...] (two or more)")
@@ -153,7 +154,7 @@ def _shared_distances(t: torch.Tensor, est: Estimator, cache: Dict[int, Any]) ->
     from ..estimators._common import check_samples
     from ..estimators._pairwise import RowDistances, flat_rows
 
-    key = int(getattr(est, "max_block_bytes"))
+    key = int(est.max_block_bytes)  # type: ignore[attr-defined]
     if key not in cache:
         cache[key] = RowDistances(check_samples(flat_rows(t)), max_block_bytes=key)
     return cache[key]
