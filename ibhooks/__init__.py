@@ -19,7 +19,7 @@ __all__ = [
     "IBMonitor", "CaptureConfig", "PassiveConfig", "RunLogConfig", "ExecutionConfig", "Estimate",
     "EstimatorTraits", "LayerResult", "Record", "Checks", "IBWarning", "WarningCode", "PhaseDecision",
     "PhaseStatus", "Quantity", "Chain", "Run", "load_run", "every_n", "log_spaced", "mutual_information",
-    "layer_information",
+    "layer_information", "information_bottleneck_curve", "IBCurve",
 ]
 __version__ = "0.2.0"
 
@@ -29,4 +29,8 @@ def __getattr__(name: str) -> Any:  # functional API, resolved lazily (PEP 562)
         from . import functional
 
         return getattr(functional, name)
+    if name in ("information_bottleneck_curve", "IBCurve"):
+        from . import ib_bound
+
+        return getattr(ib_bound, name)
     raise AttributeError(f"module 'ibhooks' has no attribute {name!r}")

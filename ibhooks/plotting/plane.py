@@ -7,6 +7,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..ib_bound import IBCurve
 from ..schema import Quantity, Record
 from .queries import RunLike, as_records, caps, default_estimator, layer_names, layer_series, quantity_label
 from .style import (
@@ -26,6 +27,7 @@ from .style import (
 )
 
 SATURATED_COLOR = "#B22222"
+BOUND_COLOR = "black"
 NO_PLANE_NOTE = ("No layer has both I(X;T) and I(T;Y)\n(no labels were given?): nothing to place "
                  "on the plane.\nSee the layer curves for I(X;T).")
 
@@ -43,6 +45,7 @@ class Trajectory:
     xerr: Optional[np.ndarray]  # (2, n) whisker lengths, or None
     yerr: Optional[np.ndarray]
     saturated: np.ndarray  # I(X;T) at its cap
+    y_rule: Optional[np.ndarray] = None  # I(T;Y) under the IB bound's stochastic rule (NaN: not measured)
 
 
 @dataclass
@@ -59,6 +62,30 @@ class PlaneFrame:
     xlabel: str
     ylabel: str
     measured: List[Tuple[str, str]]  # (quantity, what was actually measured) for the caption
+    bound: Optional[IBCurve] = None  # the information-bottleneck curve, when the run logged one
+
+
+def ib_bound_of(records: Sequence[Record]) -> Optional[IBCurve]:
+    """The IB curve the ``ib_bound`` analysis logged (the latest record carrying one), or None."""
+    for rec in reversed(records):
+        entry = rec.analyses.get("ib_bound") if isinstance(rec.analyses, Mapping) else None
+        if isinstance(entry, Mapping) and isinstance(entry.get("curve"), Mapping):
+            return IBCurve.from_dict(entry["curve"])
+    return None
+
+
+def bound_label(bound: IBCurve) -> str:
+    """The legend entry: says when the bound is the trivial one of a deterministic Y."""
+    return "IB bound: trivial, Y = f(X)" if bound.deterministic else "IB bound"
+
+
+def bound_caption(bound: IBCurve) -> str:
+    """What the bound is, for the figure caption."""
+    if bound.deterministic:
+        return (f"min(I(X;T), H(Y)) exactly: Y is a function of X ({bound.source or 'labels'}), "
+                "so the bound is trivial (Kolchinsky et al. 2019)")
+    return (f"IB curve of {bound.source or 'p(y|x)'}, I(X;Y) = {bound.i_xy:.3f} bits; filled points: I(T;Y) "
+            "with the probe labels; hollow dashed: I(T;Y) under that rule (what the logged gaps use)")
 
 
 def _trajectory(records: Sequence[Record], layer: str, estimator: str, i: int) -> Trajectory:
@@ -70,7 +97,23 @@ def _trajectory(records: Sequence[Record], layer: str, estimator: str, i: int) -
     x, y = sx.value[ix], sy.value[iy]
     color, marker = layer_style(i)
     return Trajectory(layer, color, marker, common, x, y, errorbars(x, sx.lo[ix], sx.hi[ix]),
-                      errorbars(y, sy.lo[iy], sy.hi[iy]), sx.saturated[ix])
+                      errorbars(y, sy.lo[iy], sy.hi[iy]), sx.saturated[ix], _rule_values(records, layer, estimator,
+                                                                                         common))
+
+
+def _rule_values(records: Sequence[Record], layer: str, estimator: str, steps: np.ndarray
+                 ) -> Optional[np.ndarray]:
+    """I(T;Y) under the IB bound's stochastic rule (``analyses["ib_bound"]["i_ty_rule"]``) at ``steps``."""
+    found = {}
+    for rec in records:
+        entry = rec.analyses.get("ib_bound") if isinstance(rec.analyses, Mapping) else None
+        rule = entry.get("i_ty_rule") if isinstance(entry, Mapping) else None
+        value = rule.get(layer, {}).get(estimator) if isinstance(rule, Mapping) else None
+        if isinstance(value, (int, float)):
+            found.setdefault(rec.step, float(value))
+    if not found:
+        return None
+    return np.array([found.get(int(st), np.nan) for st in steps], dtype=np.float64)
 
 
 def plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Sequence[str]] = None
@@ -82,17 +125,24 @@ def plane_frame(records: Sequence[Record], estimator: str, layers: Optional[Sequ
     sy = [layer_series(records, lyr, estimator, Quantity.I_TY) for lyr in layers]
     qx = quantity_label(records, estimator, Quantity.I_XT)
     qy = quantity_label(records, estimator, Quantity.I_TY)
+    bound = ib_bound_of(records)
+    xlim, ylim = value_limits(sx, xcap, 0.06), value_limits(sy, hy, 0.08)
+    if bound is not None:  # the whole curve in view
+        xlim = (xlim[0], max(xlim[1], bound.h_x * 1.06))
+        ylim = (ylim[0], max(ylim[1], bound.i_xy * 1.08))
     return PlaneFrame(
         estimator=estimator,
         trajectories=[_trajectory(records, lyr, estimator, i) for i, lyr in enumerate(layers)],
         norm=step_norm([r.step for r in records]),
         xcap=xcap,
         hy=hy,
-        xlim=value_limits(sx, xcap, 0.06),
-        ylim=value_limits(sy, hy, 0.08),
+        xlim=xlim,
+        ylim=ylim,
         xlabel=f"{Quantity.I_XT.label} [bits]",
         ylabel=f"{Quantity.I_TY.label} [bits]",
-        measured=[(Quantity.I_XT.label, qx), (Quantity.I_TY.label, qy)],
+        measured=[(Quantity.I_XT.label, qx), (Quantity.I_TY.label, qy)]
+        + ([("IB bound", bound_caption(bound))] if bound is not None else []),
+        bound=bound,
     )
 
 
@@ -103,7 +153,7 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
     axes, never over data), ``"inside"`` (best spot) or ``"none"``."""
     from matplotlib.lines import Line2D
 
-    mappable, handles, any_sat = None, [], False
+    mappable, handles, any_sat, any_rule = None, [], False, False
     cmap = step_cmap()
     sizes = layer_marker_sizes(len(frame.trajectories))
     for tr, size in zip(frame.trajectories, sizes):
@@ -123,12 +173,24 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
             any_sat = True
             ax.scatter(x[sat], y[sat], marker="o", s=2.5 * size, facecolors="none", edgecolors=SATURATED_COLOR,
                        linewidths=0.8, zorder=2.8)
+        rule = None if tr.y_rule is None else tr.y_rule[keep]
+        if rule is not None and np.isfinite(rule).any():
+            any_rule = True
+            ax.plot(x, rule, "--", color=tr.color, lw=0.8, alpha=0.6, zorder=2, gid=f"rule:{tr.layer}")
+            ax.scatter(x, rule, marker=tr.marker, s=size, facecolors="none", edgecolors=tr.color, linewidths=0.9,
+                       zorder=3)
         if highlight_last:
             last = cmap(frame.norm(max(steps[-1], frame.norm.vmin)))
             ax.scatter(x[-1:], y[-1:], marker=tr.marker, s=90, c=[last], edgecolors="black", linewidths=1.2,
                        zorder=5)
         handles.append(Line2D([], [], color=tr.color, marker=tr.marker, markerfacecolor="white",
                               markeredgecolor=tr.color, lw=1.0, label=short(tr.layer)))
+    if frame.bound is not None:
+        ax.plot(frame.bound.i_xt, frame.bound.i_ty, "-", color=BOUND_COLOR, lw=1.4, zorder=1.8, gid="ib_bound")
+        handles.append(Line2D([], [], color=BOUND_COLOR, lw=1.4, label=bound_label(frame.bound)))
+        if any_rule:
+            handles.append(Line2D([], [], color="0.3", ls="--", marker="o", markerfacecolor="none", lw=0.8,
+                                  label="I(T;Y) under the rule"))
     cap_line(ax, Quantity.I_XT, frame.xcap, vertical=True)
     cap_line(ax, Quantity.I_TY, frame.hy, label_left=True)
     ax.set_xlim(*frame.xlim)
@@ -161,7 +223,9 @@ def plot_information_plane(
     """The information plane: x = I(X;T), y = I(T;Y), one trajectory per layer, points coloured by
     training step (log scale, colorbar), CI whiskers where the estimates have intervals, the
     estimator's cap on I(X;T) (log2 n) as a dashed vertical line and H(Y) as a dotted horizontal
-    line; points at the cap are ringed. Axis labels name the quantity actually measured.
+    line; points at the cap are ringed. Axis labels name the quantity actually measured. When the run
+    logged the ``ib_bound`` analysis, its information-bottleneck curve is the black line (labelled
+    trivial when Y is a function of X).
 
     Args:
         records: Records, a :class:`~ibhooks.runlog.Run` or a run-log path.
