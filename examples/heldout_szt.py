@@ -22,8 +22,9 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ibhooks  # noqa: E402
 from _szt import nll_of_softmax, szt_data, szt_network  # noqa: E402
+
+import ibhooks  # noqa: E402
 from ibhooks.analyses.heldout import heldout_layers  # noqa: E402
 from ibhooks.plotting import close_figure, plot_heldout_plane  # noqa: E402
 
@@ -48,7 +49,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     test_mask = torch.ones(len(y), dtype=torch.bool)
     test_mask[train_idx] = False
     test_idx = test_mask.nonzero().squeeze(1)
-    pick = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(5))[: len(test_idx)]]
+    order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(5))
+    pick = train_idx[order[: len(test_idx)]]  # training patterns, as many as held out
     model = szt_network("tanh", seed=args.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     max_steps = args.epochs * -(-len(train_idx) // args.batch_size)
@@ -91,14 +93,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         tx, hx = [r.i_xt.value for r in tr], [r.i_xt.value for r in he]
         table[layer] = {"train_I_XT": tx, "heldout_I_XT": hx, "train_I_TY": [r.i_ty.value for r in tr],
                         "heldout_I_TY": [r.i_ty.value for r in he]}
-        print(f"{layer:>5}   {tx[0]:5.2f} / {max(tx):5.2f} / {tx[-1]:5.2f}          {hx[0]:5.2f} / {max(hx):5.2f} / "
-              f"{hx[-1]:5.2f}           {tr[-1].i_ty.value:.3f} / {he[-1].i_ty.value:.3f}")
+        print(f"{layer:>5}   {tx[0]:5.2f} / {max(tx):5.2f} / {tx[-1]:5.2f}          "
+              f"{hx[0]:5.2f} / {max(hx):5.2f} / {hx[-1]:5.2f}           "
+              f"{tr[-1].i_ty.value:.3f} / {he[-1].i_ty.value:.3f}")
     last = run.records[-1].analyses["heldout"]
     print("verdicts (train / held-out):")
     for v in last["verdicts"]:
         print(f"  {v['layer']:>3} {v['phase']:<12} {v['train']:<18} {v['heldout']}")
     print("notes:", last["notes"] or "none (verdicts agree)")
-    return {"run_log": monitor.log_path, "table": table, "notes": last["notes"], "accuracy": (acc_train, acc_test)}
+    return {"run_log": monitor.log_path, "table": table, "notes": last["notes"],
+            "accuracy": (acc_train, acc_test)}
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ The probe repeats each input ``--replicates`` times (sample propagation needs it
 own replicates nearby: the row-wise merged fraction is near 1 by construction, and the pair fraction
 (dominated by pairs of different inputs) is the informative one.
 
-    python examples/noisy_network_geometry.py --out runs/noisy_geometry            # ~ the time of noisy_network.py
+    python examples/noisy_network_geometry.py --out runs/noisy_geometry      # ~ as long as noisy_network.py
     python examples/noisy_network_geometry.py --smoke --out /tmp/noisy_geometry_smoke
 """
 from __future__ import annotations
@@ -33,11 +33,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from noisy_network import SamplePropagation, noisy_szt_network  # noqa: E402
+
 import ibhooks  # noqa: E402
 from ibhooks.data import load_szt  # noqa: E402
 from ibhooks.plotting import close_figure  # noqa: E402
 from ibhooks.plotting.geometry import plot_geometry  # noqa: E402
-from noisy_network import SamplePropagation, noisy_szt_network  # noqa: E402
 
 STATISTICS = ("within_between_ratio", "merged_pair_fraction", "silhouette")
 
@@ -68,8 +69,8 @@ def layer_correlations(records: Sequence[Any], estimator: str = "goldfeld_sp") -
     """Per layer: I(X;T) series, the geometry series, and their correlations (all points; after the peak)."""
     out: Dict[str, Dict[str, Any]] = {}
     for layer in records[0].layers:
-        rows = [(r.step, r.layers[layer][estimator].i_xt.value, r.analyses["geometry"][layer]) for r in records
-                if layer in r.layers and r.layers[layer][estimator].i_xt is not None
+        rows = [(r.step, r.layers[layer][estimator].i_xt.value, r.analyses["geometry"][layer])
+                for r in records if layer in r.layers and r.layers[layer][estimator].i_xt is not None
                 and layer in (r.analyses.get("geometry") or {})]
         steps = [s for s, _, _ in rows]
         ixt = [v for _, v, _ in rows]
@@ -124,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         model, layers=[nn.Tanh], probe=(x_probe, y_probe),
         schedule=ibhooks.log_spaced(args.measurements, max_steps),
         estimators=[SamplePropagation(args.beta, args.replicates, seed=args.seed)],
-        analyses=["geometry"], log_dir=out, run_name="noisy_geometry", max_samples=len(y_probe), verbose=False,
+        analyses=["geometry"], log_dir=out, run_name="noisy_geometry", max_samples=len(y_probe),
+        verbose=False,
     )
     t0 = time.time()
     gen = torch.Generator().manual_seed(args.seed)
@@ -149,8 +151,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         fig.savefig(path, dpi=150, metadata={"Software": None})
     close_figure(fig)
     (out / "correlations.json").write_text(json.dumps(corr, indent=1))
-    print(f"noisy SZT network, beta = {args.beta:g}: {args.epochs} epochs ({max_steps} steps), accuracy (noisy) "
-          f"{acc:.3f}; {len(run.records)} measurements; {time.time() - t0:.0f}s")
+    print(f"noisy SZT network, beta = {args.beta:g}: {args.epochs} epochs ({max_steps} steps), "
+          f"accuracy (noisy) {acc:.3f}; {len(run.records)} measurements; {time.time() - t0:.0f}s")
     print("layer  I(X;T) first/peak/last  drop   ratio first/last  pairs merged first/last   "
           "rho(I,ratio) rho(I,merged) | after peak: rho(I,ratio) rho(I,merged)")
     for layer, c in corr.items():

@@ -97,8 +97,8 @@ def test_results_written_and_training_unchanged(runs):
 @pytest.fixture(scope="module")
 def same(tmp_path_factory):
     probe = _data(64, 1)
-    return _train(tmp_path_factory.mktemp("same"), "same", analyses=[("heldout", {"probe": probe}), "geometry"],
-                  probe=probe)[0]
+    analyses = [("heldout", {"probe": probe}), "geometry"]
+    return _train(tmp_path_factory.mktemp("same"), "same", analyses=analyses, probe=probe)[0]
 
 
 def test_same_probe_reads_the_same(same):
@@ -119,13 +119,16 @@ def test_passive_mode_and_bad_inputs_refused(tmp_path):
         IBMonitor(model, probe=_data(16, 0), log_dir=tmp_path, verbose=False,
                   analyses=[("heldout", {"probe": (torch.randn(16, 5), torch.zeros(16, dtype=torch.long))})])
     with pytest.raises(ValueError, match="needs probe="):
-        IBMonitor(model, probe=_data(16, 0), log_dir=tmp_path, verbose=False, analyses=[("heldout", {"probe": None})])
+        IBMonitor(model, probe=_data(16, 0), log_dir=tmp_path, verbose=False,
+                  analyses=[("heldout", {"probe": None})])
 
 
 def test_verdict_notes():
     verdicts = [
-        {"layer": "fc2", "estimator": "binning", "phase": "compression", "train": "detected", "heldout": "not_detected"},
-        {"layer": "fc2", "estimator": "binning", "phase": "fitting", "train": "detected", "heldout": "detected"},
+        {"layer": "fc2", "estimator": "binning", "phase": "compression", "train": "detected",
+         "heldout": "not_detected"},
+        {"layer": "fc2", "estimator": "binning", "phase": "fitting", "train": "detected",
+         "heldout": "detected"},
         {"layer": "fc1", "estimator": "kde", "phase": "fitting", "train": "candidate", "heldout": "detected"},
     ]
     assert verdict_notes(verdicts) == [

@@ -50,8 +50,8 @@ def verdict_notes(verdicts: List[Dict[str, Any]]) -> List[str]:
     for v in verdicts:
         train, held = PhaseStatus(v["train"]), PhaseStatus(v["heldout"])
         if (train is PhaseStatus.DETECTED) != (held is PhaseStatus.DETECTED):
-            notes.append(f"{v['layer']} / {v['estimator']}: {v['phase']} {_status_word(train)} on the training "
-                         f"probe, {_status_word(held)} on the held-out probe")
+            notes.append(f"{v['layer']} / {v['estimator']}: {v['phase']} {_status_word(train)} on the "
+                         f"training probe, {_status_word(held)} on the held-out probe")
     return notes
 
 
@@ -97,7 +97,8 @@ class HeldOutProbe(Analysis):
         self._given = None  # the Probe keeps what it needs
         taker = context.taker
         self._taker = SnapshotTaker(context.model, context.capture, self.probe, None, context.console,
-                                    probe_batch_size=taker.probe_batch_size, probe_forward=taker.probe_forward)
+                                    probe_batch_size=taker.probe_batch_size,
+                                    probe_forward=taker.probe_forward)
         self._check_forward(context)
         if self.probe.n != context.probe.n:
             context.console.warn_once(

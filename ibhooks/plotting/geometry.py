@@ -88,7 +88,8 @@ def plot_geometry(
         raise ValueError("no record holds a 'geometry' analysis; run the monitor with analyses=['geometry']")
     unknown = [k for k in statistics if k not in STATISTIC_LABELS]
     if unknown or not statistics:
-        raise ValueError(f"statistics must name some of {', '.join(STATISTIC_LABELS)}; got {list(statistics)}")
+        raise ValueError(f"statistics must name some of {', '.join(STATISTIC_LABELS)}; "
+                         f"got {list(statistics)}")
     estimator = default_estimator(recs, estimator)
     layers = list(layers) if layers else layer_names(recs)
     steps = [r.step for r in recs]

@@ -59,7 +59,8 @@ def verdict_differences(records: Sequence[Record]) -> List[str]:
     return []
 
 
-def _points(records: Sequence[Record], layer: str, estimator: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _points(records: Sequence[Record], layer: str, estimator: str
+            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     sx = layer_series(records, layer, estimator, Quantity.I_XT)
     sy = layer_series(records, layer, estimator, Quantity.I_TY)
     common = np.intersect1d(sx.steps, sy.steps)
@@ -94,8 +95,10 @@ def plot_heldout_plane(
     notes = verdict_differences(recs)
     with style():
         shown = notes[:8] + ([f"... and {len(notes) - 8} more"] if len(notes) > 8 else [])
-        text = "\n".join(["Phase verdicts differ between the probes:"] + [wrap(n, 100) for n in shown]) if notes \
-            else "Phase verdicts agree between the training and held-out probes (no phase detected on one only)."
+        text = ("\n".join(["Phase verdicts differ between the probes:"] + [wrap(n, 100) for n in shown])
+                if notes else
+                "Phase verdicts agree between the training and held-out probes "
+                "(no phase detected on one only).")
         lines = text.count("\n") + 1
         fig = new_figure((6.4, 5.4 + 0.15 * lines))
         gs = fig.add_gridspec(2, 1, height_ratios=[5.0, 0.18 * lines + 0.1])
@@ -135,15 +138,19 @@ def plot_heldout_plane(
         ax.set_ylim(*value_limits(ty + hy, frame.hy, 0.08))
         if mappable is not None:
             fig.colorbar(mappable, ax=ax, pad=0.02, aspect=30).set_label("training step (log scale)")
-        handles = [Line2D([], [], color=layer_style(i)[0], lw=1.2, label=short(lyr)) for i, lyr in enumerate(layers)]
+        handles = [Line2D([], [], color=layer_style(i)[0], lw=1.2, label=short(lyr))
+                   for i, lyr in enumerate(layers)]
         handles += [
-            Line2D([], [], ls="-", color="0.3", marker=TRAIN_MARKER, markerfacecolor="0.5", label="training probe"),
+            Line2D([], [], ls="-", color="0.3", marker=TRAIN_MARKER, markerfacecolor="0.5",
+                   label="training probe"),
             Line2D([], [], ls="--", color="0.3", marker=HELDOUT_MARKER, markerfacecolor="none",
                    label="held-out probe"),
         ]
         ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.1), mode="expand",
                   ncols=min(len(handles), 4), frameon=False, borderaxespad=0.0, handlelength=2.2)
         n_held = held[-1].n_samples if held else 0
-        fig.suptitle(figure_title(recs, estimator, "Training and held-out probes") + f" · held-out n = {n_held}")
-        measured_caption(fig, [(q.label, quantity_label(recs, estimator, q)) for q in (Quantity.I_XT, Quantity.I_TY)])
+        title = figure_title(recs, estimator, "Training and held-out probes")
+        fig.suptitle(f"{title} · held-out n = {n_held}")
+        measured_caption(fig, [(q.label, quantity_label(recs, estimator, q))
+                               for q in (Quantity.I_XT, Quantity.I_TY)])
     return fig
