@@ -6,21 +6,23 @@ For ``layer_information(t, y, layer=...)`` (X uniform over the probe rows):
   ``n_bins`` (30) equal bins over the layer's running min..max, for both I(X;T) = H(bin(T)) and
   I(bin(T);Y). There the binned variable keeps few enough cells to be informative, and it is the
   instrument of the literature being reproduced.
-* **wide layers**: I(X;T) from a scale-aware noise, I(X; T+N(0, beta*var(T))) with beta = 0.1 of the
-  layer's mean per-unit variance fixed at its first measurement (:mod:`._noise`), by the KDE pairwise
-  upper bound (``xt="kde"``, default: deterministic, O(n^2 D) once for the distances, the Saxe et
-  al. bound) or the Monte-Carlo noisy channel (``xt="noisy_channel"``: the value itself, with MC
-  error, about the KDE's cost plus an n x n factorisation and n x m x n draws). The full activation
-  is used (through its Gram matrix when D > n), so no projection takes the layer off its chain.
-  I(T;Y) from the cross-fitted classifier probe, a lower bound that stays informative where every
-  pairwise estimate of I(T;Y) sits at H(Y) (``ty="classifier_probe"``, default; ``ty="kde"`` takes
-  the KDE difference of bounds instead).
+* **wide layers**: I(X;T) from a scale-aware noise, I(X; T+N(0, sigma^2 I)) with sigma^2 = beta x the
+  layer's *total* variance (the sum over its units, beta = 0.3), fixed at the layer's first measurement
+  (:mod:`._noise`), by the KDE pairwise upper bound (``xt="kde"``, default: deterministic, O(n^2 D) once
+  for the distances, the Saxe et al. bound) or the Monte-Carlo noisy channel (``xt="noisy_channel"``).
+  The full activation is used (through its Gram matrix when D > n), so no projection takes the layer off
+  its chain. I(T;Y) from the cross-fitted classifier probe, a lower bound that stays informative where
+  every pairwise estimate of I(T;Y) sits at H(Y) (``ty="classifier_probe"``, default; ``ty="kde"`` takes
+  the KDE difference of bounds instead: much faster, and informative at this noise level).
 
-  Caveat, measured: sigma^2 = 0.1 x the *per-unit* variance separates rows whose whole squared distance
-  exceeds about 0.2 x one unit's variance, so in D dimensions only near-duplicate clusters merge. A
-  random ReLU layer of 64, 256 or 1024 units on a 10-class Gaussian mixture (input SNR 1, n = 512)
-  reads the 9-bit cap with it, and 8.0, 8.3, 8.4 bits with ``relative_to="total"`` (sigma^2 = 0.1 x
-  the summed variance, which compares distances with the layer's whole spread).
+  Why total variance and 0.3, measured: noise relative to one unit's variance separates rows whose whole
+  squared distance exceeds a fraction of one unit's variance, so in D dimensions every row stays apart
+  and wide layers read the log2 n cap (BERT and ResNet blocks of examples/real_models.py: 63-71 % of
+  estimates at the cap with beta = 0.1 of the total variance, all of them per unit). With sigma^2 =
+  0.3 x the total variance, two rows merge when their distance is comparable to the layer's own spread:
+  no estimate at the cap, 2 bits of spread across the layers at initialisation, and the last layers'
+  I(X;T) and I(T;Y) move as the model learns (beta = 1 and 3 read 0.5-1.5 bits everywhere at
+  initialisation: too coarse). Set ``relative_to="unit"`` / ``relative_noise`` for the other readings.
 
 The choice is kept per layer (``state_dict``), so a layer keeps its instrument for the whole run. Every
 Estimate names it: ``estimator`` is ``"auto:<choice>"`` (``auto:binning``, ``auto:kde_rel``,
@@ -64,8 +66,8 @@ class Auto(Estimator):
     Args:
         narrow_max_dim: Layers with at most this many units (after flattening) are binned.
         n_bins: Bins per unit for narrow layers (over the layer's running min..max).
-        relative_noise: beta of the scale-aware noise for wide layers (sigma^2 = beta x var(T)).
-        relative_to: ``"unit"`` (mean per-unit variance, default) or ``"total"`` (summed over units).
+        relative_noise: beta of the scale-aware noise for wide layers (sigma^2 = beta x the variance below).
+        relative_to: ``"total"`` (summed over units, default) or ``"unit"`` (mean per-unit variance).
         xt: I(X;T) of wide layers: ``"kde"`` (upper bound, default) or ``"noisy_channel"``.
         ty: I(T;Y) of wide layers: ``"classifier_probe"`` (default) or ``"kde"``.
         seed: Seed of the chosen estimators' own generators.
@@ -76,8 +78,8 @@ class Auto(Estimator):
     #: The class itself promises nothing; every Estimate carries the traits of the estimator chosen.
     traits: ClassVar[EstimatorTraits] = EstimatorTraits()
 
-    def __init__(self, narrow_max_dim: int = 12, n_bins: int = 30, relative_noise: float = 0.1,
-                 relative_to: str = "unit", xt: str = "kde", ty: str = "classifier_probe",
+    def __init__(self, narrow_max_dim: int = 12, n_bins: int = 30, relative_noise: float = 0.3,
+                 relative_to: str = "total", xt: str = "kde", ty: str = "classifier_probe",
                  seed: int = 0) -> None:
         self.narrow_max_dim = require_int("narrow_max_dim", narrow_max_dim, 0)
         self.n_bins = require_int("n_bins", n_bins, 2)
