@@ -247,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--quick", action="store_true", help="five small tasks")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--means", choices=("sample", "debiased"), default="sample",
+    ap.add_argument("--means", choices=("sample", "debiased"), default="debiased",
                     help="the twin's class means")
     ap.add_argument("--mc", type=int, default=50_000, help="Monte Carlo draws of each truth")
     ap.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma-separated subset")

@@ -4,9 +4,9 @@ the same n, D, class counts and separation.
 
 At a measurement (every ``every``-th one), for each layer with labels:
 
-1. fit the layer's Gaussian twin (:mod:`._twin`): its class means, a shared Ledoit-Wolf-shrunk
-   within-class covariance, the labels' proportions; draw n rows from it for the probe's own labels
-   (a seeded generator on the tensor's device, the same stream at every measurement);
+1. fit the layer's Gaussian twin (:mod:`._twin`): its class means (debiased by default), a shared
+   Ledoit-Wolf-shrunk within-class covariance, the labels' proportions; draw n rows from it for the
+   probe's own labels (a seeded generator on the tensor's device, the same stream at every measurement);
 2. its truth I(T;Y) by Monte Carlo over the exact posterior (``mc_samples`` draws; the standard error
    is recorded); for a noise-based instrument (its Estimate adds noise or has it in the network) the
    truth of what it measures, I(T + N(0, s2 I); Y) with its s2;
@@ -124,8 +124,9 @@ class CalibrationTwin(Analysis):
         mc_samples: Monte Carlo draws of the twin's true I(T;Y) (K-dimensional, cheap).
         xt_mc_samples: Draws of the direct reference of a noise-based I(X;T) (0: skip it).
         shrinkage: Shrinkage of the twin's covariance in [0, 1]; ``None``: Ledoit-Wolf.
-        means: ``"sample"`` (the layer's class means) or ``"debiased"`` (pulled in by their expected
-            sampling spread, see :mod:`._twin`).
+        means: ``"debiased"`` (default: the layer's class means pulled in by their expected sampling
+            spread, see :mod:`._twin`; it predicted the real error better in benchmarks/calibration.py)
+            or ``"sample"`` (the class means as they are).
         large_bits, large_fraction: Flag ``|error| > max(large_bits, large_fraction x |truth|)``.
         estimators: Monitor keys of the estimators to calibrate (default: all).
         layers: Layers to calibrate (default: all).
@@ -135,7 +136,7 @@ class CalibrationTwin(Analysis):
     name = "calibration"
 
     def __init__(self, every: int = 1, mc_samples: int = 50_000, xt_mc_samples: int = 32_768,
-                 shrinkage: Optional[float] = None, means: str = "sample", large_bits: float = 0.1,
+                 shrinkage: Optional[float] = None, means: str = "debiased", large_bits: float = 0.1,
                  large_fraction: float = 0.1, estimators: Optional[Sequence[str]] = None,
                  layers: Optional[Sequence[str]] = None, seed: Optional[int] = None) -> None:
         self.every = _positive_int("every", every)
