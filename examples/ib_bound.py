@@ -7,6 +7,7 @@ themselves the bound is the trivial min(I(X;T), H(Y)) (Y is a function of X).
     python examples/ib_bound.py --out runs/ib_bound                # 400 epochs
     python examples/ib_bound.py --smoke --out /tmp/ib_bound_smoke  # a few epochs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _szt import nll_of_softmax, szt_data, szt_network  # noqa: E402
+from _szt import nll_of_softmax, szt_data, szt_network
 
-import ibhooks  # noqa: E402
-from ibhooks.ib_bound import fit_sigmoid_rule, szt_conditional  # noqa: E402
+import ibhooks
+from ibhooks.ib_bound import fit_sigmoid_rule, szt_conditional
 
 
 def main(argv=None) -> dict:
@@ -46,11 +47,18 @@ def main(argv=None) -> dict:
     layers = [str(i) for i, m in enumerate(model) if isinstance(m, (torch.nn.Tanh, torch.nn.Softmax))]
     t0 = time.time()
     mon = ibhooks.IBMonitor(
-        model, layers=layers, probe=(x, y), chains=[layers],
+        model,
+        layers=layers,
+        probe=(x, y),
+        chains=[layers],
         schedule=ibhooks.log_spaced(args.measurements, args.epochs * steps_per_epoch),
         estimators=[("binning", {"n_bins": 30, "range": (-1.0, 1.0)})],
         analyses=[("ib_bound", {"p_y_given_x": rule})],
-        log_dir=out, run_name=f"szt_tanh_ib_seed{args.seed}", overwrite=True, verbose=False, seed=args.seed,
+        log_dir=out,
+        run_name=f"szt_tanh_ib_seed{args.seed}",
+        overwrite=True,
+        verbose=False,
+        seed=args.seed,
     )
     bind_s = time.time() - t0
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -58,7 +66,7 @@ def main(argv=None) -> dict:
     for _ in range(args.epochs):
         order = train[torch.randperm(train.numel(), generator=gen)]
         for start in range(0, order.numel(), 256):
-            idx = order[start:start + 256]
+            idx = order[start : start + 256]
             loss = nll_of_softmax(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -72,9 +80,14 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         acc = float((model(x).argmax(1) == y).float().mean())
     summary = {
-        "rule": {"gain": gain, "theta": theta}, "curve": {k: curve.to_dict()[k] for k in ("h_x", "h_y", "i_xy")},
-        "curve_info": curve.info, "bind_seconds": round(bind_s, 2), "runtime_s": round(time.time() - t0, 1),
-        "accuracy_all_4096": acc, "first_step": run.records[0].step, "last_step": run.records[-1].step,
+        "rule": {"gain": gain, "theta": theta},
+        "curve": {k: curve.to_dict()[k] for k in ("h_x", "h_y", "i_xy")},
+        "curve_info": curve.info,
+        "bind_seconds": round(bind_s, 2),
+        "runtime_s": round(time.time() - t0, 1),
+        "accuracy_all_4096": acc,
+        "first_step": run.records[0].step,
+        "last_step": run.records[-1].step,
         "first": {"gaps": first["gaps"], "i_ty_rule": first["i_ty_rule"]},
         "last": {"gaps": last["gaps"], "i_ty_rule": last["i_ty_rule"]},
         "i_xt_last": {lyr: res["binning"].i_xt.value for lyr, res in run.records[-1].layers.items()},
@@ -84,8 +97,10 @@ def main(argv=None) -> dict:
     print(json.dumps({k: summary[k] for k in ("rule", "curve", "accuracy_all_4096", "runtime_s")}, indent=1))
     print("step", run.records[-1].step, "layer: I(X;T), I(T;Y) under the rule, gap (bits)")
     for lyr in layers:
-        print(f"  {lyr}: {summary['i_xt_last'][lyr]:.3f}  {last['i_ty_rule'][lyr]['binning']:.3f}  "
-              f"{last['gaps'][lyr]['binning']:.3f}")
+        print(
+            f"  {lyr}: {summary['i_xt_last'][lyr]:.3f}  {last['i_ty_rule'][lyr]['binning']:.3f}  "
+            f"{last['gaps'][lyr]['binning']:.3f}"
+        )
     try:
         from ibhooks.plotting import close_figure, plot_information_plane
     except ImportError:

@@ -11,6 +11,7 @@ iterations. numpy, not torch: the tables are small (|X| merged symbols, a few hu
 torch's reductions open an OpenMP region per call, which on a loaded 2-core machine made the 13-symbol
 SZT curve take 148 s instead of 8 s (measured); numpy's elementwise kernels use no thread pool.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ def encoder_information(log_q: np.ndarray, p_x: np.ndarray, p_y_x: np.ndarray) -
     return np.maximum(np.stack([i_xt, i_ty], 1), 0.0)
 
 
-def _iterate(log_q: np.ndarray, beta: np.ndarray, p_x: np.ndarray, p_y_x: np.ndarray,
-             max_iter: int, tol: float) -> Tuple[np.ndarray, int]:
+def _iterate(
+    log_q: np.ndarray, beta: np.ndarray, p_x: np.ndarray, p_y_x: np.ndarray, max_iter: int, tol: float
+) -> Tuple[np.ndarray, int]:
     """IB self-consistent updates at fixed ``beta`` (one per chain) until no encoder entry moves more
     than ``tol``: p(t|x) ~ p(t) exp(beta sum_y p(y|x) log p(y|t)) (the KL up to a per-x constant)."""
     it = 0
@@ -73,8 +75,9 @@ def _iterate(log_q: np.ndarray, beta: np.ndarray, p_x: np.ndarray, p_y_x: np.nda
     for it in range(1, max_iter + 1):
         p_xt = p_x[None, :, None] * q
         log_p_t = np.log(np.maximum(p_xt.sum(1), _TINY))  # (C, T)
-        log_p_y_t = np.maximum(np.log(np.maximum(_joint_ty(p_xt, p_y_x), _TINY)) - log_p_t[:, :, None],
-                               _LOG_TINY)
+        log_p_y_t = np.maximum(
+            np.log(np.maximum(_joint_ty(p_xt, p_y_x), _TINY)) - log_p_t[:, :, None], _LOG_TINY
+        )
         cross = np.matmul(p_y_x[None], log_p_y_t.transpose(0, 2, 1))  # (C, X, T): sum_y p(y|x) log p(y|t)
         log_q = _log_normalise(log_p_t[:, None, :] + beta[:, None, None] * cross)
         new = np.exp(log_q)
@@ -90,8 +93,19 @@ def _lagrangian(points: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return points[:, 0] - beta * points[:, 1]
 
 
-def ib_points(p_x: np.ndarray, p_y_x: np.ndarray, betas: np.ndarray, *, restarts: int, max_iter: int,
-              tol: float, noise: float, seed: int, resolution: float, refine: int) -> Tuple[np.ndarray, int]:
+def ib_points(
+    p_x: np.ndarray,
+    p_y_x: np.ndarray,
+    betas: np.ndarray,
+    *,
+    restarts: int,
+    max_iter: int,
+    tol: float,
+    noise: float,
+    seed: int,
+    resolution: float,
+    refine: int,
+) -> Tuple[np.ndarray, int]:
     """Points (I(X;T), I(T;Y)) in bits reached over the beta sweep, and the total iteration count.
 
     ``restarts`` chains anneal beta upward from random encoders (perturbed at every step so clusters
@@ -174,9 +188,9 @@ def thin_concave(hull: np.ndarray, tol: float) -> np.ndarray:
     while a < m - 1:
         j = a + 1
         while j + 1 < m:
-            xs = x[a + 1:j + 1]
+            xs = x[a + 1 : j + 1]
             chord = y[a] + (xs - x[a]) * (y[j + 1] - y[a]) / max(x[j + 1] - x[a], 1e-300)
-            if float((y[a + 1:j + 1] - chord).max()) >= tol:
+            if float((y[a + 1 : j + 1] - chord).max()) >= tol:
                 break
             j += 1
         keep.append(j)

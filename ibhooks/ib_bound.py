@@ -16,9 +16,9 @@ below it; the vertical distance is how far the layer is from the best trade-off.
 
 X is usually uniform over the probe rows (:func:`joint_from_labels`, :func:`joint_from_conditional`).
 """
+
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -29,8 +29,13 @@ import torch
 from ._ib_solver import entropy_bits, ib_points, mutual_information_bits, thin_concave, upper_concave_hull
 
 __all__ = [
-    "IBCurve", "information_bottleneck_curve", "joint_from_labels", "joint_from_conditional", "label_noise",
-    "fit_sigmoid_rule", "szt_conditional",
+    "IBCurve",
+    "fit_sigmoid_rule",
+    "information_bottleneck_curve",
+    "joint_from_conditional",
+    "joint_from_labels",
+    "label_noise",
+    "szt_conditional",
 ]
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
@@ -80,20 +85,35 @@ class IBCurve:
         return float(y) if y.ndim == 0 else y
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"points": [[round(float(a), 9), round(float(b), 9)] for a, b in self.points],
-                "h_x": self.h_x, "h_y": self.h_y, "i_xy": self.i_xy, "deterministic": self.deterministic,
-                "source": self.source, "info": dict(self.info)}
+        return {
+            "points": [[round(float(a), 9), round(float(b), 9)] for a, b in self.points],
+            "h_x": self.h_x,
+            "h_y": self.h_y,
+            "i_xy": self.i_xy,
+            "deterministic": self.deterministic,
+            "source": self.source,
+            "info": dict(self.info),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "IBCurve":
         pts = np.asarray(d["points"], dtype=np.float64).reshape(-1, 2)
-        return cls(pts, float(d["h_x"]), float(d["h_y"]), float(d["i_xy"]), bool(d["deterministic"]),
-                   str(d.get("source", "")), dict(d.get("info") or {}))
+        return cls(
+            pts,
+            float(d["h_x"]),
+            float(d["h_y"]),
+            float(d["i_xy"]),
+            bool(d["deterministic"]),
+            str(d.get("source", "")),
+            dict(d.get("info") or {}),
+        )
 
 
 def _as_float64(a: ArrayLike, name: str) -> torch.Tensor:
-    t = torch.as_tensor(a.detach().cpu() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=np.float64),
-                        dtype=torch.float64)
+    t = torch.as_tensor(
+        a.detach().cpu() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=np.float64),
+        dtype=torch.float64,
+    )
     if t.dim() != 2 or t.shape[0] < 1 or t.shape[1] < 1:
         raise ValueError(f"{name} must be a 2-D table (rows: x, columns: y), got shape {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
@@ -106,11 +126,18 @@ def joint_from_conditional(p_y_given_x: ArrayLike, p_x: Optional[ArrayLike] = No
     c = _as_float64(p_y_given_x, "p_y_given_x")
     rows = c.sum(1)
     if bool(((rows - 1).abs() > 1e-6).any()):
-        raise ValueError("every row of p_y_given_x must sum to 1 (it is p(y|x) for one x); normalise the rows")
+        raise ValueError(
+            "every row of p_y_given_x must sum to 1 (it is p(y|x) for one x); normalise the rows"
+        )
     n = c.shape[0]
-    px = torch.full((n,), 1.0 / n, dtype=torch.float64) if p_x is None else torch.as_tensor(
-        np.asarray(p_x, dtype=np.float64) if not isinstance(p_x, torch.Tensor) else p_x.detach().cpu(),
-        dtype=torch.float64).reshape(-1)
+    px = (
+        torch.full((n,), 1.0 / n, dtype=torch.float64)
+        if p_x is None
+        else torch.as_tensor(
+            np.asarray(p_x, dtype=np.float64) if not isinstance(p_x, torch.Tensor) else p_x.detach().cpu(),
+            dtype=torch.float64,
+        ).reshape(-1)
+    )
     if px.numel() != n or bool((px < 0).any()) or float(px.sum()) <= 0:
         raise ValueError(f"p_x must hold {n} non-negative weights (one per row of p_y_given_x)")
     return (px / px.sum())[:, None] * (c / rows[:, None])
@@ -166,9 +193,14 @@ def fit_sigmoid_rule(score: ArrayLike, y: ArrayLike, *, iters: int = 50) -> Tupl
     return gain, -float(w[1]) / gain
 
 
-def szt_conditional(x: ArrayLike, y: Optional[ArrayLike] = None, *, gain: Optional[float] = None,
-                    theta: Optional[float] = None,
-                    score: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+def szt_conditional(
+    x: ArrayLike,
+    y: Optional[ArrayLike] = None,
+    *,
+    gain: Optional[float] = None,
+    theta: Optional[float] = None,
+    score: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> torch.Tensor:
     """Shwartz-Ziv & Tishby's stochastic rule p(y=1|x) = sigmoid(gain (f(x) - theta)) as a (n, 2)
     conditional (column 1 is y = 1). SZT's f is spherically symmetric and unpublished; the default f is
     the number of active inputs (``x.sum(1)``), which orders the 12-bit task's labels almost perfectly
@@ -191,11 +223,15 @@ def _merge_symbols(p_x: np.ndarray, p_y_x: np.ndarray, decimals: int = 12) -> Tu
     inverse = inverse.reshape(-1)
     m = int(inverse.max()) + 1
     p_m = np.bincount(inverse, weights=p_x, minlength=m)
-    c = np.stack([np.bincount(inverse, weights=p_x * p_y_x[:, k], minlength=m) for k in range(p_y_x.shape[1])], 1)
+    c = np.stack(
+        [np.bincount(inverse, weights=p_x * p_y_x[:, k], minlength=m) for k in range(p_y_x.shape[1])], 1
+    )
     return p_m, c / p_m[:, None]
 
 
-def _group_symbols(p_x: np.ndarray, p_y_x: np.ndarray, groups: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+def _group_symbols(
+    p_x: np.ndarray, p_y_x: np.ndarray, groups: int, seed: int
+) -> Tuple[np.ndarray, np.ndarray]:
     """Too many distinct conditionals: weighted k-means of p(y|x) into ``groups`` symbols (a coarser X,
     so the curve stays achievable; its shortfall is recorded)."""
     rng = np.random.default_rng(int(seed))
@@ -203,21 +239,33 @@ def _group_symbols(p_x: np.ndarray, p_y_x: np.ndarray, groups: int, seed: int) -
     for _ in range(50):
         assign = ((p_y_x[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
         w = np.bincount(assign, weights=p_x, minlength=groups)
-        sums = np.stack([np.bincount(assign, weights=p_x * p_y_x[:, k], minlength=groups)
-                         for k in range(p_y_x.shape[1])], 1)
+        sums = np.stack(
+            [np.bincount(assign, weights=p_x * p_y_x[:, k], minlength=groups) for k in range(p_y_x.shape[1])],
+            1,
+        )
         centres = np.where(w[:, None] > 0, sums / np.maximum(w, 1e-300)[:, None], centres)
     assign = ((p_y_x[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
     w = np.bincount(assign, weights=p_x, minlength=groups)
-    sums = np.stack([np.bincount(assign, weights=p_x * p_y_x[:, k], minlength=groups)
-                     for k in range(p_y_x.shape[1])], 1)
+    sums = np.stack(
+        [np.bincount(assign, weights=p_x * p_y_x[:, k], minlength=groups) for k in range(p_y_x.shape[1])], 1
+    )
     keep = w > 0
     return w[keep], sums[keep] / w[keep][:, None]
 
 
 def information_bottleneck_curve(
-    p_xy: ArrayLike, *, betas: Optional[Sequence[float]] = None, restarts: int = 4, max_iter: int = 100,
-    tol: float = 1e-8, resolution: Optional[float] = None, refine: int = 6, max_symbols: int = 64,
-    analytic: bool = True, seed: int = 0, source: str = "",
+    p_xy: ArrayLike,
+    *,
+    betas: Optional[Sequence[float]] = None,
+    restarts: int = 4,
+    max_iter: int = 100,
+    tol: float = 1e-8,
+    resolution: Optional[float] = None,
+    refine: int = 6,
+    max_symbols: int = 64,
+    analytic: bool = True,
+    seed: int = 0,
+    source: str = "",
 ) -> IBCurve:
     """The IB curve (I(X;T), I(T;Y)) in bits of a discrete joint ``p_xy`` (rows x, columns y; counts
     are normalised).
@@ -256,7 +304,9 @@ def information_bottleneck_curve(
     if deterministic and analytic:
         pts = np.array([[0.0, 0.0], [h_y, h_y], [h_x, h_y]])
         pts = pts[np.concatenate([[True], np.diff(pts[:, 0]) > 1e-12])]
-        info.update(method="analytic: Y = f(X), min(I(X;T), H(Y))", seconds=round(time.perf_counter() - t0, 4))
+        info.update(
+            method="analytic: Y = f(X), min(I(X;T), H(Y))", seconds=round(time.perf_counter() - t0, 4)
+        )
         return IBCurve(pts, h_x, h_y, h_y, True, source, info)
     m_x, m_y_x = _merge_symbols(p_x, p_y_x)
     info["n_x_merged"] = int(m_x.size)
@@ -278,9 +328,18 @@ def information_bottleneck_curve(
     if m_x.size == 1:  # every x has the same p(y|x): Y is independent of X
         reached, iters = np.zeros((1, 2)), 0
     else:
-        reached, iters = ib_points(m_x, m_y_x, beta_t, restarts=int(restarts), max_iter=int(max_iter),
-                                   tol=float(tol), noise=0.1, seed=seed, resolution=float(resolution),
-                                   refine=int(refine))
+        reached, iters = ib_points(
+            m_x,
+            m_y_x,
+            beta_t,
+            restarts=int(restarts),
+            max_iter=int(max_iter),
+            tol=float(tol),
+            noise=0.1,
+            seed=seed,
+            resolution=float(resolution),
+            refine=int(refine),
+        )
     h_m = float(entropy_bits(m_x))
     i_m = mutual_information_bits(m_x[:, None] * m_y_x)
     ends = np.array([[0.0, 0.0], [h_m, i_m], [h_x, i_xy]])  # trivial T, identity on merged X, identity on X
@@ -292,7 +351,11 @@ def information_bottleneck_curve(
     hull = hull[: top + 1]
     if hull[-1, 0] < h_x - 1e-12:
         hull = np.vstack([hull, [h_x, hull[-1, 1]]])
-    info.update(method="iterative IB, annealed chains, upper concave hull", betas=[float(beta_t[0]),
-                float(beta_t[-1]), int(beta_t.size)], restarts=int(restarts), iterations=int(iters),
-                seconds=round(time.perf_counter() - t0, 4))
+    info.update(
+        method="iterative IB, annealed chains, upper concave hull",
+        betas=[float(beta_t[0]), float(beta_t[-1]), int(beta_t.size)],
+        restarts=int(restarts),
+        iterations=int(iters),
+        seconds=round(time.perf_counter() - t0, 4),
+    )
     return IBCurve(hull, h_x, h_y, i_xy, deterministic, source, info)

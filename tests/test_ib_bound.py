@@ -14,8 +14,15 @@ import ibhooks
 from ibhooks import IBMonitor, load_run
 from ibhooks._ib_solver import encoder_information
 from ibhooks.analyses.ib_bound import rule_information
-from ibhooks.ib_bound import (IBCurve, fit_sigmoid_rule, information_bottleneck_curve, joint_from_conditional,
-                              joint_from_labels, label_noise, szt_conditional)
+from ibhooks.ib_bound import (
+    IBCurve,
+    fit_sigmoid_rule,
+    information_bottleneck_curve,
+    joint_from_conditional,
+    joint_from_labels,
+    label_noise,
+    szt_conditional,
+)
 
 
 def h2(p):
@@ -176,8 +183,16 @@ def _train(mon, model, probe, steps):
 
 def test_analysis_logs_gaps_to_the_trivial_bound(tmp_path):
     model, probe = _model(), _probe()
-    mon = IBMonitor(model, probe=probe, schedule=3, log_dir=tmp_path, run_name="det", verbose=False,
-                    estimators=[("binning", {"n_bins": 8}), "kde"], analyses=["ib_bound"])
+    mon = IBMonitor(
+        model,
+        probe=probe,
+        schedule=3,
+        log_dir=tmp_path,
+        run_name="det",
+        verbose=False,
+        estimators=[("binning", {"n_bins": 8}), "kde"],
+        analyses=["ib_bound"],
+    )
     _train(mon, model, probe, 6)
     run = load_run(tmp_path / "det.jsonl")
     entries = [r.analyses["ib_bound"] for r in run.records]
@@ -188,7 +203,9 @@ def test_analysis_logs_gaps_to_the_trivial_bound(tmp_path):
         assert set(entry["gaps"]) == set(rec.layers)
         for layer, per_est in rec.layers.items():
             for key, res in per_est.items():
-                assert entry["gaps"][layer][key] == pytest.approx(curve.gap(res.i_xt.value, res.i_ty.value), abs=1e-8)
+                assert entry["gaps"][layer][key] == pytest.approx(
+                    curve.gap(res.i_xt.value, res.i_ty.value), abs=1e-8
+                )
     # the 16-unit tanh layer keeps all 64 rows apart under 8 bins: it sits at the bound's end, gap 0
     assert run.records[0].layers["1"]["binning"].i_xt.value == pytest.approx(6.0)
     assert entries[0]["gaps"]["1"]["binning"] == pytest.approx(0.0, abs=1e-9)
@@ -196,8 +213,16 @@ def test_analysis_logs_gaps_to_the_trivial_bound(tmp_path):
 
 def test_analysis_under_label_noise_measures_i_ty_under_the_rule(tmp_path):
     model, probe = _model(), _probe()
-    mon = IBMonitor(model, probe=probe, schedule=3, log_dir=tmp_path, run_name="noisy", verbose=False,
-                    estimators=[("binning", {"n_bins": 8}), "kde"], analyses=[("ib_bound", {"label_noise": 0.2})])
+    mon = IBMonitor(
+        model,
+        probe=probe,
+        schedule=3,
+        log_dir=tmp_path,
+        run_name="noisy",
+        verbose=False,
+        estimators=[("binning", {"n_bins": 8}), "kde"],
+        analyses=[("ib_bound", {"label_noise": 0.2})],
+    )
     _train(mon, model, probe, 3)
     run = load_run(tmp_path / "noisy.jsonl")
     entry = run.records[0].analyses["ib_bound"]
@@ -213,18 +238,33 @@ def test_analysis_under_label_noise_measures_i_ty_under_the_rule(tmp_path):
         e = rec.analyses["ib_bound"]
         for layer, per_est in e["i_ty_rule"].items():
             assert e["gaps"][layer]["binning"] == pytest.approx(
-                curve.gap(rec.layers[layer]["binning"].i_xt.value, per_est["binning"]), abs=1e-8)
+                curve.gap(rec.layers[layer]["binning"].i_xt.value, per_est["binning"]), abs=1e-8
+            )
 
 
 def test_analysis_refuses_passive_mode_and_unlabelled_probes(tmp_path):
     with pytest.raises(ValueError, match="needs a fixed probe"):
         IBMonitor(_model(), schedule=1, log_dir=tmp_path, run_name="p", verbose=False, analyses=["ib_bound"])
     with pytest.raises(ValueError, match="needs labels"):
-        IBMonitor(_model(), probe=_probe()[0], schedule=1, log_dir=tmp_path, run_name="u", verbose=False,
-                  analyses=["ib_bound"])
+        IBMonitor(
+            _model(),
+            probe=_probe()[0],
+            schedule=1,
+            log_dir=tmp_path,
+            run_name="u",
+            verbose=False,
+            analyses=["ib_bound"],
+        )
     with pytest.raises(ValueError, match="one row per probe row"):
-        IBMonitor(_model(), probe=_probe(), schedule=1, log_dir=tmp_path, run_name="r", verbose=False,
-                  analyses=[("ib_bound", {"p_y_given_x": torch.full((10, 2), 0.5)})])
+        IBMonitor(
+            _model(),
+            probe=_probe(),
+            schedule=1,
+            log_dir=tmp_path,
+            run_name="r",
+            verbose=False,
+            analyses=[("ib_bound", {"p_y_given_x": torch.full((10, 2), 0.5)})],
+        )
 
 
 def test_plane_draws_the_bound_and_says_when_it_is_trivial(tmp_path):
@@ -232,14 +272,24 @@ def test_plane_draws_the_bound_and_says_when_it_is_trivial(tmp_path):
 
     model, probe = _model(), _probe()
     for name, spec in (("det", "ib_bound"), ("noisy", ("ib_bound", {"label_noise": 0.2}))):
-        mon = IBMonitor(model, probe=probe, schedule=2, log_dir=tmp_path, run_name=name, verbose=False,
-                        estimators=[("binning", {"n_bins": 8})], analyses=[spec])
+        mon = IBMonitor(
+            model,
+            probe=probe,
+            schedule=2,
+            log_dir=tmp_path,
+            run_name=name,
+            verbose=False,
+            estimators=[("binning", {"n_bins": 8})],
+            analyses=[spec],
+        )
         _train(mon, model, probe, 2)
         fig = plot_information_plane(tmp_path / f"{name}.jsonl")
         ax = fig.axes[0]
         bound = [line for line in ax.lines if line.get_gid() == "ib_bound"]
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        curve = IBCurve.from_dict(load_run(tmp_path / f"{name}.jsonl").records[0].analyses["ib_bound"]["curve"])
+        curve = IBCurve.from_dict(
+            load_run(tmp_path / f"{name}.jsonl").records[0].analyses["ib_bound"]["curve"]
+        )
         assert len(bound) == 1
         np.testing.assert_allclose(bound[0].get_ydata(), curve.i_ty)
         if name == "det":

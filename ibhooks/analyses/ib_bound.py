@@ -17,6 +17,7 @@ e.g. binning) the analysis computes I(T;Y) under the rule exactly from that part
 I(bin(T); Y) = H(Y) - sum_c p(c) H(p(y|c)), and the gap uses it; other estimators are skipped with
 the reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,13 @@ Conditional = Union[torch.Tensor, np.ndarray, Callable[[Any], Any]]
 
 
 def _describe(p_y_given_x: Optional[Conditional], eps: Optional[float]) -> str:
-    base = ("probe labels (Y = f(X))" if p_y_given_x is None else
-            f"p(y|x) from {getattr(p_y_given_x, '__name__', type(p_y_given_x).__name__)}"
-            if callable(p_y_given_x) else "p(y|x) given per probe row")
+    base = (
+        "probe labels (Y = f(X))"
+        if p_y_given_x is None
+        else f"p(y|x) from {getattr(p_y_given_x, '__name__', type(p_y_given_x).__name__)}"
+        if callable(p_y_given_x)
+        else "p(y|x) given per probe row"
+    )
     return base + (f", label noise {eps:g}" if eps else "")
 
 
@@ -67,8 +72,12 @@ class IBBoundAnalysis(Analysis):
 
     name = "ib_bound"
 
-    def __init__(self, p_y_given_x: Optional[Conditional] = None, label_noise: Optional[float] = None,
-                 betas: Optional[Sequence[float]] = None) -> None:
+    def __init__(
+        self,
+        p_y_given_x: Optional[Conditional] = None,
+        label_noise: Optional[float] = None,
+        betas: Optional[Sequence[float]] = None,
+    ) -> None:
         if label_noise is not None and not 0.0 <= float(label_noise) <= 1.0:
             raise ValueError(f"ib_bound: label_noise must be a probability in [0, 1], got {label_noise}")
         self.p_y_given_x = p_y_given_x
@@ -81,28 +90,39 @@ class IBBoundAnalysis(Analysis):
 
     def params(self) -> Dict[str, Any]:
         rule = self.p_y_given_x
-        return {"p_y_given_x": None if rule is None else _describe(rule, None), "label_noise": self.label_noise,
-                "betas": self.betas}
+        return {
+            "p_y_given_x": None if rule is None else _describe(rule, None),
+            "label_noise": self.label_noise,
+            "betas": self.betas,
+        }
 
     def bind(self, context: AnalysisContext) -> None:
         super().bind(context)
         probe = context.probe
         if probe is None:
-            raise ValueError("analysis 'ib_bound' needs a fixed probe (X uniform over its rows): passive mode "
-                             "has none; pass probe=(x, y) to IBMonitor")
+            raise ValueError(
+                "analysis 'ib_bound' needs a fixed probe (X uniform over its rows): passive mode "
+                "has none; pass probe=(x, y) to IBMonitor"
+            )
         if probe.y is None and self.p_y_given_x is None:
-            raise ValueError("analysis 'ib_bound' needs labels: pass probe=(x, y), or "
-                             "('ib_bound', {'p_y_given_x': ...}) with a rule for Y")
+            raise ValueError(
+                "analysis 'ib_bound' needs labels: pass probe=(x, y), or "
+                "('ib_bound', {'p_y_given_x': ...}) with a rule for Y"
+            )
         cond = self._probe_conditional(probe)
         if self.label_noise:
             cond = label_noise(cond, self.label_noise)
         self._conditional = cond
         onehot = bool((cond.max(1).values >= 1.0 - 1e-12).all())
-        self._labels_are_rule = (probe.y is not None and onehot
-                                 and bool((cond.argmax(1) == probe.y.reshape(-1).cpu()).all()))
-        self.curve = information_bottleneck_curve(joint_from_conditional(cond), betas=self.betas,
-                                                  seed=context.seed,
-                                                  source=_describe(self.p_y_given_x, self.label_noise))
+        self._labels_are_rule = (
+            probe.y is not None and onehot and bool((cond.argmax(1) == probe.y.reshape(-1).cpu()).all())
+        )
+        self.curve = information_bottleneck_curve(
+            joint_from_conditional(cond),
+            betas=self.betas,
+            seed=context.seed,
+            source=_describe(self.p_y_given_x, self.label_noise),
+        )
 
     def _probe_conditional(self, probe: Any) -> torch.Tensor:
         rule = self.p_y_given_x
@@ -110,14 +130,19 @@ class IBBoundAnalysis(Analysis):
             y = probe.y.reshape(-1).cpu().long()
             return torch.nn.functional.one_hot(y, int(y.max()) + 1).to(torch.float64)
         cond = rule(probe.x) if callable(rule) else rule
-        cond = torch.as_tensor(cond.detach().cpu() if isinstance(cond, torch.Tensor) else np.asarray(cond),
-                               dtype=torch.float64)
+        cond = torch.as_tensor(
+            cond.detach().cpu() if isinstance(cond, torch.Tensor) else np.asarray(cond), dtype=torch.float64
+        )
         if cond.dim() != 2 or cond.shape[0] != probe.n:
             raise ValueError(
                 f"ib_bound: p_y_given_x must give one row per probe row, shape ({probe.n}, K); got "
-                f"{tuple(cond.shape)}. A probe subset (max_samples) reorders rows: pass a callable x -> p(y|x)")
+                f"{tuple(cond.shape)}. A probe subset (max_samples) reorders rows: "
+                "pass a callable x -> p(y|x)"
+            )
         if bool(((cond.sum(1) - 1).abs() > 1e-6).any()) or bool((cond < 0).any()):
-            raise ValueError("ib_bound: every row of p_y_given_x must be a distribution over classes (>= 0, sum 1)")
+            raise ValueError(
+                "ib_bound: every row of p_y_given_x must be a distribution over classes (>= 0, sum 1)"
+            )
         return cond
 
     def analyse(self, snapshot: "Snapshot", record: "Record") -> Optional[Dict[str, Any]]:
@@ -139,7 +164,9 @@ class IBBoundAnalysis(Analysis):
                     continue
                 if self._labels_are_rule:
                     if res.i_ty is not None:
-                        gaps.setdefault(layer, {})[key] = round(curve.gap(res.i_xt.value, res.i_ty.value), 9) + 0.0
+                        gaps.setdefault(layer, {})[key] = (
+                            round(curve.gap(res.i_xt.value, res.i_ty.value), 9) + 0.0
+                        )
                     continue
                 i_ty = self._rule_i_ty(key, layer, snapshot, skipped)
                 if i_ty is not None:
@@ -152,13 +179,17 @@ class IBBoundAnalysis(Analysis):
             out["skipped"] = skipped
         return out
 
-    def _rule_i_ty(self, key: str, layer: str, snapshot: "Snapshot", skipped: Dict[str, str]) -> Optional[float]:
+    def _rule_i_ty(
+        self, key: str, layer: str, snapshot: "Snapshot", skipped: Dict[str, str]
+    ) -> Optional[float]:
         est = self.context.estimators.get(key)
         partition = getattr(est, "bin_indices", None)
         t = snapshot.activations.get(layer)
         if not callable(partition):
-            skipped[key] = ("its I(T;Y) is measured against the probe labels, not the stochastic rule, and it "
-                            "does not partition the rows (no bin_indices) to measure it under the rule")
+            skipped[key] = (
+                "its I(T;Y) is measured against the probe labels, not the stochastic rule, and it "
+                "does not partition the rows (no bin_indices) to measure it under the rule"
+            )
             return None
         if t is None or self._conditional is None or t.shape[0] != self._conditional.shape[0]:
             skipped[key] = "the layer's rows do not match the probe's rows"

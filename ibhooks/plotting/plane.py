@@ -96,9 +96,9 @@ def _trajectory(records: Sequence[Record], layer: str, estimator: str, i: int) -
     ix, iy = np.searchsorted(sx.steps, common), np.searchsorted(sy.steps, common)
     x, y = sx.value[ix], sy.value[iy]
     color, marker = layer_style(i)
+    rule = _rule_values(records, layer, estimator, common)
     return Trajectory(layer, color, marker, common, x, y, errorbars(x, sx.lo[ix], sx.hi[ix]),
-                      errorbars(y, sy.lo[iy], sy.hi[iy]), sx.saturated[ix], _rule_values(records, layer, estimator,
-                                                                                         common))
+                      errorbars(y, sy.lo[iy], sy.hi[iy]), sx.saturated[ix], rule)
 
 
 def _rule_values(records: Sequence[Record], layer: str, estimator: str, steps: np.ndarray
@@ -177,8 +177,8 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
         if rule is not None and np.isfinite(rule).any():
             any_rule = True
             ax.plot(x, rule, "--", color=tr.color, lw=0.8, alpha=0.6, zorder=2, gid=f"rule:{tr.layer}")
-            ax.scatter(x, rule, marker=tr.marker, s=size, facecolors="none", edgecolors=tr.color, linewidths=0.9,
-                       zorder=3)
+            ax.scatter(x, rule, marker=tr.marker, s=size, facecolors="none", edgecolors=tr.color,
+                       linewidths=0.9, zorder=3)
         if highlight_last:
             last = cmap(frame.norm(max(steps[-1], frame.norm.vmin)))
             ax.scatter(x[-1:], y[-1:], marker=tr.marker, s=90, c=[last], edgecolors="black", linewidths=1.2,
@@ -186,7 +186,8 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
         handles.append(Line2D([], [], color=tr.color, marker=tr.marker, markerfacecolor="white",
                               markeredgecolor=tr.color, lw=1.0, label=short(tr.layer)))
     if frame.bound is not None:
-        ax.plot(frame.bound.i_xt, frame.bound.i_ty, "-", color=BOUND_COLOR, lw=1.4, zorder=1.8, gid="ib_bound")
+        ax.plot(frame.bound.i_xt, frame.bound.i_ty, "-", color=BOUND_COLOR, lw=1.4, zorder=1.8,
+                gid="ib_bound")
         handles.append(Line2D([], [], color=BOUND_COLOR, lw=1.4, label=bound_label(frame.bound)))
         if any_rule:
             handles.append(Line2D([], [], color="0.3", ls="--", marker="o", markerfacecolor="none", lw=0.8,
