@@ -27,10 +27,14 @@ from typing import Optional, Tuple
 import torch
 
 #: Gaps between values of a unit below this multiple of the unit's largest magnitude are float rounding
-#: (64 float32 ulps), not distinct levels.
+#: (64 float32 ulps), not distinct levels ...
 _SAME_LEVEL_RTOL = 64 * torch.finfo(torch.float32).eps
-#: A value is on the grid when (value - offset) / step is within this of an integer.
-_ON_GRID_ATOL = 1e-3
+#: ... and so are gaps below span / (this x max_levels), at most 1/40 of a grid step: the straight-through
+#: idiom ``x + (q - x).detach()`` leaves an ulp of the *pre-quantization* value x, which for inputs far
+#: outside the quantizer's range (a ReLU clamped at its top) is much more than an ulp of q.
+_SAME_LEVEL_STEPS = 40
+#: A value is on the grid when (value - offset) / step is within this of an integer (in steps).
+_ON_GRID_ATOL = 0.05
 
 
 @dataclass(frozen=True)
@@ -113,20 +117,21 @@ def detect_grid(t: torch.Tensor, max_levels: int = 256) -> Tuple[Optional[Grid],
         return None, "the layer output contains NaN/Inf values"
     s = x.sort(0).values.to(torch.float64)  # (n, d); the cast is exact
     gaps = s[1:] - s[:-1]
-    scale = s.abs().amax(0).clamp_min(torch.finfo(torch.float64).tiny)
-    real = gaps > _SAME_LEVEL_RTOL * scale  # gaps between distinct levels
+    lo, span = s[0], s[-1] - s[0]
+    tol = torch.maximum(_SAME_LEVEL_RTOL * s.abs().amax(0), span / (_SAME_LEVEL_STEPS * max_levels))
+    real = gaps > tol  # gaps between distinct levels
     distinct = real.sum(0) + 1
     if int(distinct.max()) > max_levels:
         j = int(distinct.argmax())
         return None, (f"unit {j} takes {int(distinct[j])} distinct values on the probe, more than "
                       f"max_levels={max_levels}")
-    lo, span = s[0], s[-1] - s[0]
     g = torch.where(real, gaps, torch.full_like(gaps, math.inf)).amin(0) if gaps.numel() else span
     const = ~torch.isfinite(g) | (distinct == 1)
     g = torch.where(const, torch.ones_like(g), g)
     # Refine the step to g / m (m = 1, 2, ...) until every value of the unit is on the grid, while the
     # grid keeps at most max_levels points: m <= (max_levels - 1) * g / span.
-    m_max = torch.where(const, torch.ones_like(g), ((max_levels - 1) * g / span.clamp_min(1e-300) + _ON_GRID_ATOL).floor())
+    m_top = ((max_levels - 1) * g / span.clamp_min(1e-300) + _ON_GRID_ATOL).floor()
+    m_max = torch.where(const, torch.ones_like(g), m_top)
     step = torch.where(const, g, torch.full_like(g, math.nan))
     for m in range(1, int(m_max.max()) + 1 if m_max.numel() else 1):  # candidate refinements, not samples
         todo = torch.isnan(step) & (m_max >= m)
@@ -140,8 +145,8 @@ def detect_grid(t: torch.Tensor, max_levels: int = 256) -> Tuple[Optional[Grid],
         step[idx] = cand[idx]
     if bool(torch.isnan(step).any()):
         j = int(torch.isnan(step).nonzero()[0])
-        return None, (f"unit {j}'s {int(distinct[j])} distinct values lie on no evenly spaced grid of at most "
-                      f"max_levels={max_levels} points (irregular gaps: continuous values)")
+        return None, (f"unit {j}'s {int(distinct[j])} distinct values lie on no evenly spaced grid of at "
+                      f"most max_levels={max_levels} points (irregular gaps: continuous values)")
     levels = torch.where(const, torch.ones_like(span), (span / step).round() + 1).to(torch.int64)
     return Grid(offset=lo, step=step, levels=levels, distinct=distinct.to(torch.int64), integer=False), ""
 

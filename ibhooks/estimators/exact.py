@@ -53,7 +53,7 @@ def _max_levels(bits: Optional[int], max_levels: Optional[int]) -> int:
 
 
 def quantization_label(bits: Optional[int], max_levels: int, integer: bool = False) -> str:
-    """How ``quantity`` names the network's own quantization, e.g. ``"the layer's own 8-bit quantization"``."""
+    """How ``quantity`` names the network's quantization, e.g. ``"the layer's own 8-bit quantization"``."""
     if bits is not None:
         return f"the layer's own {bits}-bit quantization"
     if integer:
@@ -66,8 +66,8 @@ def refusal(why: str, max_levels: int) -> str:
     return (
         f"the 'exact' estimator counts only layers whose values the network itself makes discrete (a "
         f"FakeQuantize, a rounding layer, a straight-through quantizer, integer outputs), and this layer is "
-        f"not discrete: {why}. Use estimators=['binning'] (or 'auto') for a continuous layer; if the layer is "
-        f"quantized more finely than {max_levels} levels per unit, raise max_levels= (or bits=)."
+        f"not discrete: {why}. Use estimators=['binning'] (or 'auto') for a continuous layer; if the layer "
+        f"is quantized more finely than {max_levels} levels per unit, raise max_levels= (or bits=)."
     )
 
 
@@ -93,8 +93,9 @@ def _dense_ranks(idx: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(new).scatter_(0, perm, new.cumsum(0))
 
 
-def level_codes(t: torch.Tensor, max_levels: int = 256, *, name: str = "t") -> Tuple[torch.Tensor, torch.Tensor,
-                                                                                     Grid]:
+def level_codes(
+    t: torch.Tensor, max_levels: int = 256, *, name: str = "t"
+) -> Tuple[torch.Tensor, torch.Tensor, Grid]:
     """Distinct-row codes (n,), the count of each distinct row, and the grid of a discrete layer ``t``.
 
     Raises ``ValueError`` (:func:`refusal`) when ``t`` is not discrete."""
@@ -134,15 +135,15 @@ def exact_layer_information(
                             **grid.summary()}
     h_t = entropy_from_counts(counts)
     cap = math.log2(n) if n > 1 else 0.0
-    i_xt = prov.estimate(min(h_t, cap), f"I(X;T) = H(T) exact: {label}, X uniform over the probe", kind="exact",
-                         cap=cap, n=n, dim=d, diagnostics=diag)
+    i_xt = prov.estimate(min(h_t, cap), f"I(X;T) = H(T) exact: {label}, X uniform over the probe",
+                         kind="exact", cap=cap, n=n, dim=d, diagnostics=diag)
     if y is None:
         return i_xt, None
     y_codes = check_labels(y, n)
     mi, _, h_y = discrete_mi(codes, y_codes)
     # I(T;Y) <= H(Y) is a property of Y, not a limit of the estimator: no `cap`, H(Y) is in diagnostics.
-    i_ty = prov.estimate(mi, f"I(T;Y) exact (plug-in over the probe's joint of T and Y): {label}, X uniform over "
-                         "the probe", kind="exact", n=n, dim=d, diagnostics={"H_Y": h_y})
+    i_ty = prov.estimate(mi, f"I(T;Y) exact (plug-in over the probe's joint of T and Y): {label}, X uniform "
+                         "over the probe", kind="exact", n=n, dim=d, diagnostics={"H_Y": h_y})
     return i_xt, i_ty
 
 
@@ -201,8 +202,8 @@ class Exact(Estimator):
                                        provenance=self.provenance())
 
     def mutual_information(self, a: torch.Tensor, b: torch.Tensor, *, discrete_b: bool = False) -> Estimate:
-        return exact_mutual_information(a, b, discrete_b=discrete_b, bits=self.bits, max_levels=self.max_levels,
-                                        provenance=self.provenance())
+        return exact_mutual_information(a, b, discrete_b=discrete_b, bits=self.bits,
+                                        max_levels=self.max_levels, provenance=self.provenance())
 
 
 __all__ = ["EXACT_TRAITS", "Exact", "exact_layer_information", "exact_mutual_information", "level_codes",

@@ -137,7 +137,8 @@ def check_dpi(ctx: CheckContext) -> Findings:
                             estimate_kinds=(ea.kind, eb.kind),
                             is_bug=bug,
                             message=(
-                                f"{'BUG: ' if bug else ''}DPI violated along chain {chain.name!r} under {est!r}: "
+                                f"{'BUG: ' if bug else ''}DPI violated along chain {chain.name!r} "
+                                f"under {est!r}: "
                                 f"{q.label} of {b!r} = "
                                 f"{eb.value:.4g} bits exceeds {q.label} of the earlier layer {a!r} = "
                                 f"{ea.value:.4g} bits by {size:.3g} bits; "
