@@ -7,11 +7,11 @@ RSS over a long passive run.
 
 tracemalloc does not see torch's CPU allocations, so two other gauges are used:
 
-* **Stored activation bytes**: the tensors the monitor holds, read from its capture slots
-  (``monitor._capture.slots[name].chunks``, full just before a probe measurement hands them over)
-  and its passive reservoir (``monitor._reservoir.nbytes()``), after every step and at every
-  hand-over. This is what ``memory_budget_mb`` is about (``max_samples`` or probe rows x the
-  reduced widths x 4 bytes); the table compares the peak with the budget and the prediction.
+* **Held bytes**: the distinct tensor storages the monitor references
+  (:func:`ibhooks.capture.budget.held_bytes`: captured outputs, projection matrices, the passive
+  reservoir's buffers, estimator state, snapshots waiting for the background worker), read after
+  every training forward, after every step and just before every hand-over to estimation. This is
+  what ``memory_budget_mb`` bounds; every row must be at most its budget.
 * **Process RSS** (``/proc/self/statm``), sampled every millisecond by a background thread for the
   peak, and read at checkpoints for the growth, both raw and after ``malloc_trim(0)`` (which gives
   back freed heap pages, so allocator caching is not mistaken for growth). Peak RSS above the level
@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from _rss import rss, trimmed_rss  # noqa: E402  (benchmarks/, the script's folder, is on the path)
 import ibhooks  # noqa: E402
+from ibhooks.capture.budget import held_bytes  # noqa: E402
 
 MiB = 2**20
 
@@ -79,23 +80,28 @@ class PeakRSS:
 
 
 def stored_bytes(mon: ibhooks.IBMonitor) -> int:
-    """Bytes of activations (and labels) the monitor holds right now: capture slots + passive reservoir."""
-    total = sum(s.stored_bytes for s in mon._capture.slots.values())
-    if mon._reservoir is not None:
-        total += mon._reservoir.nbytes()
-    return total
+    """Bytes the monitor references right now (distinct storages; see ``held_bytes``)."""
+    return held_bytes(mon)["total"]
 
 
 def watch_stored(mon: ibhooks.IBMonitor) -> Dict[str, int]:
-    """Track the peak of stored_bytes: wraps the capture's ``take`` (slots are full just before it)."""
+    """Track the peak of stored_bytes: wraps the capture's ``take`` and ``take_passes`` (the slots are
+    full just before them) and the reservoir's ``take`` (full just before a passive hand-over)."""
     peak = {"bytes": 0}
-    take = mon._capture.take
 
-    def take_and_record() -> Dict[str, torch.Tensor]:
-        peak["bytes"] = max(peak["bytes"], stored_bytes(mon))
-        return take()
+    def wrap(obj: object, name: str) -> None:
+        inner = getattr(obj, name)
 
-    mon._capture.take = take_and_record  # type: ignore[method-assign]
+        def recorded(*a: object, **k: object) -> object:
+            peak["bytes"] = max(peak["bytes"], stored_bytes(mon))
+            return inner(*a, **k)
+
+        setattr(obj, name, recorded)
+
+    wrap(mon._capture, "take")
+    wrap(mon._capture, "take_passes")
+    if mon._reservoir is not None:
+        wrap(mon._reservoir, "take")
     return peak
 
 
@@ -104,6 +110,8 @@ def watch_stored(mon: ibhooks.IBMonitor) -> Dict[str, int]:
 
 def make_model(kind: str, quick: bool) -> Tuple[nn.Module, Tuple[int, ...], int]:
     """(model, input shape, classes)."""
+    if kind == "wide":  # a 4,096-wide layer: projected to 256 dims by "auto" (4 MiB of matrix per layer)
+        return nn.Sequential(nn.Linear(64, 4096), nn.ReLU(), nn.Linear(4096, 10)), (64,), 10
     if kind == "mlp":
         w = 64 if quick else 512
         return (
@@ -177,6 +185,7 @@ def budget_case(
     window: int,
     batch: int,
     logdir: str,
+    background: bool = False,
 ) -> Dict[str, object]:
     loop = Loop(kind, quick, device, batch)
     for _ in range(20):  # the plain loop's own high-water mark first
@@ -192,27 +201,31 @@ def budget_case(
             probe=probe,
             schedule=ibhooks.every_n(every),
             log_dir=logdir,
-            run_name=f"budget-{kind}-{mode}",
+            run_name=f"budget-{kind}-{mode}-{background}",
             verbose=False,
             max_samples=rows,
             memory_budget_mb=budget_mb,
             passive_window=window,
+            background=background,
         )
         stored = watch_stored(mon)
         after_step = 0
         for _ in range(steps):
             y = loop.step()
+            after_step = max(after_step, stored_bytes(mon))  # this step's training pass is held
             mon.step(y=y if mode == "passive" else None)
             after_step = max(after_step, stored_bytes(mon))
-        dims = [s.dim for s in mon._capture.slots.values() if s.dim is not None]
+        mon.flush()
+        dims = [s.dim for s in mon._capture.slots.values() if s.dim is not None and not s.skipped]
+        kept = mon._reservoir.max_rows if mon._reservoir is not None else rows
         mon.close()
         n_meas = len(mon.history_series)
     peak_stored = max(stored["bytes"], after_step)
-    predicted = rows * sum(dims) * 4
+    predicted = kept * sum(dims) * 4
     return {
         "model": kind,
-        "mode": mode,
-        "rows": rows,
+        "mode": mode + ("/bg" if background else ""),
+        "rows": kept,
         "dims": sum(dims),
         "layers": len(dims),
         "budget": budget_mb * MiB,
@@ -227,7 +240,7 @@ def budget_case(
 def print_budget(rows: List[Dict[str, object]]) -> None:
     print("\n## peak extra memory against the configured budget (memory_budget_mb)")
     head = (
-        f"{'model':<6}{'mode':<9}{'rows':>6}{'layers':>7}{'sum d':>7}{'budget MiB':>12}{'predicted':>11}"
+        f"{'model':<6}{'mode':<12}{'rows':>6}{'layers':>7}{'sum d':>7}{'budget MiB':>12}{'predicted':>11}"
         f"{'peak stored':>13}{'/predicted':>11}{'/budget':>9}{'peak RSS extra':>16}{'after close':>13}"
         "  verdict"
     )
@@ -236,17 +249,18 @@ def print_budget(rows: List[Dict[str, object]]) -> None:
     for r in rows:
         keys = ("budget", "predicted", "stored", "rss_extra")
         b, p, s, x = (float(r[k]) / MiB for k in keys)  # type: ignore
-        ok = "within budget" if s <= b else "OVER BUDGET"
+        ok = "held <= budget" if s <= b else "OVER BUDGET"
         print(
-            f"{r['model']:<6}{r['mode']:<9}{r['rows']:>6}{r['layers']:>7}{r['dims']:>7}{b:>12.1f}{p:>11.2f}"
+            f"{r['model']:<6}{r['mode']:<12}{r['rows']:>6}{r['layers']:>7}{r['dims']:>7}{b:>12.1f}{p:>11.2f}"
             f"{s:>13.2f}{s / p:>11.3f}{s / b:>9.3f}{x:>16.1f}{float(r['end_stored']) / MiB:>13.1f}  {ok}"
         )
     notes = [
-        "# predicted = rows x sum of reduced widths x 4 bytes (the monitor's own budget formula);",
-        "# peak stored = the most the capture slots + reservoir held at once (passive: the full reservoir",
-        "#   plus the batch just captured, i.e. max_samples + batch rows, before it is subsampled back);",
+        "# rows = probe rows, or the passive reservoir's row cap (max_samples, lowered to fit the budget);",
+        "# predicted = rows x sum of reduced widths x 4 bytes (activations of one snapshot only);",
+        "# peak stored = the most the monitor referenced at once (held_bytes: captured outputs, projection",
+        "#   matrices, reservoir buffers, estimator state, queued snapshots); it must be <= the budget;",
         "# peak RSS extra = process high-water mark above the same loop without the monitor (probe forward,",
-        "#   estimator temporaries, the reservoir's concatenation copy); after close = bytes still held",
+        "#   estimator temporaries: not held between calls, not in the budget); after close = bytes still held",
     ]
     print("\n".join(notes))
 
@@ -448,10 +462,17 @@ def main(argv: Optional[List[str]] = None) -> None:
                 64 if q else 256,
             ),
         ]
+        cases += [  # projections count: 2 layers x 4,096 x 256 x 4 bytes = 8 MiB of matrices
+            ("wide", "probe", 512, 16, 10, 5, 1, 64),
+            ("wide", "passive", 2048, 16, 20, 10, 8, 256),
+        ]
         rows = [
             budget_case(m, mode, q, args.device, n, b, s, e, w, bs, logdir)
             for (m, mode, n, b, s, e, w, bs) in cases
         ]
+        rows.append(budget_case("mlp", "passive", q, args.device, 512 if q else 4096, 8 if q else 64,
+                                40 if q else 200, 20 if q else 50, 16 if q else 32, 64 if q else 256, logdir,
+                                background=True))
         print_budget(rows)
         sys.stdout.flush()
         every = 20 if q else 100
