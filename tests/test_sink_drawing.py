@@ -112,3 +112,29 @@ def test_no_plane_without_labels_and_bounded_labels():
 def test_figure_tags():
     assert figure_tag("plane", "kde", with_estimator=False) == "ib/plane"
     assert figure_tag("dpi", "kde", with_estimator=True, prefix="x") == "x/kde/dpi"
+
+
+def test_figure_history_keeps_what_the_figures_draw_of_the_analyses():
+    """The IB curve (once), I(T;Y) under its rule and calibration errors reach the slim Records that the
+    TensorBoard / W&B figures are drawn from; nothing else of the analyses is kept."""
+    from ibhooks.schema import Estimate, LayerResult, Record
+    from ibhooks.sinks.drawing import FigureHistory
+
+    def rec(step, analyses):
+        e = Estimate(value=1.0, quantity="q", kind="estimate", estimator="binning")
+        return Record(step=step, mode="probe", n_samples=8, layers={"l": {"binning": LayerResult(e, e)}},
+                      analyses=analyses)
+
+    curve = {"points": [[0.0, 0.0], [1.0, 0.5]], "h_x": 3.0, "h_y": 1.0}
+    hist = FigureHistory()
+    hist.append(rec(0, {"ib_bound": {"curve": curve, "gaps": {"l": {"binning": 0.1}},
+                                     "i_ty_rule": {"l": {"binning": 0.4}}},
+                        "geometry": {"l": {"ratio": 0.5}}}))
+    hist.append(rec(5, {"ib_bound": {"curve_step": 0, "i_ty_rule": {"l": {"binning": 0.6}}},
+                        "calibration": {"layers": {"l": {"binning": {"I_TY": {"error": -0.2, "large": True,
+                                                                              "truth": 1.0}}}}}}))
+    first, second = hist.records()
+    assert first.analyses["ib_bound"]["curve"] == curve and "gaps" not in first.analyses["ib_bound"]
+    assert "geometry" not in first.analyses
+    assert second.analyses["ib_bound"] == {"i_ty_rule": {"l": {"binning": 0.6}}}
+    assert second.analyses["calibration"]["layers"]["l"]["binning"]["I_TY"] == {"error": -0.2, "large": True}
