@@ -260,7 +260,8 @@ def print_budget(rows: List[Dict[str, object]]) -> None:
         "# peak stored = the most the monitor referenced at once (held_bytes: captured outputs, projection",
         "#   matrices, reservoir buffers, estimator state, queued snapshots); it must be <= the budget;",
         "# peak RSS extra = process high-water mark above the same loop without the monitor (probe forward,",
-        "#   estimator temporaries: not held between calls, not in the budget); after close = bytes still held",
+        "#   estimator temporaries: not held between calls, not in the budget);",
+        "# after close = bytes still held",
     ]
     print("\n".join(notes))
 

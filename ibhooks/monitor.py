@@ -228,7 +228,8 @@ class IBMonitor(MonitorResults):
             min_rows = pc.min_rows if pc.min_rows is not None else min(cc.max_samples, 1024)
             assert self._reservoir is not None
             self._passive = PassiveWindow(self._capture, self._taker, self._reservoir, window=pc.window,
-                                          min_rows=min_rows, due=self._due, enabled=self.is_writer or pc.gather,
+                                          min_rows=min_rows, due=self._due,
+                                          enabled=self.is_writer or pc.gather,
                                           budget=PassiveBudget(int(cc.memory_budget_mb * 2**20), alive),
                                           console=self.console)
             self._capture.attach(compile_safe=True)

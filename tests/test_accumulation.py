@@ -24,7 +24,8 @@ def _train(tmp_path, mode=None):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     mon = None
     if mode == "probe":
-        mon = ibhooks.IBMonitor(model, probe=data_for("mlp", 64, seed=1), schedule=4, log_dir=tmp_path, verbose=False)
+        mon = ibhooks.IBMonitor(model, probe=data_for("mlp", 64, seed=1), schedule=4, log_dir=tmp_path,
+                                verbose=False)
     elif mode == "passive":
         mon = ibhooks.IBMonitor(model, schedule=4, passive_min_rows=1, log_dir=tmp_path, verbose=False)
     g = torch.Generator().manual_seed(7)

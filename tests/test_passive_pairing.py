@@ -103,7 +103,8 @@ def test_unprovable_pairing_warns_once_and_records_why(labels, tmp_path):
                             log_dir=tmp_path, verbose=False)
     with pytest.warns(RuntimeWarning, match="cannot be proven|label tensor") as caught:
         rec = _window(model, {"passive": mon}, 3, labels=labels)["passive"]
-    assert len([w for w in caught if "I(T;Y) is not measured" in str(w.message)]) == 1, "warned more than once"
+    said = [w for w in caught if "I(T;Y) is not measured" in str(w.message)]
+    assert len(said) == 1, "warned more than once"
     assert "I(T;Y) is not measured" in rec.info["labels_missing"]
     assert "one label tensor per training forward" in rec.info["labels_missing"]
     res = rec.layers["4"]["binning"]
@@ -129,7 +130,7 @@ def test_bad_labels_are_one_clear_error(tmp_path):
     mon = ibhooks.IBMonitor(model, schedule=1, log_dir=tmp_path, verbose=False)
     model(torch.randn(8, 12))
     model(torch.randn(6, 12))
-    with pytest.raises(ValueError, match=r"y=\[...\]\)\[1\] has 8 labels but training forward 1 of this step saw 6"):
+    with pytest.raises(ValueError, match=r"\)\[1\] has 8 labels but training forward 1 of this step saw 6"):
         mon.step(y=[torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long)])
     mon.close()
     assert pair_labels([4, 5], None) == ([None, None], None)

@@ -67,9 +67,10 @@ class PassiveBudget:
         if rows >= max_rows:
             return max_rows, None
         return int(rows), (
-            f"passive reservoir capped at {rows} rows (max_samples={max_rows}) to stay within memory_budget_mb="
-            f"{self.budget_bytes / MiB:g}: {row_bytes} bytes per row, {projections / MiB:.1f} MiB of "
-            f"projections, {(passes + copy) / MiB:.1f} MiB for one step's captured passes"
+            f"passive reservoir capped at {rows} rows (max_samples={max_rows}) to stay within "
+            f"memory_budget_mb={self.budget_bytes / MiB:g}: {row_bytes} bytes per row, "
+            f"{projections / MiB:.1f} MiB of projections, {(passes + copy) / MiB:.1f} MiB for one step's "
+            "captured passes"
             + (f", {self.snapshots} snapshots alive in background mode" if self.snapshots > 1 else "")
             + "; raise memory_budget_mb, or monitor fewer or narrower layers"
         )
@@ -118,13 +119,15 @@ def held_bytes(monitor: Any) -> Dict[str, int]:
     res = monitor._reservoir
     parts = {
         "captured": tensor_bytes([s.chunks for s in cap.slots.values()]),
-        "projections": tensor_bytes([s.reduction._proj for s in cap.slots.values() if s.reduction._proj is not None]),
+        "projections": tensor_bytes([s.reduction._proj for s in cap.slots.values()
+                                     if s.reduction._proj is not None]),
         "reservoir": tensor_bytes([res._acts, res._y]) if res is not None else 0,
         "estimators": tensor_bytes([e.state_dict() for e in monitor.estimators.values()]),
     }
     pending = [getattr(monitor, "_initial", None)]
     queue = getattr(getattr(monitor, "_runner", None), "_queue", None)
     pending += list(getattr(queue, "queue", ()))  # background mode: snapshots waiting for the worker
-    parts["captured"] += tensor_bytes([[p.activations, p.labels] for p in pending if hasattr(p, "activations")])
+    snapshots = [[p.activations, p.labels] for p in pending if hasattr(p, "activations")]
+    parts["captured"] += tensor_bytes(snapshots)
     parts["total"] = sum(parts.values())
     return parts

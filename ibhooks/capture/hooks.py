@@ -314,7 +314,8 @@ class Capture:
             return
         if self.tracks_passes:
             rows = int(tensor.shape[0])
-            if not self._keep_in_pass(slot, rows, lambda: rows * (slot.dim or math.prod(tensor.shape[1:])) * 4):
+            width = slot.dim or math.prod(tensor.shape[1:])
+            if not self._keep_in_pass(slot, rows, lambda: rows * width * 4):
                 return
         # float32 throughout, also inside the user's autocast region (a projection would run in bf16)
         with torch.no_grad(), torch.autocast(tensor.device.type, enabled=False):
@@ -376,7 +377,9 @@ def _make_hook(
     return hook
 
 
-def _make_pre_hook(capture_ref: "weakref.ReferenceType[Capture]", compile_safe: bool = True) -> Callable[..., None]:
+def _make_pre_hook(
+    capture_ref: "weakref.ReferenceType[Capture]", compile_safe: bool = True
+) -> Callable[..., None]:
     """The root module's forward pre-hook of passive mode: a training forward begins a new pass."""
 
     def _body(training: bool) -> None:

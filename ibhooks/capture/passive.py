@@ -38,7 +38,9 @@ _HOW = ("pass monitor.step(y=[y_1, ..., y_k]) with one label tensor per training
         "step, in order")
 
 
-def pair_labels(rows: Sequence[Optional[int]], y: Labels) -> Tuple[List[Optional[torch.Tensor]], Optional[str]]:
+def pair_labels(
+    rows: Sequence[Optional[int]], y: Labels
+) -> Tuple[List[Optional[torch.Tensor]], Optional[str]]:
     """Labels for each training pass (by order) and ``None``, or all ``None`` and why the pairing cannot
     be proven. ``rows``: each pass's batch rows (``None``: unknown). Bad labels raise one clear error."""
     k = len(rows)
@@ -49,21 +51,21 @@ def pair_labels(rows: Sequence[Optional[int]], y: Labels) -> Tuple[List[Optional
         if len(y) != k:
             return none, (f"step(y=[...]) got {len(y)} label tensor(s) for {k} training forward(s) since the "
                           f"last step ({list(rows)} rows); I(T;Y) is not measured for this window: {_HOW}")
-        labels = [as_labels(t.detach() if isinstance(t, torch.Tensor) else t, what=f"monitor.step(y=[...])[{i}]")
-                  for i, t in enumerate(y)]
+        labels = [as_labels(t.detach() if isinstance(t, torch.Tensor) else t,
+                            what=f"monitor.step(y=[...])[{i}]") for i, t in enumerate(y)]
         for i, (r, lab) in enumerate(zip(rows, labels)):
             if r is not None and lab.shape[0] != r:
-                raise ValueError(f"monitor.step(y=[...])[{i}] has {lab.shape[0]} labels but training forward {i} "
-                                 f"of this step saw {r} samples; {_HOW}")
+                raise ValueError(f"monitor.step(y=[...])[{i}] has {lab.shape[0]} labels but training forward "
+                                 f"{i} of this step saw {r} samples; {_HOW}")
         return list(labels), None
     if k == 1:
         return [y], None  # the row count is checked as the batch enters the reservoir
     y = as_labels(y.detach() if isinstance(y, torch.Tensor) else y, what="monitor.step(y=...)")
     if None not in rows and y.shape[0] == sum(rows):  # type: ignore[arg-type]
         return list(torch.split(y, list(rows))), None  # type: ignore[arg-type]
-    return none, (f"step(y=...) got one tensor of {y.shape[0]} labels for {k} training forwards since the last "
-                  f"step ({list(rows)} rows): which rows they label cannot be proven, so I(T;Y) is not measured "
-                  f"for this window; {_HOW}, or all their labels concatenated in order")
+    return none, (f"step(y=...) got one tensor of {y.shape[0]} labels for {k} training forwards since the "
+                  f"last step ({list(rows)} rows): which rows they label cannot be proven, so I(T;Y) is not "
+                  f"measured for this window; {_HOW}, or all their labels concatenated in order")
 
 
 class PassiveWindow:
@@ -145,9 +147,9 @@ class PassiveWindow:
         if not passes:
             if y is not None:
                 self.console.warn_once(("no_training_forward",), (
-                    f"step {step}: monitor.step(y=...) got labels but no training forward was captured since the "
-                    "last step (grad enabled and the model in training mode); were the forwards run under "
-                    "no_grad or in eval mode?"))
+                    f"step {step}: monitor.step(y=...) got labels but no training forward was captured since "
+                    "the last step (grad enabled and the model in training mode); were the forwards run "
+                    "under no_grad or in eval mode?"))
             return 0
         labels, problem = pair_labels([info.rows for info, _ in passes], y)
         if problem is not None:
@@ -197,8 +199,8 @@ class PassiveWindow:
         if self._dropped:
             snapshot.info["passes_dropped"] = (
                 f"{self._dropped} training forward(s) of the window were not pooled: one step's captured "
-                f"outputs may take {(self.capture.pass_limit_bytes or 0) / 2**20:.1f} MiB of memory_budget_mb "
-                "(raise it)")
+                f"outputs may take {(self.capture.pass_limit_bytes or 0) / 2**20:.1f} MiB of "
+                "memory_budget_mb (raise it)")
             self._dropped = 0
         if self.reservoir.cap_note is not None:
             snapshot.info["reservoir_note"] = self.reservoir.cap_note

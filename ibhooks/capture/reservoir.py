@@ -63,13 +63,14 @@ class PassiveReservoir:
             y = as_labels(y.detach() if isinstance(y, torch.Tensor) else y, what="monitor.step(y=...)")
             if y.shape[0] != n:
                 raise ValueError(
-                    f"monitor.step(y=...) got {y.shape[0]} labels but the monitored forward pass saw {n} samples; "
-                    "pass the labels of exactly the batch that was forwarded this step"
+                    f"monitor.step(y=...) got {y.shape[0]} labels but the monitored forward pass saw {n} "
+                    "samples; pass the labels of exactly the batch that was forwarded this step"
                 )
             y = y.to(device)
         if self._labelled is not None and self._labelled != (y is not None):
-            self.mark_labels_missing("monitor.step(y=...) got labels on some steps of the window only; I(T;Y) is "
-                                     "not measured for this window (pass y at every step, or at none)")
+            self.mark_labels_missing(
+                "monitor.step(y=...) got labels on some steps of the window only; I(T;Y) is not measured "
+                "for this window (pass y at every step, or at none)")
         self._labelled = y is not None if self._labelled is None else self._labelled
         if not self._acts:
             self._allocate(batch, with_labels=y is not None and self.labels_missing is None)
@@ -98,7 +99,8 @@ class PassiveReservoir:
         rest = torch.arange(free, n)
         if rest.numel():
             g = (self.rows_seen + rest).double()
-            j = torch.floor(torch.rand(rest.numel(), generator=self._gen, dtype=torch.float64) * (g + 1)).long()
+            u = torch.rand(rest.numel(), generator=self._gen, dtype=torch.float64)
+            j = torch.floor(u * (g + 1)).long()
             hit = j < self.max_rows
             j, src = j[hit], rest[hit]
             if j.numel():

@@ -76,7 +76,8 @@ class SnapshotTaker:
         for name, slot in slots.items():
             if slot.shape is None and slot.error is None:
                 slot.error = "never fired during a forward pass of the probe (unused module?)"
-        if all(s.dim is None for s in slots.values()) and not any(s.projection_refused for s in slots.values()):
+        refused = any(s.projection_refused for s in slots.values())  # check_probe_budget says why
+        if all(s.dim is None for s in slots.values()) and not refused:
             errors = {n: s.error for n, s in slots.items()}
             raise ValueError(f"no monitored layer produced a tensor on the probe: {errors}")
 
@@ -173,8 +174,9 @@ def check_probe_budget(capture: Capture, rows: int, budget_mb: float, snapshots:
     held = (f"{snapshots} snapshots (background mode: queue_size + 1) of {mib(need['snapshot'])}"
             if snapshots > 1 else f"{mib(need['snapshot'])} of activations")
     raise ValueError(
-        f"the monitor would hold {mib(total)} but memory_budget_mb={budget_mb:g}: {mib(need['projections'])} of "
-        f"projection matrices{f' (wide layers {refused})' if refused else ''}, {held} ({rows} samples x "
+        f"the monitor would hold {mib(total)} but memory_budget_mb={budget_mb:g}: "
+        f"{mib(need['projections'])} of projection matrices{f' (wide layers {refused})' if refused else ''}, "
+        f"{held} ({rows} samples x "
         f"{sum(dims)} values over {len(dims)} layers, plus labels) and {mib(need['join'])} while the probe's "
         "chunks are joined. Use fewer probe samples (max_samples=), a reducing reduction ('mean' or "
         "'project:64') for the wide layers, fewer layers, or raise memory_budget_mb."
