@@ -96,6 +96,7 @@ class Capture:
     ) -> None:
         selectors = dict(selectors or {})
         self._modules = list(modules)
+        self._module_of = dict(self._modules)
         self.slots: Dict[str, LayerSlot] = {}
         for name, _ in self._modules:
             spec = reduction.get(name, "auto") if isinstance(reduction, Mapping) else reduction
@@ -282,12 +283,12 @@ class Capture:
         return True
 
     # -- the hook body -------------------------------------------------------------------------
-    def store(self, name: str, output: Any, module_training: bool = True) -> None:
+    def store(self, name: str, output: Any) -> None:
         slot = self.slots[name]
         if slot.skipped:
             return
         if self.tracks_passes:
-            if not self._passive_gate(slot, module_training):
+            if not self._passive_gate(slot, self._module_of[name].training):
                 return
         elif slot.fired_in_pass:
             return  # fixed slot: a module firing twice in a pass (checkpoint recompute) is kept once
@@ -362,16 +363,16 @@ class Capture:
 def _make_hook(
     capture_ref: "weakref.ReferenceType[Capture]", name: str, compile_safe: bool = True
 ) -> Callable[..., None]:
-    def _body(output: Any, training: bool) -> None:
+    def _body(output: Any) -> None:
         cap = capture_ref()
         if cap is not None and cap.armed:
-            cap.store(name, output, training)
+            cap.store(name, output)
 
     if compile_safe:
         _body = torch.compiler.disable(_body)
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
-        _body(output, module.training)
+        _body(output)
         return None
 
     return hook
