@@ -35,9 +35,14 @@ LABELS = ("T1", "T2", "T3", "T4", "T5", "output")
 
 def train(activation: str, seeds: Sequence[int], estimators_per_seed: List[list], *, epochs: int,
           measurements: int, out: Path, prefix: str, analyses: Sequence = (), lr: float = 1e-3,
-          batch_size: int = 256) -> List[ibhooks.IBMonitor]:
-    """The seeds trained together (exactly their separate trajectories), one monitor per seed."""
+          batch_size: int = 256, probe_rows: int = 0) -> List[ibhooks.IBMonitor]:
+    """The seeds trained together (exactly their separate trajectories), one monitor per seed; the probe
+    is all 4096 patterns, or a fixed random ``probe_rows`` of them."""
     x, y = load_szt()
+    probe = (x, y)
+    if probe_rows:
+        rows = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7))[:probe_rows]
+        probe = (x[rows], y[rows])
     splits = [szt_data(s)[2] for s in seeds]
     model = szt_seed_batched_network(activation, tuple(seeds))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -45,7 +50,7 @@ def train(activation: str, seeds: Sequence[int], estimators_per_seed: List[list]
     names = [str(i) for i, m in enumerate(model) if isinstance(m, (act, nn.Softmax))]
     steps = epochs * -(-splits[0].shape[0] // batch_size)
     monitors = [ibhooks.IBMonitor(
-        model, layers=names, selectors={n: (lambda o, k=k: o[k]) for n in names}, probe=(x, y),
+        model, layers=names, selectors={n: (lambda o, k=k: o[k]) for n in names}, probe=probe,
         schedule=ibhooks.log_spaced(measurements, steps), estimators=estimators_per_seed[k], chains=[names],
         log_dir=out, run_name=f"{prefix}_seed{s}", seed=s, verbose=False, analyses=list(analyses),
     ) for k, s in enumerate(seeds)]
@@ -108,6 +113,8 @@ def main(argv=None) -> dict:
     p.add_argument("--measurements", type=int, default=60)
     p.add_argument("--instrument", choices=("binning", "kde"), default="binning")
     p.add_argument("--only", choices=("tanh", "relu"), default=None)
+    p.add_argument("--probe-rows", type=int, default=0,
+                   help="measure on a fixed random subset of the 4096 patterns (KDE costs O(n^2))")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
@@ -115,8 +122,10 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     out = Path(args.out)
     seeds = list(range(args.seeds))
-    common = dict(epochs=args.epochs, measurements=args.measurements, out=out, analyses=["robust"])
-    summary: Dict[str, object] = {"seeds": args.seeds, "epochs": args.epochs, "instrument": args.instrument}
+    common = dict(epochs=args.epochs, measurements=args.measurements, out=out, analyses=["robust"],
+                  probe_rows=args.probe_rows)
+    summary: Dict[str, object] = {"seeds": args.seeds, "epochs": args.epochs, "instrument": args.instrument,
+                                  "probe_rows": args.probe_rows or 4096}
     kde = ("kde", {"noise_var": 0.1})
     if args.only in (None, "tanh"):
         t0 = time.time()
@@ -131,7 +140,8 @@ def main(argv=None) -> dict:
             per_seed = [[kde]] * len(seeds)
         else:  # pass 1: each layer's min..max over the run; pass 2 (bit-identical training) bins with it
             first = train("relu", seeds, [[("binning", {"n_bins": 100, "range": "running"})]] * len(seeds),
-                          epochs=args.epochs, measurements=args.measurements, out=out, prefix="relu_pass1")
+                          epochs=args.epochs, measurements=args.measurements, out=out, prefix="relu_pass1",
+                          probe_rows=args.probe_rows)
             ranges = [{layer: tuple(res["binning"].i_xt.diagnostics["range_used"])
                        for layer, res in m.history[-1].layers.items()} for m in first]
             per_seed = [[("binning", {"n_bins": 100, "range": r})] for r in ranges]
