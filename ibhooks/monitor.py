@@ -205,10 +205,10 @@ class IBMonitor(MonitorResults):
                 check_resume(self.log_path, fingerprint(self._config()), self._config())
             sink_list = build_sinks(sinks, self.log_path, self.log_dir / self.run_name, rl)
         self.sinks = SinkSet(sink_list, self.console)
-        from .progress import format_measurement_line
+        from .progress import MeasurementLines
 
         pipeline = MeasurementPipeline(self.estimators, self.layer_names, self._interpreter, self.sinks,
-                                       self.history_series, self.console, describe=format_measurement_line,
+                                       self.history_series, self.console, describe=MeasurementLines(),
                                        analyses=self._analyses)
         ec = self.execution_config
         self._runner: Union[SyncRunner, BackgroundRunner] = (

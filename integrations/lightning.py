@@ -187,7 +187,7 @@ class IBCallback(_Base):
         self.monitor: Optional[IBMonitor] = None
         self._pending: Optional[Dict[str, Any]] = None
         self._last_step = 0
-        self._window_y: Optional[torch.Tensor] = None
+        self._window_y: Optional[List[Optional[torch.Tensor]]] = None  # labels of each micro-batch
         self._use_labels = True
         self._was_armed = False
         self._warned: set = set()
@@ -226,12 +226,15 @@ class IBCallback(_Base):
         if mon is None or mon._closed:
             return
         step = int(trainer.global_step)
-        if mon.mode == "passive" and self._window_y is None:
-            self._window_y = self._labels(batch)  # the first micro-batch since the last optimizer step
+        if mon.mode == "passive":  # every micro-batch's labels, in order: the monitor pairs them by order
+            self._window_y = (self._window_y or []) + [self._labels(batch)]
         if step == self._last_step:
             return  # accumulating gradients: no optimizer step yet
         self._last_step = step
-        y, self._window_y = self._window_y, None
+        labels, self._window_y = self._window_y, None
+        y: Any = None
+        if labels and all(t is not None for t in labels):
+            y = labels[0] if len(labels) == 1 else list(labels)
         try:
             mon.step(y=y, step=step, epoch=int(trainer.current_epoch))
         except (ValueError, TypeError) as exc:  # labels that do not fit the batch: drop them, go on

@@ -139,7 +139,6 @@ def test_the_line_counts_warnings_new_in_the_run_by_code_and_layer():
                     f"at_cap in h0 h1 h2 +2; +{len(WarningCode) - 3} more codes)")
 
 
-@pytest.mark.xfail(strict=True, reason="needs monitor.py to pass describe=MeasurementLines() (one per run)")
 def test_a_monitor_run_says_which_warnings_are_new(tmp_path, capsys):
     mon = ibhooks.IBMonitor(_model(), probe=_probe(), schedule=1, log_dir=tmp_path, measure_initial=False)
     capsys.readouterr()

@@ -191,12 +191,12 @@ def test_passive_mode_gradient_accumulation_never_captures_validation(tmp_path):
     cb = IBCallback(probe=None, schedule=1, verbose=False)  # capture armed all the time, validation included
     model, trainer = fit(tmp_path / "mon", cb, logger=CSVLogger(tmp_path, name="csv"), **kwargs)
     assert_same_weights(baseline, model)
-    # 16 batches, 2 per optimizer step -> global steps 1..8; one capture per step: the first micro-batch
-    # (16 rows), never a validation batch (10 rows): not the sanity check before step 1, not the
-    # validation after step 4 (end of epoch 0)
+    # 16 batches, 2 per optimizer step -> global steps 1..8; each capture holds both micro-batches of its
+    # step (2 x 16 rows, each paired with its own labels), never a validation batch (10 rows): not the
+    # sanity check before step 1, not the validation after step 4 (end of epoch 0)
     assert [r.step for r in cb.history] == list(range(1, 9))
     for r in cb.history:
-        assert r.mode == "passive" and r.n_samples == 16 and r.info["passive_steps"] == [r.step]
+        assert r.mode == "passive" and r.n_samples == 32 and r.info["passive_steps"] == [r.step, r.step]
         assert r.h_y is not None and not real_errors(r)
     # other loggers get the scalars through log_metrics
     (metrics,) = Path(trainer.log_dir).glob("metrics.csv")

@@ -202,7 +202,9 @@ def test_pipeline_records_a_failing_estimator():
 
 def test_history_is_compact():
     h = SeriesHistory()
-    est = ibhooks.estimate.make_estimate(1.0, "q", ci=(0.9, 1.1))
+    from ibhooks.schema.estimate import make_estimate
+
+    est = make_estimate(1.0, "q", ci=(0.9, 1.1))
     for step in range(1000):
         h.append(Record(step=step, mode="probe", n_samples=1,
                         layers={f"l{i}": {"e": ibhooks.LayerResult(i_xt=est, i_ty=est)} for i in range(10)}))
