@@ -185,28 +185,16 @@ def bin_indices(
     ``"layer"`` (this tensor's min..max) or ``"adaptive"`` (equal-mass edges). ``as_float`` returns the
     (integer-valued) indices as float64 for the equal-width rules, which saves a cast.
     """
-    t_min, t_max = (float(v) for v in torch.aminmax(t))
     if range == "adaptive":
+        t_min, t_max = (float(v) for v in torch.aminmax(t))
         idx = _adaptive_indices(t, n_bins)
         extreme = float(((idx == 0) | (idx == n_bins - 1)).float().mean())
         return idx, t_min, t_max, {"fraction_in_extreme_bins": extreme, "range_used": [t_min, t_max],
                                    "distinct_values": int(torch.unique(t).numel())}
-    if range == "layer":
-        lo, hi = t_min, t_max
-    elif isinstance(range, str):
-        raise ValueError(f"a kernel range must be (lo, hi), 'layer' or 'adaptive', got {range!r}")
-    else:
-        lo, hi = range
-    if hi <= lo:  # a constant layer: one bin
-        hi = lo + 1.0
-    scaled = (t.to(torch.float64) - lo).mul_(n_bins / (hi - lo))
-    outside = 0.0 if (t_min >= lo and t_max <= hi) else float(((t < lo) | (t > hi)).sum()) / t.numel()
-    idx = scaled.floor_().clamp_(0, n_bins - 1)
-    extreme = float(((idx == 0) | (idx == n_bins - 1)).sum()) / idx.numel()
+    lo, hi, diagnostics = equal_width_range(t, n_bins, range)
+    idx = (t.to(torch.float64) - lo).mul_(n_bins / (hi - lo)).floor_().clamp_(0, n_bins - 1)
     if not as_float:
         idx = idx.to(torch.int64)
-    diagnostics = {"fraction_outside_range": outside, "fraction_in_extreme_bins": extreme,
-                   "range_used": [lo, hi]}
     return idx, lo, hi, diagnostics
 
 
