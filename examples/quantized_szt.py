@@ -12,7 +12,8 @@ frozen in eval mode, so the probe pass sees one grid. The loss is the cross-entr
 softmax (the straight-through gradient is the same; a quantized probability of exactly 0 would make
 the log-loss infinite). Weights are not quantized: exactness needs only discrete activations.
 
-    python examples/quantized_szt.py --out runs/quantized_szt          # 4 seeds x 1500 epochs, both
+    python examples/quantized_szt.py --out runs/quantized_szt          # 4 seeds x 1000 epochs, both
+    python examples/quantized_szt.py --from-logs --out runs/quantized_szt  # tables and figures again
     python examples/quantized_szt.py --smoke --out /tmp/quantized       # a few epochs, for the tests
 """
 from __future__ import annotations
@@ -35,7 +36,8 @@ import ibhooks  # noqa: E402
 from _results import mean_history, seed_table  # noqa: E402
 from _szt import SeedBatchedLinear, szt_data, szt_seed_batched_network  # noqa: E402
 from ibhooks.data import load_szt  # noqa: E402
-from ibhooks.schema import Quantity, Record  # noqa: E402
+from ibhooks.schema import PhaseStatus, Quantity, Record  # noqa: E402
+from ibhooks.schema.phases import fold_phase_changes  # noqa: E402
 
 
 class QuantSTE(nn.Module):
@@ -148,57 +150,89 @@ def dpi_summary(histories: Sequence[Sequence[Record]]) -> Dict[str, int]:
             "bound_bugs": bound_bugs}
 
 
+def phase_table(histories: Sequence[Sequence[Record]], labels: Dict[str, str]) -> str:
+    """Per layer and phase, in how many seeds the library's phase test reached ``detected`` at any
+    measurement during training, and at the last one (a fitting phase that ended earlier is no longer
+    detected at the end)."""
+    rows = ["| layer | fitting: ever / at end | compression: ever / at end |", "|---|---|---|"]
+    ends = [fold_phase_changes(c for r in h for c in r.phase_changes) for h in histories]
+    for layer in histories[0][-1].layers:
+        cells = []
+        for phase in ("fitting", "compression"):
+            ever = sum(any(c.layer == layer and c.phase == phase and c.status is PhaseStatus.DETECTED
+                           for r in h for c in r.phase_changes) for h in histories)
+            end = sum(e[key].detected for e in ends if (key := (layer, "exact", phase)) in e)
+            cells.append(f"{ever}/{len(histories)} / {end}/{len(histories)}")
+        rows.append(f"| {labels.get(layer, layer)} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
+def report(activation: str, histories: List[List[Record]], logs: List[Path], args: argparse.Namespace,
+           extra: dict) -> dict:
+    """Tables, DPI tally and figures of one activation's runs, from their records (run logs)."""
+    labels = _labels(activation)
+    run = {**extra, "table": seed_table(histories, "exact", layer_labels=labels),
+           "phases": phase_table(histories, labels), "fitting": fitting_table(histories, labels),
+           **dpi_summary(histories), "run_logs": [str(p) for p in logs]}
+    acc = run.get("accuracy_all_4096")
+    print(f"\n{activation}, {args.bits}-bit activations, exact information, {args.seeds} seeds x "
+          f"{args.epochs} epochs" + (f", accuracy {statistics.fmean(acc):.3f}" if acc else "") +
+          f"\n{run['table']}\n\n{run['phases']}\n\n{run['fitting']}\n"
+          f"DPI: {run['dpi_violated']} of {run['dpi_pairs_checked']} pairs violated ({run['dpi_bugs']} bugs)")
+    try:
+        from ibhooks.plotting import save_all_figures
+    except ImportError:
+        return run
+    out = Path(args.out)
+    figs = save_all_figures(mean_history(histories, "exact"), out / f"figures_{activation}",
+                            header={"coverage": []}, animation=False)
+    seed0 = save_all_figures(logs[0], out / f"figures_{activation}_seed0", animation=False)
+    run["figures"] = {k: str(v) for k, v in figs.items()}
+    run["figures_seed0"] = {k: str(v) for k, v in seed0.items()}
+    if args.publish:
+        dest = Path(args.publish)
+        dest.mkdir(parents=True, exist_ok=True)
+        plane = f"quantized_{activation}_mean{args.seeds}_information_plane.png"
+        shutil.copy(figs["information_plane"], dest / plane)
+        shutil.copy(seed0["layer_curves"], dest / f"quantized_{activation}_seed0_layer_curves.png")
+    return run
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/quantized_szt")
     p.add_argument("--activations", nargs="+", default=["tanh", "relu"], choices=["tanh", "relu"])
     p.add_argument("--seeds", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=1500)
+    p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--measurements", type=int, default=60)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--publish", default=None, help="copy the figures to <dir>/quantized_<activation>_*.png")
+    p.add_argument("--from-logs", action="store_true",
+                   help="no training: redo tables and figures from the run logs in --out")
     p.add_argument("--smoke", action="store_true", help="tiny run that exercises everything")
     args = p.parse_args(argv)
     if args.smoke:
         args.seeds, args.epochs, args.measurements = 2, 4, 8
     torch.set_num_threads(1)  # tiny networks: threads only add overhead
     out = Path(args.out)
+    old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     summary: dict = {"bits": args.bits, "seeds": args.seeds, "epochs": args.epochs, "lr": args.lr, "runs": {}}
     for activation in args.activations:
-        t0 = time.time()
-        monitors, acc = train(activation, tuple(range(args.seeds)), bits=args.bits, epochs=args.epochs,
-                              measurements=args.measurements, lr=args.lr, batch_size=args.batch_size, out=out)
-        runtime = time.time() - t0
-        histories = [m.history for m in monitors]
-        labels = _labels(activation)
-        run = {"runtime_s": runtime, "accuracy_all_4096": acc,
-               "table": seed_table(histories, "exact", layer_labels=labels),
-               "fitting": fitting_table(histories, labels), **dpi_summary(histories),
-               "run_logs": [str(m.log_path) for m in monitors]}
-        print(f"\n{activation}, {args.bits}-bit activations, exact information, {args.seeds} seeds x "
-              f"{args.epochs} epochs, {runtime:.0f}s, accuracy {statistics.fmean(acc):.3f}\n"
-              f"{run['table']}\n\n"
-              f"{run['fitting']}\nDPI: {run['dpi_violated']} of {run['dpi_pairs_checked']} pairs violated "
-              f"({run['dpi_bugs']} bugs)")
-        try:
-            from ibhooks.plotting import save_all_figures
-        except ImportError:
-            summary["runs"][activation] = run
-            continue
-        figs = save_all_figures(mean_history(histories, "exact"), out / f"figures_{activation}",
-                                header={"coverage": []}, animation=False)
-        seed0 = monitors[0].save_figures(out / f"figures_{activation}_seed0")
-        run["figures"] = {k: str(v) for k, v in figs.items()}
-        run["figures_seed0"] = {k: str(v) for k, v in seed0.items()}
-        if args.publish:
-            dest = Path(args.publish)
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copy(figs["information_plane"],
-                        dest / f"quantized_{activation}_mean{args.seeds}_information_plane.png")
-            shutil.copy(seed0["layer_curves"], dest / f"quantized_{activation}_seed0_layer_curves.png")
-        summary["runs"][activation] = run
+        if args.from_logs:
+            logs = [out / f"{activation}_seed{s}.jsonl" for s in range(args.seeds)]
+            histories = [ibhooks.load_run(path).records for path in logs]
+            extra = {k: v for k, v in old.get("runs", {}).get(activation, {}).items()
+                     if k in ("runtime_s", "accuracy_all_4096")}
+        else:
+            t0 = time.time()
+            monitors, acc = train(activation, tuple(range(args.seeds)), bits=args.bits, epochs=args.epochs,
+                                  measurements=args.measurements, lr=args.lr, batch_size=args.batch_size,
+                                  out=out)
+            histories, logs = [m.history for m in monitors], [Path(m.log_path) for m in monitors]
+            extra = {"runtime_s": time.time() - t0, "accuracy_all_4096": acc}
+        summary["runs"][activation] = report(activation, histories, logs, args, extra)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -133,17 +133,18 @@ def exact_layer_information(
     distinct = int(counts.numel())
     diag: Dict[str, Any] = {"distinct_rows": distinct, "fraction_merged_rows": 1.0 - distinct / n,
                             **grid.summary()}
-    h_t = entropy_from_counts(counts)
+    h_t = entropy_from_counts(counts) + 0.0  # a constant layer's -0.0 reads 0.0
     cap = math.log2(n) if n > 1 else 0.0
-    i_xt = prov.estimate(min(h_t, cap), f"I(X;T) = H(T) exact: {label}, X uniform over the probe",
+    i_xt = prov.estimate(min(h_t, cap), f"H(T) exact: {label}, X uniform over the probe",
                          kind="exact", cap=cap, n=n, dim=d, diagnostics=diag)
     if y is None:
         return i_xt, None
     y_codes = check_labels(y, n)
     mi, _, h_y = discrete_mi(codes, y_codes)
+    mi += 0.0  # a constant layer's -0.0 reads 0.0
     # I(T;Y) <= H(Y) is a property of Y, not a limit of the estimator: no `cap`, H(Y) is in diagnostics.
-    i_ty = prov.estimate(mi, f"I(T;Y) exact (plug-in over the probe's joint of T and Y): {label}, X uniform "
-                         "over the probe", kind="exact", n=n, dim=d, diagnostics={"H_Y": h_y})
+    i_ty = prov.estimate(mi, f"H(T) + H(Y) - H(T,Y) exact (plug-in over the probe): {label}, X uniform over "
+                         "the probe", kind="exact", n=n, dim=d, diagnostics={"H_Y": h_y})
     return i_xt, i_ty
 
 
@@ -165,8 +166,8 @@ def exact_mutual_information(
             raise ValueError(f"a has {n} rows but b has {b_codes.shape[0]}; they must be paired")
     mi, h_a, h_b = discrete_mi(a_codes, b_codes)
     label = quantization_label(bits, levels, grid.integer)
-    return prov.estimate(mi, f"I(A;B) exact (plug-in over the paired rows): {label}", kind="exact",
-                         cap=min(h_a, h_b), n=n, dim=int(grid.offset.numel()))
+    return prov.estimate(mi, f"H(A) + H(B) - H(A,B) exact (plug-in over the paired rows): {label}",
+                         kind="exact", cap=min(h_a, h_b), n=n, dim=int(grid.offset.numel()))
 
 
 class Exact(Estimator):

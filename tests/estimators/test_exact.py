@@ -49,7 +49,8 @@ def test_injective_layer_with_a_deterministic_label_gives_h_y():
     assert i_ty.value == pytest.approx(h2(2118 / 4096), abs=TOL)
     assert i_ty.diagnostics["H_Y"] == pytest.approx(h2(2118 / 4096), abs=TOL)
     assert "8-bit quantization" in i_xt.quantity and "X uniform over the probe" in i_xt.quantity
-    assert i_ty.quantity.startswith("I(T;Y) exact") and "8-bit" in i_ty.quantity
+    assert i_xt.quantity.startswith("H(T) exact") and i_ty.quantity.startswith("H(T) + H(Y) - H(T,Y) exact")
+    assert "8-bit" in i_ty.quantity
 
 
 def test_independent_labels_give_zero_exactly_and_the_stated_plug_in_bias_otherwise():
