@@ -2,6 +2,8 @@
 between exact values of the network's own layers, and a monitor run of a quantized MLP measured by the
 "exact" estimator."""
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
@@ -197,3 +199,20 @@ def test_a_wrong_chain_of_quantized_layers_is_reported_as_a_bug(tmp_path):
     bugs = [v for v in rec.checks.dpi_violations if v.is_bug]
     assert bugs and bugs[0].upstream == "qa" and bugs[0].quantity is Quantity.I_XT
     assert any(w.code is WarningCode.DPI_VIOLATION and w.severity is Severity.ERROR for w in rec.warnings)
+
+
+def test_quantized_szt_example_smoke(tmp_path):
+    """examples/quantized_szt.py (one activation, smoke size): exact records, no errors, the DPI holds,
+    and the tables and figures come back from the run logs alone (--from-logs)."""
+    pytest.importorskip("matplotlib")
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "quantized_szt.py"))["main"]
+    out = main(["--smoke", "--activations", "relu", "--out", str(tmp_path)])
+    run = out["runs"]["relu"]
+    assert run["dpi_pairs_checked"] > 0 and run["dpi_bugs"] == 0 and run["bound_bugs"] == 0
+    for path in run["run_logs"]:
+        for rec in ibhooks.load_run(path).records:
+            assert rec.errors == [] and len(rec.layers) == 6
+            assert all(res["exact"].i_xt.kind == "exact" for res in rec.layers.values())
+    again = main(["--smoke", "--activations", "relu", "--out", str(tmp_path), "--from-logs"])
+    assert again["runs"]["relu"]["table"] == run["table"]
+    assert all(Path(p).is_file() for p in run["figures"].values())
