@@ -16,7 +16,7 @@ more inputs.
 A layer that is not discrete (:func:`~ibhooks.estimators._quantized.detect_grid`: more distinct values
 per unit than ``max_levels``, or values on no evenly spaced grid) is refused with an error naming the
 fix: bin it (``"binning"``) or let ``"auto"`` choose. Rows are coded with the binning estimator's
-row coder (:func:`~ibhooks.estimators.binning._row_codes_counts`), so the counting is the same code.
+row coder (:func:`~ibhooks.estimators._bin_codes.row_codes_counts`), so the counting is the same code.
 
 Sampling note: "exact" is about the probe distribution. As an estimate of the information over a
 larger input population, the plug-in I(T;Y) has the usual positive bias, about
@@ -30,11 +30,11 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from ..schema.estimate import Estimate, EstimatorTraits
+from ._bin_codes import row_codes_counts
 from ._common import Provenance, check_labels, check_samples, discrete_mi, entropy_from_counts, require_int
 from ._pairwise import flat_rows
 from ._quantized import Grid, detect_grid
 from .base import Estimator, LayerInformation
-from .binning import _row_codes_counts
 
 #: Exact for its quantity (the network's own discrete values, X uniform over the probe); nothing is
 #: discretised or added for analysis; I(X;T) = H(T) is at most log2 n.
@@ -108,7 +108,7 @@ def level_codes(
     if radix > rows.shape[0]:  # wide integer ranges: code each column by rank so rows pack tightly
         idx = _dense_ranks(idx)
         radix = int(idx.max()) + 1
-    codes, counts = _row_codes_counts(idx, radix)
+    codes, counts = row_codes_counts(idx, radix)
     return codes, counts, grid
 
 
