@@ -2,6 +2,9 @@
 
 For ``layer_information(t, y, layer=...)`` (X uniform over the probe rows):
 
+* **layers the network quantizes itself** (integer outputs, or every unit on an evenly spaced grid of at
+  most ``quantized_max_levels`` values: a fake-quantize or rounding layer): the ``exact`` estimator,
+  I(X;T) = H(T) and plug-in I(T;Y) with X uniform over the probe, no binning (:mod:`.exact`).
 * **narrow layers** (D <= ``narrow_max_dim``, default 12: the Shwartz-Ziv & Tishby networks): binning,
   ``n_bins`` (30) equal bins over the layer's running min..max, for both I(X;T) = H(bin(T)) and
   I(bin(T);Y). There the binned variable keeps few enough cells to be informative, and it is the
@@ -44,7 +47,9 @@ from ..schema.estimate import Estimate, EstimatorTraits
 from ._common import check_samples, require_int, require_number, require_seed
 from ._pairwise import flat_rows
 from .base import Estimator, LayerInformation
+from ._quantized import is_quantized
 from .binning import Binning
+from .exact import Exact
 from .kde import KDE
 from .noisy_channel import NoisyChannel
 
@@ -71,6 +76,8 @@ class Auto(Estimator):
         xt: I(X;T) of wide layers: ``"kde"`` (upper bound, default) or ``"noisy_channel"``.
         ty: I(T;Y) of wide layers: ``"classifier_probe"`` (default) or ``"kde"``.
         seed: Seed of the chosen estimators' own generators.
+        quantized_max_levels: A layer whose units all sit on an evenly spaced grid of at most this many
+            values (or with an integer dtype) is measured exactly (``auto:exact``).
     """
 
     name = "auto"
@@ -80,7 +87,7 @@ class Auto(Estimator):
 
     def __init__(self, narrow_max_dim: int = 12, n_bins: int = 30, relative_noise: float = 0.3,
                  relative_to: str = "total", xt: str = "kde", ty: str = "classifier_probe",
-                 seed: int = 0) -> None:
+                 seed: int = 0, quantized_max_levels: int = 256) -> None:
         self.narrow_max_dim = require_int("narrow_max_dim", narrow_max_dim, 0)
         self.n_bins = require_int("n_bins", n_bins, 2)
         self.relative_noise = require_number("relative_noise", relative_noise)
@@ -90,6 +97,8 @@ class Auto(Estimator):
             raise ValueError(f"ty must be one of {_TY}, got {ty!r}")
         self.relative_to, self.xt, self.ty, self.seed = relative_to, xt, ty, require_seed(seed)
         self._binning = Binning(n_bins=self.n_bins, range="running")
+        self.quantized_max_levels = require_int("quantized_max_levels", quantized_max_levels, 2)
+        self._exact = Exact(max_levels=self.quantized_max_levels)
         self._wide_xt: Estimator = (
             KDE(relative_noise=self.relative_noise, relative_to=relative_to) if xt == "kde"
             else NoisyChannel(relative_noise=self.relative_noise, relative_to=relative_to, seed=self.seed))
@@ -103,7 +112,7 @@ class Auto(Estimator):
     def params(self) -> Dict[str, Any]:
         return {"narrow_max_dim": self.narrow_max_dim, "n_bins": self.n_bins,
                 "relative_noise": self.relative_noise, "relative_to": self.relative_to, "xt": self.xt,
-                "ty": self.ty, "seed": self.seed}
+                "ty": self.ty, "seed": self.seed, "quantized_max_levels": self.quantized_max_levels}
 
     def choose(self, dim: int) -> str:
         """The I(X;T) instrument for a layer of ``dim`` units: ``"binning"`` or ``"<xt>_rel"``."""
@@ -116,14 +125,19 @@ class Auto(Estimator):
     def layer_information(
         self, t: torch.Tensor, y: Optional[torch.Tensor] = None, *, layer: Optional[str] = None
     ) -> LayerInformation:
-        t = check_samples(flat_rows(t))
+        raw = flat_rows(t)  # before check_samples: an integer dtype is seen as such
+        t = check_samples(raw)
         key = None if layer is None else str(layer)
         choice = self._choice.get(key) if key is not None else None
         if choice is None:
-            choice = self.choose(int(t.shape[1]))
+            quantized = is_quantized(raw, max_levels=self.quantized_max_levels)
+            choice = "exact" if quantized else self.choose(int(t.shape[1]))
             if key is not None:
                 self._choice[key] = choice
         mine = self.params()
+        if choice == "exact":
+            i_xt, i_ty = self._exact.layer_information(raw, y, layer=layer)
+            return _stamp(i_xt, choice, mine), _stamp(i_ty, choice, mine)  # type: ignore[return-value]
         if choice == "binning":
             i_xt, i_ty = self._binning.layer_information(t, y, layer=layer)
             return _stamp(i_xt, choice, mine), _stamp(i_ty, choice, mine)  # type: ignore[return-value]

@@ -177,6 +177,8 @@ _MORE_ROWS = {
 def _at_cap(layer: str, est: str, e: Estimate, q: Quantity, mode: str = "probe") -> List[IBWarning]:
     if e.cap is None or not (e.saturated or e.value >= e.cap - 1e-9):
         return []
+    if e.traits.exact and not e.traits.discretises:
+        return []  # the network's own discrete layer keeps every probe row apart: the value is the truth
     by_n = e.traits.cap == "log2_n" or (
         e.traits.cap == "none" and e.n > 1 and abs(e.cap - math.log2(e.n)) < 1e-6
     )

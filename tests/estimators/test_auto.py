@@ -113,3 +113,23 @@ def test_registered_and_bad_settings_get_one_clear_error():
                           ({"relative_to": "row"}, "relative_to"), ({"n_bins": 1}, "n_bins")):
         with pytest.raises(ValueError, match=match):
             Auto(**kwargs)
+
+
+def test_a_layer_the_network_quantizes_is_measured_exactly():
+    """Integer codes or values on an 8-bit grid: auto picks the exact estimator (X uniform over the probe),
+    names it, and gives the figures of ``Exact`` itself; a continuous layer of the same width does not."""
+    from ibhooks.estimators.exact import Exact
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 20, generator=g)
+    quantized = torch.round(torch.tanh(x) * 127) / 127  # an 8-bit grid
+    y = (x[:, 0] > 0).long()
+    auto = Auto()
+    i_xt, i_ty = auto.layer_information(quantized, y, layer="q")
+    ref_xt, ref_ty = Exact().layer_information(quantized, y, layer="q")
+    assert i_xt.estimator == "auto:exact" and i_xt.kind == "exact" and i_xt.params["chosen"] == "exact"
+    assert (i_xt.value, i_ty.value, i_xt.quantity) == (ref_xt.value, ref_ty.value, ref_xt.quantity)
+    i_int, _ = auto.layer_information(torch.randint(0, 4, (256, 3), generator=g), y, layer="codes")
+    assert i_int.estimator == "auto:exact"
+    auto.layer_information(torch.tanh(x), y, layer="c")
+    assert auto.choices() == {"q": "exact", "codes": "exact", "c": "kde_rel"}
