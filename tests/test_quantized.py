@@ -199,6 +199,10 @@ def test_a_wrong_chain_of_quantized_layers_is_reported_as_a_bug(tmp_path):
     bugs = [v for v in rec.checks.dpi_violations if v.is_bug]
     assert bugs and bugs[0].upstream == "qa" and bugs[0].quantity is Quantity.I_XT
     assert any(w.code is WarningCode.DPI_VIOLATION and w.severity is Severity.ERROR for w in rec.warnings)
+    from ibhooks.report import render_report
+
+    html = render_report(ibhooks.load_run(mon.log_path), figures=False)
+    assert "bug (exact values)" in html  # the report's DPI table says which violations are bugs
 
 
 def test_quantized_szt_example_smoke(tmp_path):

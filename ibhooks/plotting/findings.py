@@ -124,6 +124,7 @@ class DpiViolationSummary:
     max_size_bits: float
     first_step: int
     last_step: int
+    bugs: int = 0  # violations between exact values of the network's own layers (DpiViolation.is_bug)
 
 
 def dpi_violation_summary(records: Sequence[Record]) -> List[DpiViolationSummary]:
@@ -133,8 +134,9 @@ def dpi_violation_summary(records: Sequence[Record]) -> List[DpiViolationSummary
         for v in dpi_violations(rec):
             a = acc.setdefault((v.chain, v.estimator, v.quantity, v.upstream, v.downstream),
                                {"count": 0, "significant": 0, "not_assessed": 0, "max_size_bits": 0.0,
-                                "first_step": rec.step, "last_step": rec.step})
+                                "first_step": rec.step, "last_step": rec.step, "bugs": 0})
             a["count"] += 1
+            a["bugs"] += int(bool(getattr(v, "is_bug", False)))
             a["significant"] += int(v.significant is True)
             a["not_assessed"] += int(v.significant is None)
             a["max_size_bits"] = max(a["max_size_bits"], float(v.size_bits))

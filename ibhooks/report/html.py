@@ -238,9 +238,10 @@ def _dpi(records: Sequence[Record], header: Mapping[str, Any]) -> str:
     pairs = plotting.dpi_violation_summary(records)
     if pairs:
         head = ["chain", "estimator", "quantity", "upstream → downstream", "times", "significant",
-                "not assessed", "largest excess (bits)", "steps"]
+                "not assessed", "largest excess (bits)", "steps", "kind"]
         rows = [[p.chain, p.estimator, p.quantity.label, f"{p.upstream} → {p.downstream}", p.count,
-                 p.significant, p.not_assessed, p.max_size_bits, f"{p.first_step}..{p.last_step}"]
+                 p.significant, p.not_assessed, p.max_size_bits, f"{p.first_step}..{p.last_step}",
+                 "bug (exact values)" if p.bugs else "estimator inconsistency"]
                 for p in pairs]
         parts.append(table(head, rows, num_cols=(4, 5, 6, 7)))
     elif not totals:
