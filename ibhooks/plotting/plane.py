@@ -204,12 +204,19 @@ def draw_plane(ax: Any, frame: PlaneFrame, *, upto: Optional[float] = None, high
                                   markeredgecolor=SATURATED_COLOR, label="I(X;T) at cap"))
         if legend == "outside":
             ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.1), mode="expand",
-                      ncols=min(len(handles), 4), frameon=False, borderaxespad=0.0, handlelength=1.8,
+                      ncols=_legend_columns(handles), frameon=False, borderaxespad=0.0, handlelength=1.8,
                       title="layer", title_fontsize=8, alignment="left")
         else:
             ax.legend(handles=handles, loc="best", frameon=True, framealpha=0.85, edgecolor="0.8",
                       borderpad=0.4, handlelength=1.8)
     return mappable
+
+
+def _legend_columns(handles: Sequence[Any]) -> int:
+    """Columns of the legend row above the plane: as many as fit the axes' width without labels
+    running into each other (about 80 characters at the legend's font size)."""
+    longest = max((len(str(h.get_label())) for h in handles), default=1)
+    return max(1, min(4, len(handles), 80 // (longest + 6)))
 
 
 def plot_information_plane(
