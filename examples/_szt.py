@@ -95,13 +95,20 @@ def train_seeds(
     log_every: int = 0,
     sinks_seed0: tuple = (),
     estimators_per_seed=None,
+    analyses: tuple = (),
+    probe_rows: int = 0,
 ):
     """Train the SZT network for ``seeds`` together, one IBMonitor per seed (a selector picks the
     seed's slice of every layer output). ``estimators_per_seed`` overrides ``estimators`` with one
-    list per seed. Returns the list of closed monitors."""
+    list per seed; ``analyses`` go to every monitor; the probe is all 4096 patterns, or a fixed random
+    ``probe_rows`` of them. Returns the list of closed monitors."""
     import ibhooks
 
     x, y = load_szt()
+    probe = (x, y)
+    if probe_rows:
+        rows = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7))[:probe_rows]
+        probe = (x[rows], y[rows])
     splits = [szt_data(s)[2] for s in seeds]
     model = szt_seed_batched_network(activation, seeds)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -114,7 +121,7 @@ def train_seeds(
             model,
             layers=layer_names,
             selectors={name: (lambda out, k=k: out[k]) for name in layer_names},
-            probe=(x, y),
+            probe=probe,
             schedule=ibhooks.log_spaced(measurements, epochs * steps_per_epoch),
             estimators=estimators_per_seed[k] if estimators_per_seed else estimators,
             chains=[layer_names],
@@ -123,6 +130,7 @@ def train_seeds(
             sinks=list(sinks_seed0) if k == 0 else [],
             seed=s,
             verbose=False,
+            analyses=list(analyses),
         ))
     gens = [torch.Generator().manual_seed(10_000 + s) for s in seeds]
     for epoch in range(epochs):

@@ -21,54 +21,24 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ibhooks  # noqa: E402
-from _szt import nll_of_softmax, szt_data, szt_seed_batched_network  # noqa: E402
+from _szt import train_seeds  # noqa: E402
 from ibhooks.analyses.robust import PhaseVerdict, latest_verdicts  # noqa: E402
-from ibhooks.data import load_szt  # noqa: E402
 
 LABELS = ("T1", "T2", "T3", "T4", "T5", "output")
 
 
 def train(activation: str, seeds: Sequence[int], estimators_per_seed: List[list], *, epochs: int,
-          measurements: int, out: Path, prefix: str, analyses: Sequence = (), lr: float = 1e-3,
-          batch_size: int = 256, probe_rows: int = 0) -> List[ibhooks.IBMonitor]:
+          measurements: int, out: Path, prefix: str, analyses: Sequence = (),
+          probe_rows: int = 0) -> List[ibhooks.IBMonitor]:
     """The seeds trained together (exactly their separate trajectories), one monitor per seed; the probe
     is all 4096 patterns, or a fixed random ``probe_rows`` of them."""
-    x, y = load_szt()
-    probe = (x, y)
-    if probe_rows:
-        rows = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7))[:probe_rows]
-        probe = (x[rows], y[rows])
-    splits = [szt_data(s)[2] for s in seeds]
-    model = szt_seed_batched_network(activation, tuple(seeds))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-    names = [str(i) for i, m in enumerate(model) if isinstance(m, (act, nn.Softmax))]
-    steps = epochs * -(-splits[0].shape[0] // batch_size)
-    monitors = [ibhooks.IBMonitor(
-        model, layers=names, selectors={n: (lambda o, k=k: o[k]) for n in names}, probe=probe,
-        schedule=ibhooks.log_spaced(measurements, steps), estimators=estimators_per_seed[k], chains=[names],
-        log_dir=out, run_name=f"{prefix}_seed{s}", seed=s, verbose=False, analyses=list(analyses),
-    ) for k, s in enumerate(seeds)]
-    gens = [torch.Generator().manual_seed(10_000 + s) for s in seeds]
-    for _ in range(epochs):
-        orders = torch.stack([sp[torch.randperm(sp.shape[0], generator=g)] for sp, g in zip(splits, gens)])
-        for start in range(0, orders.shape[1], batch_size):
-            idx = orders[:, start:start + batch_size]
-            probs = model(x[idx])
-            loss = sum(nll_of_softmax(probs[k], y[idx[k]]) for k in range(len(seeds)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            for mon in monitors:
-                mon.step()
-    for mon in monitors:
-        mon.close()
-    return monitors
+    return train_seeds(activation, tuple(seeds), epochs=epochs, estimators=None, out=out, run_prefix=prefix,
+                       measurements=measurements, estimators_per_seed=estimators_per_seed,
+                       analyses=tuple(analyses), probe_rows=probe_rows)
 
 
 def _short(label: str) -> str:
