@@ -62,7 +62,7 @@ EXPECTED_CHAIN = {  # at least these, in this order, on one chain
 }
 
 
-def _train(name, tmp_path, mode=None, **monitor_kwargs):
+def _train(name, tmp_path, mode=None, steps=STEPS, **monitor_kwargs):
     build, task = MODELS[name]
     torch.manual_seed(0)
     model = build()
@@ -74,7 +74,7 @@ def _train(name, tmp_path, mode=None, **monitor_kwargs):
         mon = ibhooks.IBMonitor(model, probe=probe, schedule=ibhooks.every_n(10), log_dir=tmp_path,
                                 run_name=f"{name}-{mode}", verbose=False, **monitor_kwargs)
     g = torch.Generator().manual_seed(3)
-    for _ in range(STEPS):
+    for _ in range(steps):
         idx = torch.randint(0, N_TRAIN, (BATCH,), generator=g)
         model.train()
         loss = _loss(name, model, _rows(x, idx), y[idx])

@@ -13,13 +13,11 @@ the noise stays fixed at the first measurement (so the instrument does not drift
 estimates reach the cap of log2 128 = 7 bits by step 20."""
 
 import pytest
-import torch
 
-import ibhooks
 from ibhooks.schema import Quantity
 
 transformers = pytest.importorskip("transformers")
-from test_real_models import MODELS, N_PROBE, N_TRAIN, BATCH, _loss, _rows  # noqa: E402
+from test_real_models import _train  # noqa: E402
 
 AUTO = ("auto", {"ty": "kde"})
 STEPS = 40
@@ -31,26 +29,8 @@ RESNET_GAP = pytest.mark.xfail(strict=True, reason="stage scale grows ~3x under 
 
 @pytest.mark.parametrize("name", [pytest.param("resnet", marks=RESNET_GAP), "bert", "vit"])
 def test_auto_instrument_gives_an_informative_plane(name, tmp_path):
-    build, task = MODELS[name]
-    torch.manual_seed(0)
-    model = build()
-    x, y = task(N_TRAIN, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    mon = ibhooks.IBMonitor(model, probe=task(N_PROBE, seed=2), schedule=ibhooks.every_n(10),
-                            estimators=[AUTO], log_dir=tmp_path, run_name=name, verbose=False)
-    g = torch.Generator().manual_seed(3)
-    for _ in range(STEPS):
-        idx = torch.randint(0, N_TRAIN, (BATCH,), generator=g)
-        model.train()
-        loss = _loss(name, model, _rows(x, idx), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        mon.step()
-    records = mon.history
+    _, mon, records = _train(name, tmp_path, "probe", steps=STEPS, estimators=[AUTO])
     layers, chains = list(mon.layer_names), mon.chains
-    mon.close()
-
     assert [r.step for r in records] == [0, 10, 20, 30, 40]
     assert not any(r.errors for r in records), [r.errors[:2] for r in records if r.errors]
     xt = [[r.estimate(layer, Quantity.I_XT, "auto") for layer in layers] for r in records]
