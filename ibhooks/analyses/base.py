@@ -79,6 +79,12 @@ class Analysis:
         ``record.layers`` already holds this measurement's estimates."""
         raise NotImplementedError
 
+    @classmethod
+    def figure_view(cls, result: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """The part of a logged ``result`` that figures draw, kept by figure sinks between measurements
+        (:class:`~ibhooks.sinks.drawing.FigureHistory`); ``None`` (default): figures draw none of it."""
+        return None
+
     def params(self) -> Dict[str, Any]:
         """Settings that define the analysis (written to the run-log header and the fingerprint)."""
         return {}

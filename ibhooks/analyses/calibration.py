@@ -165,6 +165,20 @@ class CalibrationTwin(Analysis):
             if unknown:
                 raise ValueError(f"calibration: unknown {what} {unknown}; the run has {known}")
 
+
+    @classmethod
+    def figure_view(cls, result: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """Each (layer, estimator, quantity)'s error and flag: what the band in the layer curves draws."""
+        layers = result.get("layers")
+        if not isinstance(layers, Mapping):
+            return None
+        kept = {
+            layer: {est: {q: {"error": e.get("error"), "large": bool(e.get("large"))}
+                          for q, e in per_q.items() if isinstance(e, Mapping) and "error" in e}
+                    for est, per_q in per_est.items() if isinstance(per_q, Mapping)}
+            for layer, per_est in layers.items() if isinstance(per_est, Mapping)
+        }
+        return {"layers": kept}
     def params(self) -> Dict[str, Any]:
         return {"every": self.every, "mc_samples": self.mc_samples, "xt_mc_samples": self.xt_mc_samples,
                 "shrinkage": self.shrinkage, "means": self.means, "large_bits": self.large_bits,

@@ -88,6 +88,12 @@ class IBBoundAnalysis(Analysis):
         self._conditional: Optional[torch.Tensor] = None
         self._labels_are_rule = True
 
+
+    @classmethod
+    def figure_view(cls, result: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """The curve (logged once, in the first record) and I(T;Y) under the stochastic rule."""
+        kept = {k: result[k] for k in ("curve", "i_ty_rule") if isinstance(result.get(k), Mapping)}
+        return kept or None
     def params(self) -> Dict[str, Any]:
         rule = self.p_y_given_x
         return {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from .base import Analysis
 
@@ -39,6 +39,14 @@ def _lookup(name: str) -> Type[Analysis]:
     cls = getattr(importlib.import_module(module, __package__), attr)
     _CLASSES[name] = cls
     return cls
+
+
+def analysis_class(name: str) -> Optional[Type[Analysis]]:
+    """The class registered under ``name``, or ``None`` when no analysis has that name."""
+    try:
+        return _lookup(name)
+    except (ValueError, ImportError, AttributeError):
+        return None
 
 
 def make_analysis(spec: AnalysisSpec) -> Analysis:

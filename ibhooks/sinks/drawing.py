@@ -93,8 +93,7 @@ class FigureHistory:
         self._series: Dict[Tuple[str, str, Quantity], _Series] = {}
         self._interned: Dict[Any, Any] = {}
         self.phases: Dict[SeriesKey, PhaseDecision] = {}
-        self._ib_curve: Optional[Tuple[int, Any]] = None  # (record index, curve dict): kept once
-        self._analyses: Dict[int, Dict[str, Any]] = {}  # record index -> slim analyses figures draw
+        self._analyses: Dict[int, Dict[str, Any]] = {}  # record index -> what figures draw of its analyses
 
     def __len__(self) -> int:
         return len(self._meta)
@@ -135,29 +134,21 @@ class FigureHistory:
         self._meta.append(_Meta(int(record.step), record.epoch, self._intern(record.mode),
                                 int(record.n_samples), h_y, self._slim_checks(record.checks)))
         fold_phase_changes(record.phase_changes, into=self.phases)
-        slim = self._slim_analyses(idx, record.analyses)
+        slim = self._slim_analyses(record.analyses)
         if slim:
             self._analyses[idx] = slim
 
-    def _slim_analyses(self, idx: int, analyses: Mapping[str, Any]) -> Dict[str, Any]:
-        """Of ``record.analyses``, what the plane and curves draw (small numbers, no diagnostics)."""
+    @staticmethod
+    def _slim_analyses(analyses: Mapping[str, Any]) -> Dict[str, Any]:
+        """Of ``record.analyses``, what each analysis says its figures draw (``Analysis.figure_view``)."""
+        from ..analyses.registry import analysis_class
+
         out: Dict[str, Any] = {}
-        ib = analyses.get("ib_bound") if isinstance(analyses, Mapping) else None
-        if isinstance(ib, Mapping):
-            if isinstance(ib.get("curve"), Mapping):
-                self._ib_curve = (idx, ib["curve"])
-            if isinstance(ib.get("i_ty_rule"), Mapping):
-                out["ib_bound"] = {"i_ty_rule": ib["i_ty_rule"]}
-        cal = analyses.get("calibration") if isinstance(analyses, Mapping) else None
-        layers = cal.get("layers") if isinstance(cal, Mapping) else None
-        if isinstance(layers, Mapping):
-            kept = {
-                layer: {est: {q: {"error": e.get("error"), "large": bool(e.get("large"))}
-                              for q, e in per_q.items() if isinstance(e, Mapping) and "error" in e}
-                        for est, per_q in per_est.items() if isinstance(per_q, Mapping)}
-                for layer, per_est in layers.items() if isinstance(per_est, Mapping)
-            }
-            out["calibration"] = {"layers": kept}
+        for name, result in (analyses.items() if isinstance(analyses, Mapping) else ()):
+            cls = analysis_class(name) if isinstance(result, Mapping) else None
+            view = cls.figure_view(result) if cls is not None else None
+            if view:
+                out[name] = view
         return out
 
     def records(self) -> List[Record]:
@@ -173,9 +164,6 @@ class FigureHistory:
                     res.i_ty = s.estimate(i)
         for rec_idx, slim in self._analyses.items():
             recs[rec_idx].analyses = {k: dict(v) for k, v in slim.items()}
-        if self._ib_curve is not None:
-            rec_idx, curve = self._ib_curve
-            recs[rec_idx].analyses.setdefault("ib_bound", {})["curve"] = curve
         return recs
 
     def last(self, layer: str, estimator: str, quantity: Quantity) -> Optional[float]:
