@@ -31,6 +31,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from . import _knn_rank2d as _rank2d
 from . import _knn_sorted as _sorted
 
 try:  # scipy is an optional extra; without it the estimators use the blocked brute force
@@ -40,6 +41,10 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching TREE_AVAIL
 
 #: Whether scipy's cKDTree can be imported.
 TREE_AVAILABLE = cKDTree is not None
+
+#: Two-dimensional radius counts take the rank-space block counts (:mod:`._knn_rank2d`) from this many
+#: rows on; below it cKDTree is faster (measured crossover ~300 rows, benchmarks/estimators.py).
+RANK2D_MIN_ROWS = 300
 
 
 def tree_available() -> bool:
@@ -74,6 +79,8 @@ def count_closer(x: torch.Tensor, radius: torch.Tensor, *, strict: bool) -> torc
     if x.shape[1] == 1:
         return torch.from_numpy(_sorted.count_1d(_col(x), r, strict))
     xn = _np(x)
+    if xn.shape[1] == 2 and xn.shape[0] >= RANK2D_MIN_ROWS:
+        return torch.from_numpy(_rank2d.box_counts(xn[:, 0].copy(), xn[:, 1].copy(), r, strict))
     query_r = np.nextafter(r, 0.0) if strict else r
     counts = cKDTree(xn).query_ball_point(xn, np.maximum(query_r, 0.0), p=np.inf, return_length=True,
                                           workers=_workers())

@@ -1,0 +1,116 @@
+"""Exact two-dimensional max-norm box counts in rank space, for the kNN estimators on CPU (numpy).
+
+A max-norm ball in two dimensions is the box ``[x_i -+ r_i] x [y_i -+ r_i]``, and ``max(|dx|, |dy|) < r``
+holds exactly when both ``|dx| < r`` and ``|dy| < r`` do (the max of two floats is one of them). Along
+each axis the rows inside form one contiguous run of ranks, found exactly (strict or closed) by
+:func:`._knn_sorted.run_bounds`. In rank space the rows are a permutation ``p`` (x-rank -> y-rank), and
+the count is the number of x-ranks ``a`` in ``[xlo, xhi)`` with ``p[a]`` in ``[ylo, yhi)``.
+
+Blocks of ``B`` consecutive ranks on both axes make a small summed-area table of counts per
+(x-block, y-block). Each query's x-run splits into whole x-blocks and at most two partial ends of
+fewer than ``B`` ranks; within the whole x-blocks its y-run splits the same way. So
+
+    count = SAT(whole x-blocks, whole y-blocks)
+          + #{y-ranks in the partial y-ends whose x-rank lies in the whole x-blocks}
+          + #{x-ranks in the partial x-ends whose y-rank lies in the y-run}
+
+with no row counted twice, and each partial end checked exactly with a fixed-width gather of ``B - 1``
+ranks (no Python loop over samples). Work is O(n log n) for the sorts plus O(n B + (n / B)^2); the
+default ``B ~ (n / 2)^(1/3)`` balances the last two.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ._knn_sorted import run_bounds
+
+
+def block_size(n: int) -> int:
+    """Ranks per block: about ``(n / 2)^(1/3)``, at least 4 (balances the table against the partial ends)."""
+    return max(4, int(round((n / 2.0) ** (1.0 / 3.0))))
+
+
+def _axis(v: np.ndarray, r: np.ndarray, strict: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranks of ``v`` (n,) and, per row, the exact run ``[lo, hi)`` of ranks within ``r`` of it."""
+    n = v.shape[0]
+    order = np.argsort(v, kind="stable")
+    s = v[order]
+    lo_s, hi_s = run_bounds(s, s, r[order], strict)  # queries in sorted order: searchsorted is faster
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    lo, hi = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    lo[order], hi[order] = lo_s, hi_s
+    return rank, lo, hi
+
+
+def _ends(lo: np.ndarray, hi: np.ndarray, b: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+    """Split runs ``[lo, hi)`` of ranks into whole blocks ``[b0, b1)`` and the partial ends ``[lo, e0)`` and
+    ``[s1, hi)`` (each shorter than ``b``); a run inside one block is all left end."""
+    b0 = -(-lo // b)
+    b1 = np.maximum(hi // b, b0)
+    e0 = np.minimum(b0 * b, hi)
+    s1 = np.maximum(b1 * b, e0)
+    return b0, b1, e0, s1, hi
+
+
+def _in_window(start: np.ndarray, stop: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+               width: int) -> np.ndarray:
+    """Per row, ``#{t in [start, stop): lo <= values[t] < hi}`` (int32 arrays) for runs of at most ``width``
+    ranks. The loop runs over the ``width`` offsets, each step one vectorised pass over all rows (n-long
+    int32 buffers stay in cache; an (n, width) gather measured ~5x slower)."""
+    rows = start.shape[0]
+    acc = np.zeros(rows, dtype=np.int32)
+    if width <= 0 or values.shape[0] == 0:
+        return acc
+    last = values.shape[0] - 1
+    length = stop - start
+    span = (hi - lo).view(np.uint32)  # lo <= v < hi  <=>  (v - lo) as unsigned < hi - lo (hi >= lo)
+    idx, tmp, v = start.copy(), np.empty_like(start), np.empty_like(start)
+    hit, live = np.empty(rows, dtype=bool), np.empty(rows, dtype=bool)
+    for t in range(width):
+        np.minimum(idx, last, out=tmp)
+        np.take(values, tmp, out=v)
+        np.subtract(v, lo, out=v)
+        np.less(v.view(np.uint32), span, out=hit)
+        np.greater(length, t, out=live)
+        hit &= live
+        acc += hit
+        idx += 1
+    return acc
+
+
+def box_counts(x: np.ndarray, y: np.ndarray, radius: np.ndarray, strict: bool,
+               block: Optional[int] = None) -> np.ndarray:
+    """``#{j != i: max(|x_i - x_j|, |y_i - y_j|) < radius_i}`` (``strict``) or ``<= radius_i``, for columns
+    ``x``, ``y`` (n,) float64 (int64; the same floating-point tests as the brute force)."""
+    n = x.shape[0]
+    b = int(block) if block else block_size(n)
+    xr, xlo, xhi = _axis(x, radius, strict)
+    yr, ylo, yhi = _axis(y, radius, strict)
+    p = np.empty(n, dtype=np.int32)  # x-rank -> y-rank
+    p[xr] = yr
+    q = np.empty(n, dtype=np.int32)  # y-rank -> x-rank
+    q[yr] = xr
+    nb = -(-n // b)
+    # table[j, i] = #{x-block < i, y-block < j}; both cumulative sums run along rows (a cumsum down
+    # the columns of a C array measured ~5x slower), hence the transposed copy between them
+    cells = np.bincount((xr // b) * nb + yr // b, minlength=nb * nb).astype(np.int32).reshape(nb, nb)
+    table = np.zeros((nb + 1, nb + 1), dtype=np.int32)
+    table[1:, 1:] = np.ascontiguousarray(cells.cumsum(1, dtype=np.int32).T).cumsum(1, dtype=np.int32)
+    bx0, bx1, xe0, xs1, _ = _ends(xlo, xhi, b)
+    by0, by1, ye0, ys1, _ = _ends(ylo, yhi, b)
+    i32 = lambda a: a.astype(np.int32)  # noqa: E731  (ranks < n < 2^31)
+    xlo, xhi, xe0, xs1, ylo, yhi, ye0, ys1 = map(i32, (xlo, xhi, xe0, xs1, ylo, yhi, ye0, ys1))
+    wx0, wx1 = i32(bx0 * b), i32(bx1 * b)
+    count = (table[by1, bx1] - table[by1, bx0]) - (table[by0, bx1] - table[by0, bx0])
+    # partial y-ends inside the whole x-blocks: their x-rank in [bx0 * b, bx1 * b)
+    count += _in_window(ylo, ye0, q, wx0, wx1, b - 1)
+    count += _in_window(ys1, yhi, q, wx0, wx1, b - 1)
+    # partial x-ends over the whole y-run
+    count += _in_window(xlo, xe0, p, ylo, yhi, b - 1)
+    count += _in_window(xs1, xhi, p, ylo, yhi, b - 1)
+    self_inside = (radius > 0) if strict else (radius >= 0)
+    return count.astype(np.int64) - self_inside
