@@ -11,8 +11,7 @@ other value is among the k on either side in sorted order. Queries are made in s
 needles of ``searchsorted`` then arrive nearly sorted, which is several times faster). No Python loop
 runs over samples: the only loops are the end corrections (one or two rounds in practice).
 
-A merge-sort tree over ranks gives 2-D box counts the same way, but measured slower than scipy's
-cKDTree at n = 2,000-16,000, so two and more dimensions stay on the tree.
+Two-dimensional box counts build on :func:`run_bounds` in rank space (:mod:`._knn_rank2d`).
 """
 from __future__ import annotations
 
@@ -20,22 +19,26 @@ from typing import Tuple
 
 import numpy as np
 
+
 def _fix_start(s: np.ndarray, start: np.ndarray, inside) -> np.ndarray:
-    """Move ``start`` (an approximate first index where the monotone predicate ``inside(j)`` holds) to
-    the exact one, jumping over runs of tied values."""
+    """Move ``start`` (an approximate first index where the monotone predicate ``inside(j, rows)`` holds
+    for query rows ``rows``) to the exact one, jumping over runs of tied values; only the rows that move
+    are searched again."""
     n = s.shape[0]
-    while True:  # step left while the previous value is inside
-        prev = np.maximum(start - 1, 0)
-        move = (start > 0) & inside(prev)
-        if not move.any():
-            break
-        start = np.where(move, np.searchsorted(s, s[prev], side="left"), start)
-    while True:  # step right while the current value is outside
-        cur = np.minimum(start, n - 1)
-        move = (start < n) & ~inside(cur)
-        if not move.any():
-            break
-        start = np.where(move, np.searchsorted(s, s[cur], side="right"), start)
+    rows = np.arange(start.shape[0])
+    while rows.shape[0]:  # step left while the previous value is inside
+        st = start[rows]
+        prev = np.maximum(st - 1, 0)
+        move = (st > 0) & inside(prev, rows)
+        rows, prev = rows[move], prev[move]
+        start[rows] = np.searchsorted(s, s[prev], side="left")
+    rows = np.arange(start.shape[0])
+    while rows.shape[0]:  # step right while the current value is outside
+        st = start[rows]
+        cur = np.minimum(st, n - 1)
+        move = (st < n) & ~inside(cur, rows)
+        rows, cur = rows[move], cur[move]
+        start[rows] = np.searchsorted(s, s[cur], side="right")
     return start
 
 
@@ -44,11 +47,11 @@ def run_bounds(s: np.ndarray, v: np.ndarray, r: np.ndarray, strict: bool) -> Tup
     ``|v_i - s_j| < r_i`` (``strict``) or ``<= r_i`` (the same floating-point test as the brute force)."""
     with np.errstate(invalid="ignore", over="ignore"):
         if strict:
-            lo = _fix_start(s, np.searchsorted(s, v - r, side="right"), lambda j: (v - s[j]) < r)
-            hi = _fix_start(s, np.searchsorted(s, v + r, side="left"), lambda j: (s[j] - v) >= r)
+            lo = _fix_start(s, np.searchsorted(s, v - r, side="right"), lambda j, i: (v[i] - s[j]) < r[i])
+            hi = _fix_start(s, np.searchsorted(s, v + r, side="left"), lambda j, i: (s[j] - v[i]) >= r[i])
         else:
-            lo = _fix_start(s, np.searchsorted(s, v - r, side="left"), lambda j: (v - s[j]) <= r)
-            hi = _fix_start(s, np.searchsorted(s, v + r, side="right"), lambda j: (s[j] - v) > r)
+            lo = _fix_start(s, np.searchsorted(s, v - r, side="left"), lambda j, i: (v[i] - s[j]) <= r[i])
+            hi = _fix_start(s, np.searchsorted(s, v + r, side="right"), lambda j, i: (s[j] - v[i]) > r[i])
     return lo, np.maximum(hi, lo)
 
 

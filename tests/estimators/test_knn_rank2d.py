@@ -43,8 +43,8 @@ def test_box_counts_equal_pairwise_predicate(n, ties, block):
 
 
 def test_block_size_balances_table_and_ends():
-    assert _knn_rank2d.block_size(10) == 4
-    assert 15 <= _knn_rank2d.block_size(16_000) <= 25
+    assert _knn_rank2d.block_size(10) == 8 and _knn_rank2d.block_size(10**9) == 64
+    assert _knn_rank2d.block_size(2_000) < _knn_rank2d.block_size(16_000) <= 40
 
 
 @pytest.mark.parametrize("algorithm", [1, 2])
