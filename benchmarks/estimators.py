@@ -214,9 +214,11 @@ def run_case(name: str, n: int, d: int, device: str, repeats: int, ref_mem_limit
     return name, n, d, s, m, rs, rm, abs(v - rv), None
 
 
-def _interleaved(fns: List[Callable[[], Any]], repeats: int) -> List[float]:
-    """Best time of each of ``fns``, timed in turn (ours, theirs, ours, ...) so that a changing load on a
-    shared machine hits both alike; each at least ``repeats`` times and for at least 0.3 s."""
+def _interleaved(fns: List[Callable[[], Any]], repeats: int, clock: Callable[[], float] = time.perf_counter
+                 ) -> List[float]:
+    """Best time of each of ``fns`` on ``clock`` (wall by default; ``time.process_time`` for the CPU time
+    of this process), timed in turn (ours, theirs, ours, ...) so that a changing load on a shared machine
+    hits both alike; each at least ``repeats`` times and for at least 0.3 s."""
     best = [float("inf")] * len(fns)
     for f in fns:
         f()  # warm-up
@@ -224,13 +226,13 @@ def _interleaved(fns: List[Callable[[], Any]], repeats: int) -> List[float]:
     while r < repeats or (time.perf_counter() - t_start < 0.3 * len(fns) and r < 50):
         r += 1
         for i, f in enumerate(fns):
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            best[i] = min(best[i], time.perf_counter() - t0)
+            best[i] = min(best[i], clock() - t0)
     return best
 
 
-def npeet_ratios(ns: List[int], ds: List[int], repeats: int
+def npeet_ratios(ns: List[int], ds: List[int], repeats: int, cpu_time: bool = False
                  ) -> List[Tuple[str, int, int, float, float, float]]:
     """KSG and Ross (default neighbors='auto') against NPEET's ``mi`` / ``micd`` on the same data in this
     process (npeet-plus, the bench extra; skipped with a note when not importable). Both are timed in
@@ -242,6 +244,9 @@ def npeet_ratios(ns: List[int], ds: List[int], repeats: int
     except ImportError as exc:
         print(f"# NPEET comparison skipped: {exc}")
         return []
+    clock = time.process_time if cpu_time else time.perf_counter
+    print(f"# {'CPU' if cpu_time else 'wall'} time, best of >= {repeats} calls each; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'estimator':<10}{'n':>7}{'d':>4}{'ours ms':>10}{'npeet ms':>10}{'npeet/ours':>12}"
           f"{'|diff| bits':>13}  search")
     out = []
@@ -256,7 +261,7 @@ def npeet_ratios(ns: List[int], ds: List[int], repeats: int
                  lambda: npeet.micd(tn, yn, k=3, warning=False)),
             ):
                 e = ours()
-                s_ours, s_ref = _interleaved([ours, ref], repeats)
+                s_ours, s_ref = _interleaved([ours, ref], repeats, clock)
                 diff = abs(e.value - float(ref()))
                 search = e.diagnostics["neighbor_search"]
                 print(f"{name:<10}{n:>7}{d:>4}{_ms(s_ours):>10}{_ms(s_ref):>10}{s_ref / s_ours:>12.2f}"
@@ -309,6 +314,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                     "suite's smoke run uses 1024)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (at least)")
     ap.add_argument("--npeet-only", action="store_true", help="only the KSG / Ross vs NPEET ratios")
+    ap.add_argument("--cpu-time", action="store_true", help="time the NPEET comparison in CPU time of this "
+                    "process (time.process_time; with --threads 1 less disturbed by a shared machine's load)")
     args = ap.parse_args(argv)
     _fix_malloc_threshold()
     if args.threads:
@@ -331,7 +338,8 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"threads={torch.get_num_threads()}  quick={args.quick}")
     if args.npeet_only or args.device == "cpu":
         npeet_ns = [1024] if args.quick else [2000, 16000]
-        npeet_ratios([n for n in npeet_ns if not args.max_n or n <= args.max_n] or [1024], [1, 2], repeats)
+        npeet_ratios([n for n in npeet_ns if not args.max_n or n <= args.max_n] or [1024], [1, 2], repeats,
+                     args.cpu_time)
     if args.npeet_only:
         return
     if args.kde_large_n:  # first, while the process is small
