@@ -232,6 +232,22 @@ def test_consistent_estimates_report_no_violation():
     json.dumps(checks.to_dict()), json.dumps([w.to_dict() for w in warnings])
 
 
+def test_pairs_measured_by_two_instruments_are_not_compared():
+    """``auto`` measures a wide layer with the noisy channel and the narrow layer after it by binning:
+    a binned 7-bit value after a 2-bit noisy-channel value is no DPI violation, just two scales. The pair
+    is skipped; pairs of the same instrument further down the chain are still checked."""
+    wide = {"auto": (est(2.0, se=0.02, name="auto:noisy_channel_rel", traits=NOISY),
+                     est(0.5, se=0.02, name="auto:classifier_probe"))}
+    narrow = [{"auto": (est(v, se=0.02, name="auto:binning", traits=BINNING),
+                        est(0.6, se=0.02, name="auto:binning", traits=BINNING))} for v in (7.0, 7.5)]
+    rec = record({"w": wide, "n1": narrow[0], "n2": narrow[1]})
+    checks, warnings = check_record(rec, [Chain("body", ("w", "n1", "n2"))])
+    xt = tally(checks, "auto", Quantity.I_XT)
+    assert (xt.pairs_checked, xt.skipped) == (1, 1)  # w -> n1 skipped, n1 -> n2 checked
+    assert [(v.upstream, v.downstream) for v in checks.dpi_violations] == [("n1", "n2")]
+    assert tally(checks, "auto", Quantity.I_TY).skipped == 1
+
+
 def test_dpi_unknown_uncertainty_and_bound_kinds():
     rec = record(
         {
