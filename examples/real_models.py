@@ -6,10 +6,9 @@ each trained for a few minutes on CPU on a generated task it can learn.
 * ``BertForSequenceClassification`` (4 encoder layers) on random token sequences whose class is the
   first token mod 3. The probe is given as a dict: ``({"input_ids": ..., "attention_mask": ...}, y)``.
 
-The monitor keeps every default except ``probe``, ``schedule``, ``log_dir`` and the estimator: it
-uses ``estimators=["auto"]`` when that estimator is registered (scale-aware noise for I(X;T) on wide
-layers, a cross-fitted classifier probe for I(T;Y), binning for layers of a few units), else KDE with
-``relative_noise=0.1``, else the default; the choice is printed. Per model it prints the layers
+The monitor keeps every default except ``probe``, ``schedule`` and ``log_dir``: the default estimator
+``"auto"`` measures wide layers by a scale-aware noisy channel (I(X;T)) and a cross-fitted classifier
+probe (I(T;Y)), and layers of a few units by binning (``--smoke`` swaps the probe for the KDE's I(T;Y)). Per model it prints the layers
 monitored, the chains found from the data flow, the fraction of (layer, measurement) I(X;T) estimates
 at their cap, the spread of I(X;T) across layers (bits) at the first and last measurement, and I(T;Y)
 of the last layers at the first and last measurement; it writes the run logs and every figure.
@@ -20,7 +19,6 @@ of the last layers at the first and last measurement; it writes the run logs and
 from __future__ import annotations
 
 import argparse
-import inspect
 import statistics
 import sys
 import time
@@ -95,18 +93,11 @@ MODELS: Dict[str, Tuple[Callable[[bool], nn.Module], Callable[[int, int], Batch]
 
 
 def estimator_choice(smoke: bool) -> Tuple[List[Any], str]:
-    """``["auto"]`` if registered, else KDE with ``relative_noise`` if it takes it, else the default.
-    ``smoke``: auto with the KDE's I(T;Y) instead of the classifier probe, which takes seconds per layer."""
-    from ibhooks.estimators import registry
-    from ibhooks.estimators.kde import KDE
-
-    if "auto" in registry.available():
-        if smoke:
-            return [("auto", {"ty": "kde"})], 'estimators=[("auto", {"ty": "kde"})] (smoke: no classifier probe)'
-        return ["auto"], 'estimators=["auto"]'
-    if "relative_noise" in inspect.signature(KDE.__init__).parameters:
-        return [("kde", {"relative_noise": 0.1})], 'estimators=[("kde", {"relative_noise": 0.1})]'
-    return ["binning"], "the default estimator (binning)"
+    """The default, ``["auto"]``; ``smoke``: auto with the KDE's I(T;Y) instead of the classifier probe,
+    which takes a second or more per wide layer on a CPU."""
+    if smoke:
+        return [("auto", {"ty": "kde"})], 'estimators=[("auto", {"ty": "kde"})] (smoke: no classifier probe)'
+    return ["auto"], 'the default estimator ("auto")'
 
 
 # ----------------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ class IBMonitor(MonitorResults):
         layers: LayerSpec = "auto",
         probe: Any = None,
         schedule: Union[Schedule, int, None] = None,
-        estimators: Union[EstimatorSpec, Sequence[EstimatorSpec]] = ("binning",),
+        estimators: Union[EstimatorSpec, Sequence[EstimatorSpec]] = ("auto",),
         chains: Union[str, Sequence[Any], Mapping[str, Sequence[str]], None] = "auto",
         sinks: Sequence[Union[str, Sink]] = (),
         measure_initial: bool = True,
@@ -255,7 +255,7 @@ class IBMonitor(MonitorResults):
     def coverage(self) -> List[Dict[str, Any]]:
         """One row per module of the model: monitored or skipped and why, shapes, reduction, chain."""
         return coverage_rows(self.model, self._modules, self._skipped, self._capture, self.chains,
-                             list(self.estimators))
+                             self.estimators)
 
     def coverage_table(self, all: bool = False) -> str:  # noqa: A002
         """The coverage table: one line per monitored layer (``all=True``: every module)."""

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from .capture.hooks import Capture
 from .chains import Chain
+from .estimators.base import Estimator
 from .layers import activation_of
 
 
@@ -22,7 +23,7 @@ def coverage_rows(
     skipped: Mapping[str, str],
     capture: Capture,
     chains: Sequence[Chain],
-    estimators: Sequence[str],
+    estimators: Mapping[str, Estimator],
 ) -> List[Dict[str, Any]]:
     """One row per module of the model: monitored or skipped and why, shapes, reduction, chain."""
     chain_of = {n: c.name for c in chains for n in c.layers}
@@ -42,7 +43,7 @@ def coverage_rows(
                 dim=slot.dim,
                 activation=activation_of(module),
                 chain=chain_of.get(name),
-                estimator=", ".join(estimators),
+                estimator=", ".join(e.instrument_for(name, slot.dim) for e in estimators.values()),
             )
         else:
             row.update(status="skipped", reason=skipped.get(name, "not selected"))

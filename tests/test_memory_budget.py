@@ -20,20 +20,27 @@ from models import data_for
 MiB = 2**20
 
 
+#: An estimator that needs vectors: the default reduction then projects wide layers (the default
+#: estimator, ``auto``, works from Gram matrices and keeps them whole).
+VECTORS = ["binning"]
+
+
 def _wide(width: int) -> nn.Module:
     """A layer wider than AUTO_MAX_DIM: the default reduction projects it to 256 dims (a width x 256
-    float32 matrix, 4 * width KiB)."""
+    float32 matrix, 4 * width KiB) for estimators that need vectors."""
     return nn.Sequential(nn.Linear(12, width), nn.Tanh(), nn.Linear(width, 3))
 
 
 def test_a_projection_over_the_budget_is_refused_in_probe_mode(tmp_path):
     x, y = data_for("mlp", 64)
     with pytest.raises(ValueError) as err:  # 2 layers x 4,000 x 256 x 4 bytes = 7.8 MiB under 1 MiB
-        ibhooks.IBMonitor(_wide(4000), probe=(x, y), memory_budget_mb=1, log_dir=tmp_path, verbose=False)
+        ibhooks.IBMonitor(_wide(4000), probe=(x, y), estimators=VECTORS, memory_budget_mb=1, log_dir=tmp_path,
+                          verbose=False)
     msg = str(err.value)
     assert "memory_budget_mb=1" in msg and "7.8 MiB of projection matrices (wide layers ['0', '1'])" in msg
     assert "project:64" in msg
-    mon = ibhooks.IBMonitor(_wide(4000), probe=(x, y), memory_budget_mb=9, log_dir=tmp_path, verbose=False)
+    mon = ibhooks.IBMonitor(_wide(4000), probe=(x, y), estimators=VECTORS, memory_budget_mb=9, log_dir=tmp_path,
+                            verbose=False)
     mon.step()
     assert held_bytes(mon)["total"] <= 9 * MiB and held_bytes(mon)["projections"] == 2 * 4000 * 256 * 4
     mon.close()
@@ -52,8 +59,8 @@ def test_background_snapshots_count(tmp_path):
 def test_a_wide_layer_in_passive_mode_is_skipped_not_projected_over_the_budget(tmp_path):
     model = _wide(4000)
     x, y = data_for("mlp", 64)
-    mon = ibhooks.IBMonitor(model, schedule=2, memory_budget_mb=1, passive_min_rows=1, log_dir=tmp_path,
-                            verbose=False)
+    mon = ibhooks.IBMonitor(model, schedule=2, estimators=VECTORS, memory_budget_mb=1, passive_min_rows=1,
+                            log_dir=tmp_path, verbose=False)
     for _ in range(2):
         F.cross_entropy(model(x), y).backward()
         assert held_bytes(mon)["total"] <= 1 * MiB
@@ -95,8 +102,8 @@ def test_the_passive_reservoir_stays_under_a_16_mib_budget(tmp_path):
 def test_close_releases_everything(tmp_path):
     model = _wide(2000)
     x, y = data_for("mlp", 64)
-    mon = ibhooks.IBMonitor(model, schedule=3, passive_window=3, passive_min_rows=1, log_dir=tmp_path,
-                            verbose=False)
+    mon = ibhooks.IBMonitor(model, schedule=3, estimators=VECTORS, passive_window=3, passive_min_rows=1,
+                            log_dir=tmp_path, verbose=False)
     for _ in range(2):
         model(x).sum().backward()
         mon.step(y=y)
@@ -118,3 +125,20 @@ def test_knn_k_at_least_the_probe_rows_is_refused_at_construction(name, tmp_path
                           verbose=False)
     ibhooks.IBMonitor(_wide(8), probe=(x, y), estimators=[(name, {"k": 4})], log_dir=tmp_path,
                       verbose=False, measure_initial=False).close()
+
+
+def test_the_default_estimator_keeps_wide_layers_whole_only_within_the_budget(tmp_path):
+    """``auto`` works from Gram matrices: a wide layer is captured whole (no projection, on its chain)
+    while the probe's activations fit the budget, and falls back to the projection when they do not."""
+    small, y_small = data_for("mlp", 64)  # 2 layers x 64 rows x 4,000 x 4 bytes = 2 MiB whole
+    mon = ibhooks.IBMonitor(_wide(4000), probe=(small, y_small), memory_budget_mb=9, measure_initial=False,
+                            log_dir=tmp_path, verbose=False)
+    assert {mon._capture.slots[n].reduction.name for n in ("0", "1")} == {"flatten"}
+    assert held_bytes(mon)["projections"] == 0 and any({"0", "1"} <= set(c.layers) for c in mon.chains)
+    mon.close()
+    big, y_big = data_for("mlp", 2048)  # 64 MiB whole: over 16 MiB, so projected (14 MiB in all)
+    mon = ibhooks.IBMonitor(_wide(4000), probe=(big, y_big), memory_budget_mb=16, measure_initial=False,
+                            log_dir=tmp_path, verbose=False)
+    assert held_bytes(mon)["total"] <= 16 * MiB and held_bytes(mon)["projections"] == 2 * 4000 * 256 * 4
+    assert not any("0" in c.layers for c in mon.chains)  # a projection is lossy: off the chain
+    mon.close()

@@ -68,7 +68,7 @@ def _window(model, monitors, accum, labels="list", steps=4, rows_per_step=256):
 
 
 def _monitors(model, tmp_path, steps=4):
-    kw = dict(schedule=lambda s: s == steps, log_dir=tmp_path, verbose=False)
+    kw = dict(schedule=lambda s: s == steps, estimators=["binning"], log_dir=tmp_path, verbose=False)
     probe = ibhooks.IBMonitor(model, probe=data_for("mlp", 1024, seed=20), measure_initial=False,
                               run_name="probe", **kw)
     passive = ibhooks.IBMonitor(model, max_samples=1024, passive_min_rows=1024, run_name="passive", **kw)
@@ -100,7 +100,7 @@ def test_concatenated_labels_pair_by_order(tmp_path):
 def test_unprovable_pairing_warns_once_and_records_why(labels, tmp_path):
     model = _pretrained()
     mon = ibhooks.IBMonitor(model, max_samples=1024, passive_min_rows=1024, schedule=lambda s: s == 4,
-                            log_dir=tmp_path, verbose=False)
+                            estimators=["binning"], log_dir=tmp_path, verbose=False)
     with pytest.warns(RuntimeWarning, match="cannot be proven|label tensor") as caught:
         rec = _window(model, {"passive": mon}, 3, labels=labels)["passive"]
     said = [w for w in caught if "I(T;Y) is not measured" in str(w.message)]

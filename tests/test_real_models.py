@@ -129,11 +129,16 @@ def test_passive_mode_on_hf_models(name, tmp_path):
 
 def test_pairwise_estimators_keep_wide_blocks_whole_and_on_their_chain(tmp_path):
     """ViT blocks output 65 x 16 = 1040 values per sample: mean-pooled (off the chain) for estimators that
-    need vectors, kept whole (on the chain) for estimators that work from pairwise distances."""
+    need vectors (binning), kept whole (on the chain) for estimators that work from pairwise distances
+    (KDE here; the default ``auto`` too)."""
     build, task = MODELS["vit"]
     torch.manual_seed(0)
     probe = task(64, seed=2)
-    pooled = ibhooks.IBMonitor(build(), probe=probe, measure_initial=False, log_dir=tmp_path, verbose=False)
+    pooled = ibhooks.IBMonitor(build(), probe=probe, estimators=["binning"], measure_initial=False,
+                               log_dir=tmp_path, verbose=False)
+    default = ibhooks.IBMonitor(build(), probe=probe, measure_initial=False, log_dir=tmp_path, verbose=False)
+    assert {r["reduction"] for r in default.coverage if r["status"] == "monitored"} == {"flatten"}
+    default.close()
     whole = ibhooks.IBMonitor(build(), probe=probe, estimators=[("kde", {"relative_noise": 0.1})],
                               measure_initial=False, log_dir=tmp_path, verbose=False)
     block = "vit.layers.0"

@@ -115,7 +115,7 @@ def test_scalars_one_run_per_layer_at_the_measured_steps(run, server):
         for q, attr in (("I_XT", "i_xt"), ("I_TY", "i_ty")):
             points = _get(server, "/data/plugin/scalars/scalars", run=path_safe(label), tag=f"ib/{q}")
             assert [p[1] for p in points] == [r.step for r in history], (label, q)
-            want = [getattr(r.layers[layer]["binning"], attr).value for r in history]
+            want = [getattr(r.layers[layer]["auto"], attr).value for r in history]  # auto:binning (12 units)
             assert [p[2] for p in points] == pytest.approx(want, rel=1e-6, abs=1e-6), (label, q)
     points = _get(server, "/data/plugin/scalars/scalars", run=path_safe(labels[first]), tag="ib/I_XT")
     xt = [p[2] for p in points]

@@ -61,6 +61,12 @@ class Estimator(ABC):
         (the probe's rows); the default accepts every ``n``."""
         del n
 
+    def instrument_for(self, layer: str, dim: Optional[int]) -> str:
+        """What this estimator measures ``layer`` (``dim`` values per row) with, for the coverage table:
+        its name, or the choice of an estimator that chooses per layer (``auto``)."""
+        del layer, dim
+        return self.name
+
     def params(self) -> Dict[str, Any]:
         """The settings that define this estimator, for the record."""
         return {}
