@@ -1,7 +1,8 @@
 """k-nearest-neighbour estimators: KSG (Kraskov, Stoegbauer & Grassberger 2004), Ross (2014) and
 Kozachenko-Leonenko (KL) entropy. All distances are max-norm (Chebyshev). Neighbour search
-(``neighbors``): ``"kdtree"`` is scipy's cKDTree on CPU (:mod:`._knn_tree`, O(n log n) at low
-dimension); ``"brute"`` the blocked brute force on the input's device (O(n^2 d) work, O(block * n)
+(``neighbors``): ``"kdtree"`` is the CPU path of :mod:`._knn_tree` (scipy's cKDTree, O(n log n) at low
+dimension, with exact sorted searches for 1-D data and rank-space counts for 2-D, :mod:`._knn_sorted`,
+:mod:`._knn_rank2d`); ``"brute"`` the blocked brute force on the input's device (O(n^2 d) work, O(block * n)
 memory, no Python loop over samples: the accelerator path); ``"auto"`` (default) takes the tree on CPU
 when scipy is installed and the searched space has at most ``TREE_MAX_DIM`` dimensions, else brute
 force. Both give identical values (see ``_knn_tree`` for the one tie case of KSG-2).
