@@ -248,6 +248,20 @@ def test_pairs_measured_by_two_instruments_are_not_compared():
     assert tally(checks, "auto", Quantity.I_TY).skipped == 1
 
 
+def test_loose_lower_bounds_and_figures_of_two_instruments_are_no_bound_violation():
+    """A negative lower bound (an uninformative classifier probe) is loose, not wrong; auto's probe
+    I(T;Y) of T may exceed its noisy channel's I(X; T+N). A negative estimate still is flagged."""
+    probe = lambda v: est(v, se=0.05, kind="lower_bound", name="auto:classifier_probe")  # noqa: E731
+    rec = record({
+        "neg": {"auto": (est(2.0, se=0.02, name="auto:noisy_channel_rel"), probe(-0.08))},
+        "above": {"auto": (est(0.4, se=0.02, name="auto:noisy_channel_rel"), probe(0.9))},
+        "plain": {"ksg": (est(-0.3, se=0.02, name="ksg"), est(0.5, se=0.02, name="ksg"))},
+    })
+    checks, warnings = check_record(rec, [])
+    assert [(v.layer, v.bound) for v in checks.bound_violations] == [("plain", "I_XT >= 0"), ("plain", "I_TY <= I_XT")]
+    assert WarningCode.BOUND_VIOLATION not in codes(warnings, "neg") + codes(warnings, "above")
+
+
 def test_dpi_unknown_uncertainty_and_bound_kinds():
     rec = record(
         {
@@ -473,12 +487,17 @@ def test_at_cap_warning():
 def test_too_few_samples_warning():
     rec = record(
         {
-            "wide": {"kde": (est(5.0, se=0.1, n=150, dim=20), est(0.5, se=0.1, n=150, dim=20))},
-            "ok": {"kde": (est(5.0, se=0.1, n=2000, dim=20), est(0.5, se=0.1, n=2000, dim=20))},
+            "wide": {"ksg": (est(5.0, se=0.1, n=150, dim=20, name="ksg"), est(0.5, se=0.1, n=150, dim=20,
+                                                                               name="ksg"))},
+            "ok": {"ksg": (est(5.0, se=0.1, n=2000, dim=20, name="ksg"), est(0.5, se=0.1, n=2000, dim=20,
+                                                                             name="ksg"))},
             "binned": {"binning": (est(5.0, kind="exact", name="binning", n=150, dim=20), None)},
+            # analysis noise: I(X; T+N) of the probe's rows, nothing estimated from samples of a density
+            "noisy": {"kde": (est(5.0, se=0.1, n=150, dim=20), est(0.5, se=0.1, n=150, dim=20))},
         }
     )
     _, warnings = check_record(rec, [])
+    assert WarningCode.TOO_FEW_SAMPLES not in codes(warnings, "noisy")
     w = _only(warnings, WarningCode.TOO_FEW_SAMPLES, "wide")
     assert w.evidence == {"n": 150, "dim": 20, "required": 1024, "rule": "n >= max(10*d, 2**min(d, 10))"}
     assert "1024" in w.remedy

@@ -7,7 +7,8 @@
   ``fraction_in_lowest_bin`` and ``fraction_in_highest_bin`` each at least half the threshold).
 * ``outside_range``: a discretised layer with values clipped by a fixed bin range.
 * ``at_cap``: a value at the estimator's cap (log2 n, log2 K): changes above it cannot show.
-* ``too_few_samples``: a non-exact I(X;T) estimate from few samples for T's dimension.
+* ``too_few_samples``: a non-exact I(X;T) estimate from few samples for T's dimension (not for the
+  analysis-noise estimators, KDE and the noisy channel: their quantity is defined on the probe's rows).
 * ``duplicate_rows``: many coinciding rows (clustering at the bin resolution for exact estimates;
   zero nearest-neighbour distances for the others).
 """
@@ -210,6 +211,8 @@ def _too_few_samples(layer: str, est: str, e: Estimate, cfg: CheckConfig,
                      mode: str = "probe") -> List[IBWarning]:
     if e.kind == "exact" or e.n <= 0 or e.dim <= 0 or e.n >= cfg.required_samples(e.dim):
         return []
+    if e.traits.adds_noise:  # I(X; T+N) of the probe's own rows, from the exact Gaussian mixture: no
+        return []            # density is estimated, so no dimension-dependent sample-size bias
     need = cfg.required_samples(e.dim)
     rule = f"n >= max({cfg.samples_per_dim:g}*d, 2**min(d, {cfg.orthant_max_dim}))"
     return [
