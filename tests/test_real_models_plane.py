@@ -3,7 +3,7 @@ one-liner's defaults (``IBMonitor(model, probe=..., schedule=..., log_dir=...)``
 ``"auto"`` bins layers of a few units and measures wide ones by the noisy channel at 0.3 x each layer's
 total variance (I(X;T)) and the cross-fitted classifier probe (I(T;Y)).
 
-Criteria, after 40 training steps on a learnable task (tiny HF configs, random weights, no downloads):
+Criteria (probe mode on three models, passive mode on BERT), after 40 training steps on a learnable task (tiny HF configs, random weights, no downloads):
 no recorded errors; <= 25 % of (layer, measurement) I(X;T) estimates at their cap; I(X;T) spread by
 >= 1 bit across layers at some measurement; a chain of >= 3 layers from the data flow; I(T;Y) of the
 last two layers rises by >= 0.2 bit as the model learns; every Estimate names the instrument chosen.
@@ -23,11 +23,12 @@ from test_real_models import _train  # noqa: E402
 STEPS = 40
 
 
-@pytest.mark.parametrize("name", ["resnet", "bert", "vit"])
-def test_auto_instrument_gives_an_informative_plane(name, tmp_path):
-    _, mon, records = _train(name, tmp_path, "probe", steps=STEPS)
+@pytest.mark.parametrize("name,mode", [("resnet", "probe"), ("bert", "probe"), ("vit", "probe"),
+                                       ("bert", "passive")])
+def test_the_default_gives_an_informative_plane(name, mode, tmp_path):
+    _, mon, records = _train(name, tmp_path, mode, steps=STEPS)
     layers, chains = list(mon.layer_names), mon.chains
-    assert [r.step for r in records] == [0, 10, 20, 30, 40]
+    assert [r.step for r in records] == ([0, 10, 20, 30, 40] if mode == "probe" else [10, 20, 30, 40])
     assert not any(r.errors for r in records), [r.errors[:2] for r in records if r.errors]
     xt = [[r.estimate(layer, Quantity.I_XT, "auto") for layer in layers] for r in records]
     flat = [e for row in xt for e in row]
