@@ -6,7 +6,8 @@ total variance (I(X;T)) and the cross-fitted classifier probe (I(T;Y)).
 Criteria (probe mode on three models, passive mode on BERT), after 40 training steps on a learnable task (tiny HF configs, random weights, no downloads):
 no recorded errors; <= 25 % of (layer, measurement) I(X;T) estimates at their cap; I(X;T) spread by
 >= 1 bit across layers at some measurement; a chain of >= 3 layers from the data flow; I(T;Y) of the
-last two layers rises by >= 0.2 bit as the model learns; every Estimate names the instrument chosen.
+last two layers rises by >= 0.2 bit as the model learns (not for GPT-2: trained as a causal LM on
+next tokens, it is not taught the class); every Estimate names the instrument chosen.
 
 Before the default was ``auto`` (binning): 67 % of BERT's estimates at the cap. With the KDE upper bound
 as auto's wide-layer I(X;T) the HF ResNet had 34 % at the cap (its stages' scale grows about threefold in
@@ -24,7 +25,7 @@ STEPS = 40
 
 
 @pytest.mark.parametrize("name,mode", [("resnet", "probe"), ("bert", "probe"), ("vit", "probe"),
-                                       ("bert", "passive")])
+                                       ("gpt2", "probe"), ("bert", "passive")])
 def test_the_default_gives_an_informative_plane(name, mode, tmp_path):
     _, mon, records = _train(name, tmp_path, mode, steps=STEPS)
     layers, chains = list(mon.layer_names), mon.chains
@@ -38,6 +39,8 @@ def test_the_default_gives_an_informative_plane(name, mode, tmp_path):
     spread = max(max(e.value for e in row) - min(e.value for e in row) for row in xt)
     assert spread >= 1.0, f"{name}: I(X;T) spread across layers only {spread:.2f} bits"
     assert max(len(c.layers) for c in chains) >= 3, chains
+    if name == "gpt2":  # a causal LM trained on next tokens: the class (first token mod 3) is not its task
+        return
     rises = {}
     for layer in layers[-2:]:
         ty = [r.estimate(layer, Quantity.I_TY, "auto").value for r in records]
