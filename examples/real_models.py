@@ -1,17 +1,21 @@
-"""The README one-liner on two Hugging Face models (random weights from small configs, no downloads),
-each trained for a few minutes on CPU on a generated task it can learn.
+"""The README one-liner on four Hugging Face models (random weights from small configs, no downloads),
+each trained for a minute or two on CPU on a generated task.
 
-* ``ResNetForImageClassification`` (basic blocks, 4 stages) on 32x32 noise images whose class comes
-  from channel statistics: ``(mean(R) > mean(G)) + (mean(B) > 0)``, 3 classes.
+* ``ResNetForImageClassification`` (basic blocks, 4 stages) and ``ViTForImageClassification`` (4
+  blocks, 8x8 patches of 4 pixels) on 32x32 noise images whose class comes from channel statistics:
+  ``(mean(R) > mean(G)) + (mean(B) > 0)``, 3 classes.
 * ``BertForSequenceClassification`` (4 encoder layers) on random token sequences whose class is the
   first token mod 3. The probe is given as a dict: ``({"input_ids": ..., "attention_mask": ...}, y)``.
+* ``GPT2LMHeadModel`` (4 blocks) trained as a causal LM on the same sequences (its loss is the next
+  token's); the class (first token mod 3) is only the probe's label, never taught.
 
 The monitor keeps every default except ``probe``, ``schedule`` and ``log_dir``: the default estimator
 ``"auto"`` measures wide layers by a scale-aware noisy channel (I(X;T)) and a cross-fitted classifier
-probe (I(T;Y)), and layers of a few units by binning (``--smoke`` swaps the probe for the KDE's I(T;Y)). Per model it prints the layers
-monitored, the chains found from the data flow, the fraction of (layer, measurement) I(X;T) estimates
-at their cap, the spread of I(X;T) across layers (bits) at the first and last measurement, and I(T;Y)
-of the last layers at the first and last measurement; it writes the run logs and every figure.
+probe (I(T;Y)), and layers of a few units by binning (``--smoke`` swaps the probe for the KDE's
+I(T;Y)). Per model it prints the layers monitored, the chains found from the data flow, the fraction of
+(layer, measurement) I(X;T) estimates at their cap, the spread of I(X;T) across layers (bits) at the
+first and last measurement, and I(T;Y) of the last layers at the first and last measurement; it writes
+the run logs and every figure.
 
     python examples/real_models.py --out runs/real_models          # a few minutes on 2 CPU cores
     python examples/real_models.py --smoke --out /tmp/real_smoke    # seconds (needs transformers)
@@ -86,9 +90,40 @@ def hf_bert(smoke: bool) -> nn.Module:
     return BertForSequenceClassification(cfg)
 
 
-MODELS: Dict[str, Tuple[Callable[[bool], nn.Module], Callable[[int, int], Batch], float]] = {
-    "resnet": (hf_resnet, image_task, 1e-3),  # builder, task, learning rate
-    "bert": (hf_bert, text_task, 1e-3),
+def hf_vit(smoke: bool) -> nn.Module:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(image_size=IMAGE, patch_size=8 if smoke else 4, hidden_size=16,
+                    num_hidden_layers=2 if smoke else 4, num_attention_heads=2, intermediate_size=32,
+                    num_labels=CLASSES)
+    return ViTForImageClassification(cfg)
+
+
+def hf_gpt2(smoke: bool) -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=VOCAB, n_embd=16 if smoke else 32, n_layer=2 if smoke else 4, n_head=2,
+                     n_positions=2 * SEQ)
+    return GPT2LMHeadModel(cfg)
+
+
+def class_loss(model: nn.Module, x: Any, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits(model, x), y)
+
+
+def lm_loss(model: nn.Module, x: Any, y: torch.Tensor) -> torch.Tensor:
+    """A causal LM's own loss (next token); the class label is only the probe's Y."""
+    ids = x["input_ids"]
+    return F.cross_entropy(logits(model, x)[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+
+
+Loss = Callable[[nn.Module, Any, torch.Tensor], torch.Tensor]
+#: name -> (builder, task, learning rate, training loss)
+MODELS: Dict[str, Tuple[Callable[[bool], nn.Module], Callable[[int, int], Batch], float, Loss]] = {
+    "resnet": (hf_resnet, image_task, 1e-3, class_loss),
+    "bert": (hf_bert, text_task, 1e-3, class_loss),
+    "vit": (hf_vit, image_task, 1e-3, class_loss),
+    "gpt2": (hf_gpt2, text_task, 1e-3, lm_loss),
 }
 
 
@@ -127,13 +162,18 @@ def summarize(history: List[Record], layers: List[str], n_last: int = 2) -> Dict
 
 
 def accuracy(model: nn.Module, x: Any, y: torch.Tensor) -> float:
+    """Held-out accuracy on the class (a causal LM: on its next tokens)."""
     model.eval()
     with torch.no_grad():
-        return (logits(model, x).argmax(1) == y).float().mean().item()
+        out = logits(model, x)
+    if out.dim() == 3:  # (n, tokens, vocab)
+        ids = x["input_ids"]
+        return (out[:, :-1].argmax(2) == ids[:, 1:]).float().mean().item()
+    return (out.argmax(1) == y).float().mean().item()
 
 
 def train_one(name: str, args: argparse.Namespace, out: Path, estimators: List[Any]) -> Dict[str, Any]:
-    build, task, lr = MODELS[name]
+    build, task, lr, loss_fn = MODELS[name]
     torch.manual_seed(args.seed)
     model = build(args.smoke)
     x_train, y_train = task(args.train, args.seed + 1)
@@ -153,7 +193,7 @@ def train_one(name: str, args: argparse.Namespace, out: Path, estimators: List[A
     for step in range(args.steps):
         idx = torch.randint(0, args.train, (args.batch_size,), generator=gen)
         model.train()
-        loss = F.cross_entropy(logits(model, rows(x_train, idx)), y_train[idx])
+        loss = loss_fn(model, rows(x_train, idx), y_train[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -166,7 +206,8 @@ def train_one(name: str, args: argparse.Namespace, out: Path, estimators: List[A
     summary = summarize(history, layers)
     chains = [c.layers for c in monitor.chains]
 
-    print(f"\n=== {type(model).__name__}: {args.steps} steps, held-out accuracy {acc:.3f}, "
+    print(f"\n=== {type(model).__name__}: {args.steps} steps, held-out accuracy {acc:.3f}"
+          f"{' (next token)' if loss_fn is lm_loss else ''}, "
           f"{len(history)} measurements on {args.probe} probe rows, {runtime:.0f}s ===")
     print(monitor.coverage_table())
     print(f"layers monitored ({len(layers)}): {layers}")
@@ -203,7 +244,8 @@ def main(argv=None) -> Dict[str, Any]:
     try:
         import transformers  # noqa: F401
     except ImportError as exc:
-        raise SystemExit("examples/real_models.py needs Hugging Face transformers: pip install transformers") from exc
+        raise SystemExit("examples/real_models.py needs Hugging Face transformers: "
+                         "pip install transformers") from exc
     torch.set_num_threads(min(2, torch.get_num_threads()))
     estimators, said = estimator_choice(args.smoke)
     print(f"estimators: {said}")

@@ -218,11 +218,13 @@ def test_saxe_relu_smoke(tmp_path):
 
 
 def test_real_models_smoke(tmp_path):
-    """HF ResNet and BERT (tiny configs, random weights) with the README one-liner: the blocks are
-    monitored on one data-flow chain, no position embedding is captured, BERT's dict probe works."""
+    """HF ResNet and GPT-2 (tiny configs, random weights) with the README one-liner: the blocks are
+    monitored on one data-flow chain, no position embedding is captured, the dict probe works, the causal
+    LM trains on its own loss."""
     pytest.importorskip("transformers")
-    out = example_main("real_models")(["--smoke", "--out", str(tmp_path)])
-    for name, first, last in (("resnet", "resnet.embedder", "classifier"), ("bert", "bert.embeddings", "classifier")):
+    out = example_main("real_models")(["--smoke", "--models", "resnet", "gpt2", "--out", str(tmp_path)])
+    assert 0.0 <= out["gpt2"]["accuracy"] <= 1.0  # next-token accuracy of the LM
+    for name, first, last in (("resnet", "resnet.embedder", "classifier"), ("gpt2", "transformer.wte", "lm_head")):
         run = check_run(out[name]["run_log"])
         assert run.layers[0] == first and run.layers[-1] == last
         assert not any("position" in layer for layer in run.layers)
