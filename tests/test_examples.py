@@ -224,7 +224,8 @@ def test_real_models_smoke(tmp_path):
     pytest.importorskip("transformers")
     out = example_main("real_models")(["--smoke", "--models", "resnet", "gpt2", "--out", str(tmp_path)])
     assert 0.0 <= out["gpt2"]["accuracy"] <= 1.0  # next-token accuracy of the LM
-    for name, first, last in (("resnet", "resnet.embedder", "classifier"), ("gpt2", "transformer.wte", "lm_head")):
+    ends = {"resnet": ("resnet.embedder", "classifier"), "gpt2": ("transformer.wte", "lm_head")}
+    for name, (first, last) in ends.items():
         run = check_run(out[name]["run_log"])
         assert run.layers[0] == first and run.layers[-1] == last
         assert not any("position" in layer for layer in run.layers)
