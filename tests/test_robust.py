@@ -171,6 +171,12 @@ def test_default_sweeps_around_the_run_estimator():
     d = RobustVerdicts()
     d.bind(_context({"noisy_channel": make_estimator(("noisy_channel", {"relative_noise": 0.1}))}))
     assert [s.estimator.relative_noise for s in d.settings] == pytest.approx([0.05, 0.1, 0.2])
+    e = RobustVerdicts()  # the default estimator: both of auto's knobs in step, coarse to fine
+    e.bind(_context({"auto": make_estimator("auto")}))
+    assert [s.estimator.n_bins for s in e.settings] == [10, 30, 100]
+    assert [s.estimator.relative_noise for s in e.settings] == pytest.approx([0.6, 0.3, 0.15])
+    assert [s.reuse for s in e.settings] == [None, "auto", None]
+    assert all(s.estimator.xt == "noisy_channel" and s.estimator.ty == "classifier_probe" for s in e.settings)
 
 
 def test_bad_input_gets_one_clear_error():

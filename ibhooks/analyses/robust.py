@@ -203,7 +203,7 @@ class RobustVerdicts(Analysis):
             if sweepable(est) is not None:
                 return est
         raise ValueError(f"robust: none of the run's estimators ({', '.join(estimators)}) has a default "
-                         "sweep (binning, kde, noisy_channel); "
+                         "sweep (auto, binning, kde, noisy_channel); "
                          "pass settings=[('binning', {'n_bins': 10}), ...]")
 
     # ---- per measurement -------------------------------------------------------------------

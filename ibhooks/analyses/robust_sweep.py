@@ -5,7 +5,10 @@ varies the run's own estimator along its one free knob, all other settings kept:
 
 * a binning (``binning``, ``binning_adaptive``): ``n_bins`` in 10 / 30 / 100 (plus the run's own);
 * a noise-based estimator (``kde``, ``noisy_channel``): the noise (``noise_var``, or ``relative_noise``
-  when the run's noise is relative to the layer's scale) times 0.5 / 1 / 2.
+  when the run's noise is relative to the layer's scale) times 0.5 / 1 / 2;
+* ``auto`` (the default estimator: binning for narrow layers, a relative noise for wide ones): both knobs
+  in step, coarse to fine: 10 bins with the noise x2, 30 bins with x1, 100 bins with x0.5 (plus the
+  run's own setting), so each layer's own instrument is swept whichever ``auto`` chose for it.
 
 A setting equal to one of the run's estimators (same class, same ``params()``) is not recomputed: its
 values are taken from ``record.layers``. KDE settings of one layer share one pairwise-distance matrix.
@@ -72,6 +75,8 @@ def same_instrument(a: Estimator, b: Estimator) -> bool:
 def sweepable(est: Estimator) -> Optional[str]:
     """``"bins"`` for a binning, ``"noise"`` for a noise-based estimator, ``None`` otherwise."""
     sig = inspect.signature(type(est).__init__).parameters
+    if est.name == "auto" and "n_bins" in sig and "relative_noise" in sig:
+        return "auto"
     if "n_bins" in sig and est.name.startswith("binning"):
         return "bins"
     if "noise_var" in sig and "relative_noise" in sig:
@@ -98,6 +103,13 @@ def default_settings(est: Estimator, bins: Sequence[int], noise_factors: Sequenc
             swept = est if f == 1.0 else rebuild(est, **{knob: value})
             out.append(Setting(_label(est.name, {knob: value}), swept))
         return out
+    if kind == "auto":
+        own = (int(est.params()["n_bins"]), float(est.params()["relative_noise"]))
+        pairs = [(int(b), own[1] * float(f)) for b, f in zip(sorted(bins), sorted(noise_factors, reverse=True))]
+        if own not in pairs:
+            pairs.append(own)
+        return [Setting(_label(est.name, {"n_bins": b, "relative_noise": r}),
+                        est if (b, r) == own else rebuild(est, n_bins=b, relative_noise=r)) for b, r in pairs]
     raise ValueError(f"the robust analysis has no default sweep for estimator {est.name!r}; pass "
                      "settings=[('binning', {'n_bins': 10}), ...] (two or more)")
 
