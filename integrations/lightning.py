@@ -125,7 +125,7 @@ class IBCallback(_Base):
         target_getter: Optional[Callable[[Any], Optional[torch.Tensor]]] = None,
         batch_to_xy: Optional[Callable[[Any], Any]] = None,
         schedule: Any = None,
-        estimators: Any = ("binning",),
+        estimators: Any = ("auto",),
         layers: Any = "auto",
         log_dir: Union[str, Path, None] = None,
         run_name: Optional[str] = None,

@@ -145,7 +145,7 @@ def test_trainer_run_logs_to_tensorboard_and_wandb_and_is_bit_identical(tmp_path
     sub.Reload()
     assert [e.step for e in sub.Scalars("ib/I_XT")] == steps
     assert [e.step for e in sub.Scalars("ib/I_TY")] == steps
-    assert sub.Scalars("ib/I_XT")[-1].value == pytest.approx(cb.history[-1].layers[LAYER]["binning"].i_xt.value)
+    assert sub.Scalars("ib/I_XT")[-1].value == pytest.approx(cb.history[-1].layers[LAYER]["auto"].i_xt.value)
     acc = EventAccumulator(str(tb_dir), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     assert "ib/plane" in acc.Tags()["images"] and len(acc.Images("ib/plane")) >= 2
@@ -170,7 +170,7 @@ def test_trainer_run_logs_to_tensorboard_and_wandb_and_is_bit_identical(tmp_path
             for rec in records if rec.WhichOneof("record_type") == "history"]
     ours = [r for r in rows if f"ib/{LAYER}/I_XT" in r]
     assert [r["trainer/global_step"] for r in ours] == [r["ib/step"] for r in ours] == steps
-    assert ours[-1][f"ib/{LAYER}/I_XT"] == pytest.approx(cb.history[-1].layers[LAYER]["binning"].i_xt.value)
+    assert ours[-1][f"ib/{LAYER}/I_XT"] == pytest.approx(cb.history[-1].layers[LAYER]["auto"].i_xt.value)
     val_steps = [r["trainer/global_step"] for r in rows if "val_loss" in r]  # one per epoch, on the same axis
     assert len(val_steps) == 2 and all(0 < s <= trainer.global_step for s in val_steps), val_steps
 
