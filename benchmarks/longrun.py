@@ -3,11 +3,15 @@ grow with the length of the history? (issue 12, item 4)
 
     python benchmarks/longrun.py --quick     # 200 measurements, a smoke test: no target asserted
     python benchmarks/longrun.py             # 3,200 measurements, targets asserted (exit status 1 if missed)
+    python benchmarks/longrun.py --passive   # the same in passive mode (training batches, no probe)
 
 One small tanh MLP (5 monitored layers), trained on fixed random batches, monitored in probe mode
 with binning on a probe of 512 rows, ``schedule=1`` (a measurement at every step), synchronous, the
 JSONL run log as the only sink, ``verbose=False``. Record k is the measurement of step k - 1 (the
-constructor's step-0 measurement is record 1). Three targets:
+constructor's step-0 measurement is record 1). ``--passive``: no probe; each measurement pools the
+training batch of its step (512 rows, ``passive_window=1``, labels passed to ``step(y=...)``), and the
+interleaved comparison uses a second copy of the model (two passive monitors on one model would each
+capture the other's training forwards). Three targets:
 
 * **Time**: the median time of ``monitor.step()`` over 20 measurements up to record 100 and 20 after
   record 3,200; ratio late / early <= 1.5. So that machine load cannot tilt the ratio, the verdict
@@ -103,7 +107,8 @@ class TimedInterpreter:
 class Loop:
     """The model, its optimizer, fixed batches and the probe."""
 
-    def __init__(self, probe_rows: int, batch: int) -> None:
+    def __init__(self, probe_rows: int, batch: int, passive: bool = False) -> None:
+        self.passive = passive
         self.model, self.layers = build_model()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
         g = torch.Generator().manual_seed(1)
@@ -117,20 +122,22 @@ class Loop:
         ]
         self.i = 0
 
-    def train_step(self) -> None:
+    def train_step(self) -> torch.Tensor:
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
         loss = F.cross_entropy(self.model(x), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        return y
 
     def monitor(self, name: str, logdir: str, size: int) -> Tuple[ibhooks.IBMonitor, TimedInterpreter]:
         """A monitor measuring at every step (its constructor takes record 1) with a timed interpreter."""
         mon = ibhooks.IBMonitor(
             self.model,
             layers=self.layers,
-            probe=self.probe,
+            probe=None if self.passive else self.probe,
+            passive_window=1 if self.passive else None,
             schedule=1,
             estimators=["binning"],
             log_dir=logdir,
@@ -145,23 +152,24 @@ class Loop:
 
     def timed_step(self, mon: ibhooks.IBMonitor) -> float:
         """One training step, then ``mon.step()`` (which must measure); returns the step() time."""
-        self.train_step()
+        y = self.train_step()
         t0 = time.perf_counter()
-        out = mon.step()
+        out = mon.step(y=y if self.passive else None)
         took = time.perf_counter() - t0
         if out is None:
             raise RuntimeError(f"step {mon.step_count}: step() measured nothing; the schedule should be due")
         return took
 
 
-def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
+def run(total: int, probe_rows: int, batch: int, logdir: str, passive: bool = False) -> Dict[str, Any]:
     """``total`` measurements (records 1..total); returns the timings, RSS checkpoints and state size.
 
     Then, to compare the cost at the two ends of the history under the same machine load, a fresh
     monitor on the same model is brought to record ``100 - WINDOW`` and the two monitors measure in
     turn (order alternating) for WINDOW more records each: records up to 100 of the fresh one
     against records ``total + 1 ...`` of the long one."""
-    loop = Loop(probe_rows, batch)
+    loop = Loop(probe_rows, batch, passive)
+    fresh_loop = Loop(probe_rows, batch, passive) if passive else loop
     step_s = np.full(total + 1, np.nan)  # index = record number; record 1 (construction) is not timed
     early_end = min(100, total)
     mem_first = min(200, total // 2)
@@ -184,14 +192,14 @@ def run(total: int, probe_rows: int, batch: int, logdir: str) -> Dict[str, Any]:
         series_bytes = mon.history_series.nbytes()
         n_records = len(mon.history_series)
 
-        fresh, fresh_timer = loop.monitor("fresh", logdir, early_end + 1)
+        fresh, fresh_timer = fresh_loop.monitor("fresh", logdir, early_end + 1)
         for _ in range(2, early_end - WINDOW + 1):
-            loop.timed_step(fresh)
+            fresh_loop.timed_step(fresh)
         for i in range(WINDOW):
-            for name, m, t in (("long", mon, timer), ("fresh", fresh, fresh_timer))[
+            for name, lp, m, t in (("long", loop, mon, timer), ("fresh", fresh_loop, fresh, fresh_timer))[
                 :: 1 if i % 2 == 0 else -1
             ]:
-                paired[name].append(loop.timed_step(m))
+                paired[name].append(lp.timed_step(m))
                 paired[name + "_interp"].append(float(t.seconds[t.i - 1]))
     finally:
         mon.close()
@@ -265,7 +273,8 @@ def report(r: Dict[str, Any], quick: bool) -> List[str]:
         print(f"{how:<13}{name:<34}{1e3 * early:>10.2f}{1e3 * late:>10.2f}{ratio:>12.2f}  {ok}")
     print(
         f"# interleaved (the verdict): a fresh monitor's records {e0}-{e1} and this run's records "
-        f"{total + 1:,}-{total + WINDOW:,}, measured in turn on the same model (same machine load);\n"
+        f"{total + 1:,}-{total + WINDOW:,}, measured in turn (same machine load; probe mode: on the same "
+        "model, passive: on a copy of it);\n"
         f"# sequential: this run's records {e0}-{e1} against {l0:,}-{l1:,}, minutes apart (the machine's "
         "load may differ); medians"
     )
@@ -329,7 +338,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     ap.add_argument("--probe", type=int, default=512, help="probe rows (default 512)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the run")
+    ap.add_argument("--passive", action="store_true", help="passive mode: the training batches, no probe")
+    ap.add_argument("--batch", type=int, default=0, help="training batch rows (default 64; passive 512)")
     args = ap.parse_args(argv)
+    batch = args.batch or (args.probe if args.passive else 64)
     total = args.measurements or (200 if args.quick else 3_200)
     if total < 2 * WINDOW + 2:
         ap.error(f"--measurements must be at least {2 * WINDOW + 2}")
@@ -338,12 +350,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"# ibhooks long-run benchmark  torch={torch.__version__}  threads={torch.get_num_threads()}  "
         f"quick={args.quick}  measurements={total:,}  probe={args.probe} rows  load average={_loadavg()}"
     )
+    how = f"passive (training batch of {batch} rows per measurement)" if args.passive else "probe"
     print(
-        "# 12-16-12-8-4-2 tanh MLP, 5 monitored layers, binning, schedule=1, sinks: JSONL only, synchronous"
+        f"# 12-16-12-8-4-2 tanh MLP, 5 monitored layers, {how} mode, binning, schedule=1, sinks: JSONL only, "
+        "synchronous"
     )
     sys.stdout.flush()
     with tempfile.TemporaryDirectory(prefix="ibhooks-longrun-") as logdir:
-        result = run(total, args.probe, 64, logdir)
+        result = run(total, args.probe, batch, logdir, args.passive)
     missed = report(result, args.quick)
     print(f"# load average at the end: {_loadavg()}")
     if missed:
