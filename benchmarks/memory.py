@@ -410,8 +410,9 @@ def print_flat(
         f"# per measurement: {dense['name']} grew {growth(dense) - growth(plain):+.2f} MiB more than plain, "
         f"{1024 * per_record:+.1f} KiB of RSS per measurement added ({n_dense} added; the in-memory history "
         f"series grew {1024 * heap_dense / max(n_dense, 1):.2f} KiB per measurement).\n# The history keeps "
-        "compact series in memory (full Records live in the run log); benchmarks/longrun.py measures the "
-        "growth per measurement over 3,200 measurements."
+        "compact series in memory (full Records live in the run log). These measurements fall inside a "
+        "one-time warm-up of ~150 measurements (phase-test caches, lazy imports, phase buffers filling); "
+        "benchmarks/longrun.py [--passive] measures the growth per measurement over 3,200 measurements."
     )
 
 

@@ -405,3 +405,17 @@ def test_phase_carries_artefact_caveats_from_record_warnings():
     assert c.detected and c.caveats == ("saturating_units",)
     f = detect_phases(hist)[("h", "binning", "fitting")]
     assert f.caveats == ("at_cap",)  # the I(T;Y) warning, on the phase reading I(T;Y)
+
+
+def test_the_pair_index_cache_is_bounded_in_bytes():
+    """The Mann-Kendall / Theil-Sen pair indices are cached per series length; the cache stays under its
+    byte ceiling whatever lengths come (an entry count alone let it hold ~480 MiB at 1,024 points), and a
+    cached entry is the same as a fresh one."""
+    from ibhooks.interpret import statistics
+
+    for n in range(2, 257):  # up to 256 points, one entry fits the ceiling (a larger one is kept alone)
+        statistics._pairs(n)
+        assert statistics.pairs_cache_bytes() <= statistics.PAIRS_CACHE_BYTES
+    want = np.triu_indices(256, k=1)
+    assert all(np.array_equal(a, b) for a, b in zip(statistics._pairs(256), want))
+    assert not statistics._pairs(10)[0].flags.writeable

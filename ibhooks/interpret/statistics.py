@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import List, Optional, Sequence, Tuple
@@ -24,13 +26,34 @@ def norm_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
-@functools.lru_cache(maxsize=64)
+#: Byte ceiling of the pair-index cache (an entry count would let it grow with n^3: n = 128 points per
+#: series hold 4 MiB in 64 entries, n = 1,024 would hold ~480 MiB).
+PAIRS_CACHE_BYTES = 512 * 1024
+_pairs_cache: "OrderedDict[int, Tuple[np.ndarray, np.ndarray]]" = OrderedDict()
+_pairs_lock = threading.Lock()
+
+
 def _pairs(n: int) -> Tuple[np.ndarray, np.ndarray]:
-    """``np.triu_indices(n, 1)``, cached (read-only): the same n recurs at every decision."""
+    """``np.triu_indices(n, 1)``, read-only, in an LRU cache of at most PAIRS_CACHE_BYTES (an entry larger
+    than that is kept alone): the same n recurs at every decision of a series."""
+    with _pairs_lock:
+        hit = _pairs_cache.get(n)
+        if hit is not None:
+            _pairs_cache.move_to_end(n)
+            return hit
     iu, ju = np.triu_indices(n, k=1)
     iu.setflags(write=False)
     ju.setflags(write=False)
+    with _pairs_lock:
+        _pairs_cache[n] = (iu, ju)
+        while len(_pairs_cache) > 1 and pairs_cache_bytes() > PAIRS_CACHE_BYTES:
+            _pairs_cache.popitem(last=False)
     return iu, ju
+
+
+def pairs_cache_bytes() -> int:
+    """Bytes held by the pair-index cache."""
+    return sum(a.nbytes + b.nbytes for a, b in list(_pairs_cache.values()))
 
 
 def tie_term(v: np.ndarray) -> float:
