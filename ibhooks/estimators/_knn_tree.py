@@ -106,10 +106,10 @@ def ksg_counts(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int) -> Dict
     """KSG marginal counts ``n_x``, ``n_y`` (algorithm 1: strict within the k-th joint distance;
     algorithm 2: closed within each marginal's largest distance to the k joint neighbours)."""
     z = torch.cat([x, y], dim=1)
-    zn = _np(z)
     if algorithm == 1:
         eps = kth_distance(z, k)
         return {"nx": count_closer(x, eps, strict=True), "ny": count_closer(y, eps, strict=True)}
+    zn = _np(z)  # algorithm 2 only: algorithm 1's kth_distance converts z itself
     _, ind = _self_query(zn, k + 1)
     ind = ind.reshape(zn.shape[0], k + 1)
     n = zn.shape[0]
