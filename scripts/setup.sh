@@ -14,7 +14,9 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   "$VPY" -m pip install -q "${IBHOOKS_TORCH:-torch==2.13.0}"
 fi
 stamp=.venv/.ibhooks-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# setup.py and the C file build the optional compiled kNN kernel: a change to either reinstalls too
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ ibhooks/estimators/_knn_kernel.c -nt "$stamp" ]; then
   "$VPY" -m pip install -q -e ".[all,dev]"
   touch "$stamp"
 fi

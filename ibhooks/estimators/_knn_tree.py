@@ -1,5 +1,6 @@
-"""KD-tree neighbour search for the kNN estimators on CPU (scipy ``cKDTree``, max-norm ``p=inf``), and
-a sorted search for one-dimensional data.
+"""KD-tree neighbour search for the kNN estimators on CPU (max-norm), and a sorted search for
+one-dimensional data. The tree is the compiled kernel of :mod:`._knn_compiled` where it was built
+(2-3x faster), else scipy's ``cKDTree`` with ``p=inf``.
 
 Same quantities as the blocked brute force in :mod:`ibhooks.estimators.knn`, computed in
 O(n log n) at low dimension instead of O(n^2 d):
@@ -26,7 +27,12 @@ rows on use the same exact runs per axis and a blocked summed-area table in rank
 (:mod:`._knn_rank2d`): 2-4x faster than ``query_ball_point`` at n = 2,000-16,000. Tree queries are
 made in the tree's own leaf order (:func:`_self_query`), 1.1-1.5x faster than in row order.
 
-scipy is the ``stats`` extra: :func:`tree_available` says whether the tree path can run.
+With the compiled kernel (:mod:`._knn_compiled`), every k-NN query of two or more dimensions and every
+radius count of two or more dimensions runs on its k-d tree instead (exact as well: its pruning never
+drops a row the brute force would count); one-dimensional searches stay sorted (faster still).
+
+scipy is the ``stats`` extra: :func:`tree_available` says whether the tree path can run (the kernel or
+scipy).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
+from . import _knn_compiled as _compiled
 from . import _knn_rank2d as _rank2d
 from . import _knn_sorted as _sorted
 
@@ -46,13 +53,26 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching TREE_AVAIL
 #: Whether scipy's cKDTree can be imported.
 TREE_AVAILABLE = cKDTree is not None
 
+
 #: Two-dimensional radius counts take the rank-space block counts (:mod:`._knn_rank2d`) from this many
 #: rows on; below it cKDTree is faster (measured crossover 300-500 rows, 1 thread).
 RANK2D_MIN_ROWS = 400
 
 
-def tree_available() -> bool:
-    return TREE_AVAILABLE
+def tree_available(k: int = 1) -> bool:
+    """Whether the tree path can search for ``k`` neighbours: scipy, or the kernel (up to its ``MAX_K``)."""
+    return TREE_AVAILABLE or (_compiled.AVAILABLE and k <= _compiled.MAX_K)
+
+
+def _kernel(k: int = 1) -> bool:
+    return _compiled.AVAILABLE and k <= _compiled.MAX_K
+
+
+def _kth(pts: np.ndarray, k: int) -> np.ndarray:
+    """Max-norm distance of each row of ``pts`` (n, d >= 2) to its k-th nearest other row."""
+    if _kernel(k):
+        return np.ascontiguousarray(_compiled.nearest(pts, k)[0][:, k - 1])
+    return np.ascontiguousarray(_self_query(pts, [k + 1])[0][:, 0])
 
 
 def _workers() -> int:
@@ -82,7 +102,7 @@ def kth_distance(x: torch.Tensor, k: int) -> torch.Tensor:
     """Max-norm distance of each row of ``x`` to its k-th nearest other row (float64)."""
     if x.shape[1] == 1:
         return torch.from_numpy(_sorted.kth_distance_1d(_col(x), k))
-    return torch.from_numpy(np.ascontiguousarray(_self_query(_np(x), [k + 1])[0][:, 0]))
+    return torch.from_numpy(_kth(_np(x), k))
 
 
 def count_closer(x: torch.Tensor, radius: torch.Tensor, *, strict: bool) -> torch.Tensor:
@@ -91,8 +111,10 @@ def count_closer(x: torch.Tensor, radius: torch.Tensor, *, strict: bool) -> torc
     if x.shape[1] == 1:
         return torch.from_numpy(_sorted.count_1d(_col(x), r, strict))
     xn = _np(x)
-    if xn.shape[1] == 2 and xn.shape[0] >= RANK2D_MIN_ROWS:
+    if xn.shape[1] == 2 and (_compiled.AVAILABLE or xn.shape[0] >= RANK2D_MIN_ROWS):
         return torch.from_numpy(_rank2d.box_counts(xn[:, 0].copy(), xn[:, 1].copy(), r, strict))
+    if _kernel():
+        return torch.from_numpy(_compiled.count_within(xn, r, strict) - ((r > 0) if strict else (r >= 0)))
     query_r = np.nextafter(r, 0.0) if strict else r
     counts = cKDTree(xn).query_ball_point(xn, np.maximum(query_r, 0.0), p=np.inf, return_length=True,
                                           workers=_workers())
@@ -110,6 +132,9 @@ def ksg_counts(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int) -> Dict
         eps = kth_distance(z, k)
         return {"nx": count_closer(x, eps, strict=True), "ny": count_closer(y, eps, strict=True)}
     zn = _np(z)  # algorithm 2 only: algorithm 1's kth_distance converts z itself
+    if _kernel(k):
+        nb = torch.from_numpy(_compiled.nearest(zn, k, with_rows=True)[1])
+        return _ksg2_counts(x, y, nb)
     _, ind = _self_query(zn, k + 1)
     ind = ind.reshape(zn.shape[0], k + 1)
     n = zn.shape[0]
@@ -119,7 +144,12 @@ def ksg_counts(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int) -> Dict
     drop = np.where(is_self.any(1), is_self.argmax(1), k)
     keep = np.ones_like(ind, dtype=bool)
     keep[np.arange(n), drop] = False
-    nb = torch.from_numpy(ind[keep].reshape(n, k))
+    return _ksg2_counts(x, y, torch.from_numpy(ind[keep].reshape(n, k)))
+
+
+def _ksg2_counts(x: torch.Tensor, y: torch.Tensor, nb: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """KSG-2's closed marginal counts within each row's largest marginal distance to its joint neighbours
+    ``nb`` (n, k)."""
     xs, ys = x.to("cpu", torch.float64), y.to("cpu", torch.float64)
     ex = (xs[nb] - xs.unsqueeze(1)).abs().amax(dim=(1, 2))
     ey = (ys[nb] - ys.unsqueeze(1)).abs().amax(dim=(1, 2))
@@ -136,13 +166,12 @@ def ross_counts(x: torch.Tensor, y: torch.Tensor, k_i: torch.Tensor) -> torch.Te
         radius = _sorted.class_kth_distance_1d(xn[:, 0].copy(), labels, k_cpu)
     else:  # one tree per class (as scikit-learn does); a loop over classes, not samples
         radius = np.full(n, np.inf)
-        order = np.argsort(labels, kind="stable")
+        order = np.argsort(labels)
         bounds = np.flatnonzero(np.diff(labels[order])) + 1
         for rows in np.split(order, bounds):
             kc = int(k_cpu[rows[0]])
             if kc >= 1:
-                pts = xn[rows]
-                radius[rows] = _self_query(pts, [kc + 1])[0][:, 0]
+                radius[rows] = _kth(xn[rows], kc)
     m = count_closer(x, torch.from_numpy(radius), strict=True).numpy() + 1
     m[np.isinf(radius)] = n
     return torch.from_numpy(m)

@@ -1,11 +1,12 @@
 """k-nearest-neighbour estimators: KSG (Kraskov, Stoegbauer & Grassberger 2004), Ross (2014) and
 Kozachenko-Leonenko (KL) entropy. All distances are max-norm (Chebyshev). Neighbour search
-(``neighbors``): ``"kdtree"`` is the CPU path of :mod:`._knn_tree` (scipy's cKDTree, O(n log n) at low
-dimension, with exact sorted searches for 1-D data and rank-space counts for 2-D, :mod:`._knn_sorted`,
-:mod:`._knn_rank2d`); ``"brute"`` the blocked brute force on the input's device (O(n^2 d) work, O(block * n)
-memory, no Python loop over samples: the accelerator path); ``"auto"`` (default) takes the tree on CPU
-when scipy is installed and the searched space has at most ``TREE_MAX_DIM`` dimensions, else brute
-force. Both give identical values (see ``_knn_tree`` for the one tie case of KSG-2).
+(``neighbors``): ``"kdtree"`` is the CPU path of :mod:`._knn_tree` (the compiled k-d tree of
+:mod:`._knn_compiled` where it was built at install time, else scipy's cKDTree; O(n log n) at low
+dimension, with exact sorted searches for 1-D data, :mod:`._knn_sorted`); ``"brute"`` the blocked brute
+force on the input's device (O(n^2 d) work, O(block * n) memory, no Python loop over samples: the
+accelerator path); ``"auto"`` (default) takes the tree on CPU when the kernel or scipy is there and the
+searched space has at most ``TREE_MAX_DIM`` dimensions, else brute force. Both give identical values
+(see ``_knn_tree`` for the one tie case of KSG-2).
 
     KSG-1:  I = psi(k) + psi(n) - < psi(n_x + 1) + psi(n_y + 1) >,  n_x = #{j != i: |x_i - x_j| < eps_i}
     KSG-2:  I = psi(k) - 1/k + psi(n) - < psi(n_x) + psi(n_y) >,    n_x = #{j != i: |x_i - x_j| <= eps_x,i}
@@ -71,18 +72,20 @@ def knn_params(k: int = 3, algorithm: int = 1, standardize: bool = True, jitter:
         raise ValueError(f"algorithm must be 1 or 2 (KSG's two estimators), got {algorithm!r}")
     if neighbors not in NEIGHBOR_SEARCHES:
         raise ValueError(f"neighbors must be one of {NEIGHBOR_SEARCHES}, got {neighbors!r}")
-    if neighbors == "kdtree" and not _knn_tree.tree_available():
-        raise ValueError("neighbors='kdtree' needs scipy (pip install 'ibhooks[stats]'); "
+    k = require_int("k", k, 1)
+    if neighbors == "kdtree" and not _knn_tree.tree_available(k):
+        raise ValueError("neighbors='kdtree' needs scipy (pip install 'ibhooks[stats]') or the compiled "
+                         f"kernel (built at install with a C compiler; k <= {_knn_tree._compiled.MAX_K}); "
                          "or pass neighbors='auto' / 'brute'")
     block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
-    return {"k": require_int("k", k, 1), "algorithm": int(algorithm), "standardize": bool(standardize),
+    return {"k": k, "algorithm": int(algorithm), "standardize": bool(standardize),
             "jitter": require_number("jitter", jitter, strict=False), "seed": require_seed(seed),
             "block_size": block_size, "max_block_bytes": int(max_block_bytes), "neighbors": neighbors}
 
 
-def use_tree(neighbors: str, device: torch.device, dim: int) -> bool:
-    """Whether a search over ``dim`` dimensions on ``device`` takes the KD-tree path."""
-    if neighbors == "brute" or not _knn_tree.tree_available():
+def use_tree(neighbors: str, device: torch.device, dim: int, k: int) -> bool:
+    """Whether a search for ``k`` neighbours over ``dim`` dimensions on ``device`` takes the KD-tree path."""
+    if neighbors == "brute" or not _knn_tree.tree_available(k):
         return False
     return neighbors == "kdtree" or (device.type == "cpu" and dim <= TREE_MAX_DIM)
 
@@ -211,7 +214,7 @@ def kl_entropy(
     t = _check(t, "t", k)
     n, d = t.shape
     x, diag = _prepare(t, jitter, generator(seed, t.device), standardize=False)
-    tree = use_tree(neighbors, x.device, d)
+    tree = use_tree(neighbors, x.device, d, k)
     r = _kth_distance(x, k, _rows(n, 3, block_size, max_block_bytes), tree)
     terms = d * torch.log(r)
     nats = float(torch.digamma(torch.tensor(float(n))) - torch.digamma(torch.tensor(float(k)))) \
@@ -240,7 +243,7 @@ def ross_mi(
     n, d = t.shape
     y_codes = check_labels(y, n, name="b")
     x, diag = _prepare(t, jitter, generator(seed, t.device), standardize)
-    tree = use_tree(neighbors, x.device, d)
+    tree = use_tree(neighbors, x.device, d, k)
     r = _ross_terms(x, y_codes, k, _rows(n, 4, block_size, max_block_bytes), tree)
     keep = r["keep"]
     n_kept = int(keep.sum())
@@ -274,7 +277,7 @@ def ksg_mi(
     g = generator(seed, a.device)
     x, diag = _prepare(a, jitter, g, standardize)
     y, diag_b = _prepare(b.to(a.device), jitter, g, standardize)
-    tree = use_tree(neighbors, x.device, x.shape[1] + y.shape[1])
+    tree = use_tree(neighbors, x.device, x.shape[1] + y.shape[1], k)
     terms = _ksg_terms(x, y, k, algorithm, _rows(n, 6, block_size, max_block_bytes), tree)
     dg = lambda v: float(torch.digamma(torch.tensor(float(v), dtype=torch.float64)))  # noqa: E731
     const = dg(k) + dg(n) - (1.0 / k if algorithm == 2 else 0.0)

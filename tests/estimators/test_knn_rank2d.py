@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibhooks.estimators import _knn_rank2d, _knn_tree
+from ibhooks.estimators import _knn_compiled, _knn_rank2d, _knn_tree
 from ibhooks.estimators.knn import KSG, Ross
 
 
@@ -29,17 +29,23 @@ def _case(n, seed, ties):
 
 @pytest.mark.parametrize("n", [1, 2, 3, 9, 130, 1001])
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("block", [None, 4, 7])
-def test_box_counts_equal_pairwise_predicate(n, ties, block):
+@pytest.mark.parametrize("block", [None, 4, 7, "fenwick"])
+def test_box_counts_equal_pairwise_predicate(n, ties, block, monkeypatch):
     """Strict and closed, radii equal to exact distances, 0 and inf, duplicated rows, n not a multiple
-    of the block, runs inside one block and spanning many."""
+    of the block, runs inside one block and spanning many; all in numpy, and the compiled sweep."""
+    if block == "fenwick" and not _knn_compiled.AVAILABLE:
+        pytest.skip("the compiled kNN kernel was not built")
+    if block != "fenwick":  # numpy throughout: the runs' searchsorted ends too
+        monkeypatch.setattr(_knn_compiled, "AVAILABLE", False)
+    kw = {} if block == "fenwick" else {"block": block}
     x, y, r = _case(n, seed=n + 100 * ties, ties=ties)
     for strict in (True, False):
-        got = _knn_rank2d.box_counts(x, y, r, strict, block)
+        got = _knn_rank2d.box_counts(x, y, r, strict, **kw)
         assert got.dtype == np.int64
         assert np.array_equal(got, _pairwise_counts(x, y, r, strict)), (strict, block)
     if n > 9:  # the boundary matters: strict and closed differ somewhere
-        assert (_knn_rank2d.box_counts(x, y, r, True, block) != _knn_rank2d.box_counts(x, y, r, False, block)).any()
+        strict, closed = (_knn_rank2d.box_counts(x, y, r, s, **kw) for s in (True, False))
+        assert (strict != closed).any()
 
 
 def test_block_size_balances_table_and_ends():

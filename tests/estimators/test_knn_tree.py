@@ -1,10 +1,20 @@
-"""The KD-tree / sorted neighbour search gives the brute force's values exactly (issue 14 item 5)."""
+"""The KD-tree / sorted neighbour search gives the brute force's values exactly (issue 14 item 5), on
+both tree engines: the compiled kernel (where it was built) and scipy's cKDTree."""
 import numpy as np
 import pytest
 import torch
 
-from ibhooks.estimators import _knn_sorted, _knn_tree, knn
+from ibhooks.estimators import _knn_compiled, _knn_sorted, _knn_tree, knn
 from ibhooks.estimators.knn import KSG, Ross, kl_entropy
+
+
+@pytest.fixture(params=["kernel", "scipy"])
+def engine(request, monkeypatch):
+    """Run a test on the compiled kernel and again with it switched off (scipy's cKDTree, numpy counts)."""
+    if request.param == "kernel" and not _knn_compiled.AVAILABLE:
+        pytest.skip("the compiled kNN kernel was not built (no C compiler at install time)")
+    monkeypatch.setattr(_knn_compiled, "AVAILABLE", request.param == "kernel")
+    return request.param
 
 
 def _data(n, d, seed, ties=False):
@@ -18,7 +28,7 @@ def _data(n, d, seed, ties=False):
 
 @pytest.mark.parametrize("d", [1, 2, 4])
 @pytest.mark.parametrize("algorithm", [1, 2])
-def test_ksg_tree_equals_brute(d, algorithm):
+def test_ksg_tree_equals_brute(d, algorithm, engine):
     x, y, _ = _data(700, d, seed=d)
     brute = KSG(algorithm=algorithm, neighbors="brute").mutual_information(x, y)
     tree = KSG(algorithm=algorithm, neighbors="kdtree").mutual_information(x, y)
@@ -27,7 +37,7 @@ def test_ksg_tree_equals_brute(d, algorithm):
 
 
 @pytest.mark.parametrize("d", [1, 3])
-def test_ross_and_entropy_tree_equal_brute(d):
+def test_ross_and_entropy_tree_equal_brute(d, engine):
     x, y, lab = _data(800, d, seed=10 + d)
     lab[:1] = 7  # a class with one row: dropped the same way on both paths
     for a, b in zip(Ross(neighbors="brute").layer_information(y, lab),
@@ -36,7 +46,7 @@ def test_ross_and_entropy_tree_equal_brute(d):
 
 
 @pytest.mark.parametrize("d", [1, 2])
-def test_ties_without_jitter_are_identical_for_value_only_searches(d):
+def test_ties_without_jitter_are_identical_for_value_only_searches(d, engine):
     """Ties as documented: with jitter=0 and duplicated rows, KSG-1, Ross and KL depend on distances only,
     so tree and brute force agree exactly; KSG-2 may pick other tied neighbours (not asserted)."""
     x, y, lab = _data(600, d, seed=20 + d, ties=True)
@@ -50,7 +60,7 @@ def test_ties_without_jitter_are_identical_for_value_only_searches(d):
     assert kl_entropy(big, neighbors="brute").value == kl_entropy(big, neighbors="kdtree").value
 
 
-def test_sorted_1d_searches_match_pairwise_counts_with_ties():
+def test_sorted_1d_searches_match_pairwise_counts_with_ties(engine):
     g = torch.Generator().manual_seed(3)
     x = torch.randint(0, 25, (300, 1), generator=g).double() / 7
     dist = (x - x.T).abs().fill_diagonal_(float("inf"))
@@ -68,6 +78,7 @@ def test_auto_choice_and_fallback_without_scipy(monkeypatch):
     assert KSG().mutual_information(wide, wide[:, :1]).diagnostics["neighbor_search"] == "brute"
     assert KSG().params()["neighbors"] == "auto"
     monkeypatch.setattr(_knn_tree, "TREE_AVAILABLE", False)
+    monkeypatch.setattr(_knn_compiled, "AVAILABLE", False)
     e = KSG().mutual_information(x, y)
     assert e.diagnostics["neighbor_search"] == "brute"
     assert e.value == KSG(neighbors="brute").mutual_information(x, y).value
@@ -78,7 +89,7 @@ def test_auto_choice_and_fallback_without_scipy(monkeypatch):
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_sorted_counts_at_radii_equal_to_distances(ties):
+def test_sorted_counts_at_radii_equal_to_distances(ties, engine):
     """The searchsorted ends, corrected against the brute force's own test, count exactly at the boundary:
     each radius is an exact distance to another row (strict and closed then differ), some are 0 or inf."""
     rng = np.random.default_rng(7 + ties)
@@ -95,7 +106,7 @@ def test_sorted_counts_at_radii_equal_to_distances(ties):
     assert (_knn_sorted.count_1d(x, r, True) != _knn_sorted.count_1d(x, r, False)).any()
 
 
-def test_sorted_class_kth_distance_matches_pairwise_with_ties_and_edges():
+def test_sorted_class_kth_distance_matches_pairwise_with_ties_and_edges(engine):
     """Per-class k-th distances from one (label, value) sort equal the masked pairwise ones, including rows
     at the ends of the array and of each class, duplicated values, and classes smaller than k + 1."""
     rng = np.random.default_rng(11)
@@ -116,7 +127,7 @@ def test_sorted_class_kth_distance_matches_pairwise_with_ties_and_edges():
 
 
 @pytest.mark.parametrize("d", [1, 2])
-def test_ross_tree_equals_brute_with_many_small_classes(d):
+def test_ross_tree_equals_brute_with_many_small_classes(d, engine):
     """Ross on the sorted (d = 1) and per-class tree (d = 2) paths with 40 classes, some of 1-3 rows."""
     x, _, _ = _data(500, d, seed=30 + d)
     lab = torch.arange(500) % 40
