@@ -31,6 +31,7 @@ from scipy.special import digamma, logsumexp
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ibhooks.estimators.registry import make_estimator  # noqa: E402
+from ibhooks.estimators import _knn_compiled  # noqa: E402
 
 LN2 = math.log(2.0)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -263,7 +264,8 @@ def npeet_ratios(ns: List[int], ds: List[int], repeats: int, cpu_time: bool = Fa
                 e = ours()
                 s_ours, s_ref = _interleaved([ours, ref], repeats, clock)
                 diff = abs(e.value - float(ref()))
-                search = e.diagnostics["neighbor_search"]
+                search = e.diagnostics["neighbor_search"] + (f" ({e.diagnostics['tree_engine']})"
+                                                             if "tree_engine" in e.diagnostics else "")
                 print(f"{name:<10}{n:>7}{d:>4}{_ms(s_ours):>10}{_ms(s_ref):>10}{s_ref / s_ours:>12.2f}"
                       f"{diff:>13.2e}  {search}")
                 sys.stdout.flush()
@@ -314,10 +316,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                     "suite's smoke run uses 1024)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (at least)")
     ap.add_argument("--npeet-only", action="store_true", help="only the KSG / Ross vs NPEET ratios")
+    ap.add_argument("--no-kernel", action="store_true", help="switch the compiled kNN kernel off for the run "
+                    "(the scipy / numpy fallback a machine without a C compiler gets)")
     ap.add_argument("--cpu-time", action="store_true", help="time the NPEET comparison in CPU time of this "
                     "process (time.process_time; with --threads 1 less disturbed by a shared machine's load)")
     args = ap.parse_args(argv)
     _fix_malloc_threshold()
+    if args.no_kernel:
+        _knn_compiled.AVAILABLE = False
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -64,13 +64,14 @@ def tree_available(k: int = 1) -> bool:
     return TREE_AVAILABLE or (_compiled.AVAILABLE and k <= _compiled.MAX_K)
 
 
-def _kernel(k: int = 1) -> bool:
+def uses_kernel(k: int = 1) -> bool:
+    """Whether searches for ``k`` neighbours run on the compiled kernel (else scipy)."""
     return _compiled.AVAILABLE and k <= _compiled.MAX_K
 
 
 def _kth(pts: np.ndarray, k: int) -> np.ndarray:
     """Max-norm distance of each row of ``pts`` (n, d >= 2) to its k-th nearest other row."""
-    if _kernel(k):
+    if uses_kernel(k):
         return np.ascontiguousarray(_compiled.nearest(pts, k)[0][:, k - 1])
     return np.ascontiguousarray(_self_query(pts, [k + 1])[0][:, 0])
 
@@ -113,7 +114,7 @@ def count_closer(x: torch.Tensor, radius: torch.Tensor, *, strict: bool) -> torc
     xn = _np(x)
     if xn.shape[1] == 2 and (_compiled.AVAILABLE or xn.shape[0] >= RANK2D_MIN_ROWS):
         return torch.from_numpy(_rank2d.box_counts(xn[:, 0].copy(), xn[:, 1].copy(), r, strict))
-    if _kernel():
+    if uses_kernel():
         return torch.from_numpy(_compiled.count_within(xn, r, strict) - ((r > 0) if strict else (r >= 0)))
     query_r = np.nextafter(r, 0.0) if strict else r
     counts = cKDTree(xn).query_ball_point(xn, np.maximum(query_r, 0.0), p=np.inf, return_length=True,
@@ -132,7 +133,7 @@ def ksg_counts(x: torch.Tensor, y: torch.Tensor, k: int, algorithm: int) -> Dict
         eps = kth_distance(z, k)
         return {"nx": count_closer(x, eps, strict=True), "ny": count_closer(y, eps, strict=True)}
     zn = _np(z)  # algorithm 2 only: algorithm 1's kth_distance converts z itself
-    if _kernel(k):
+    if uses_kernel(k):
         nb = torch.from_numpy(_compiled.nearest(zn, k, with_rows=True)[1])
         return _ksg2_counts(x, y, nb)
     _, ind = _self_query(zn, k + 1)

@@ -194,8 +194,11 @@ def _check(t: torch.Tensor, name: str, k: int) -> torch.Tensor:
     return t
 
 
-def _search(tree: bool) -> str:
-    return "kdtree" if tree else "brute"
+def _search(tree: bool, k: int) -> Dict[str, str]:
+    """The search's diagnostics: ``neighbor_search`` and, on the tree path, the engine that ran it."""
+    if not tree:
+        return {"neighbor_search": "brute"}
+    return {"neighbor_search": "kdtree", "tree_engine": "compiled" if _knn_tree.uses_kernel(k) else "scipy"}
 
 
 def _rows(n: int, copies: int, block_size: Optional[int], max_block_bytes: int) -> int:
@@ -221,7 +224,8 @@ def kl_entropy(
         + d * math.log(2.0) + float(terms.mean())
     se = float(terms.std()) / math.sqrt(n) / LN2
     v = nats / LN2
-    diag.update(not_mutual_information=True, neighbor_search=_search(tree), ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+    diag.update(not_mutual_information=True, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms",
+                **_search(tree, k))
     return prov.estimate(
         v, f"h_KL(T) differential entropy, bits (Kozachenko-Leonenko, k={k}, max-norm); "
            "not I(X;T): equals it only up to a constant under small homoscedastic noise",
@@ -254,7 +258,7 @@ def ross_mi(
     nats = float(dg(torch.tensor(float(n_kept), dtype=torch.float64))) + float(terms.mean())
     v, se = nats / LN2, float(terms.std()) / math.sqrt(n_kept) / LN2
     diag.update(H_Y=discrete_entropy(y_codes), rows_dropped_singleton_class=n - n_kept,
-                negative=v < 0, neighbor_search=_search(tree), ci_method="value +- 1.96 sd/sqrt(n) of per-row terms")
+                negative=v < 0, ci_method="value +- 1.96 sd/sqrt(n) of per-row terms", **_search(tree, k))
     return prov.estimate(
         v, quantity or f"I(A;B) Ross kNN (k={k}, max-norm), B discrete", kind="estimate",
         ci=(v - 1.96 * se, v + 1.96 * se), n=n, dim=d, diagnostics=diag,
@@ -286,7 +290,7 @@ def ksg_mi(
     cap = (dg(n) - dg(k + 1)) / LN2 if algorithm == 1 else (dg(n) - dg(k) - 1 / k) / LN2
     diag = {"fraction_duplicate_rows_a": diag["fraction_duplicate_rows"],
             "fraction_duplicate_rows_b": diag_b["fraction_duplicate_rows"], "negative": v < 0,
-            "neighbor_search": _search(tree),
+            **_search(tree, k),
             "ci_method": "value +- 1.96 sd/sqrt(n) of per-row terms"}
     return prov.estimate(
         v, f"I(A;B) KSG-{algorithm} (k={k}, max-norm)", kind="estimate", ci=(v - 1.96 * se, v + 1.96 * se),

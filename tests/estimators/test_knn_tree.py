@@ -34,6 +34,7 @@ def test_ksg_tree_equals_brute(d, algorithm, engine):
     tree = KSG(algorithm=algorithm, neighbors="kdtree").mutual_information(x, y)
     assert tree.value == brute.value and tree.ci == brute.ci
     assert tree.diagnostics["neighbor_search"] == "kdtree" and brute.diagnostics["neighbor_search"] == "brute"
+    assert tree.diagnostics["tree_engine"] == {"kernel": "compiled", "scipy": "scipy"}[engine]
 
 
 @pytest.mark.parametrize("d", [1, 3])
