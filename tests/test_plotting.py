@@ -230,6 +230,31 @@ def test_titles_name_the_estimator_not_the_monitor_key():
     assert any("n_bins=100" in t for t in titles)
 
 
+def test_title_of_a_per_layer_choice_names_every_instrument():
+    """The default ``auto`` picks an instrument per layer and quantity: the title lists them all, not the
+    first layer's alone."""
+    recs = make_history([0, 10], estimators=("auto",))
+    for r in recs:
+        for i, per_est in enumerate(r.layers.values()):
+            res = per_est["auto"]
+            xt = "auto:binning" if i == len(r.layers) - 1 else "auto:noisy_channel_rel"
+            per_est["auto"] = LayerResult(dataclasses.replace(res.i_xt, estimator=xt),
+                                          dataclasses.replace(res.i_ty, estimator="auto:classifier_probe"))
+    assert plotting.estimator_title(recs, "auto") == \
+        "auto (per layer: binning, classifier_probe, noisy_channel_rel)"
+    figs = plotting.make_figures(recs)
+    assert any("per layer" in (f._suptitle.get_text() if f._suptitle else "") for f in figs.values())
+    for name, fig in figs.items():  # the longer title still fits every figure
+        assert not _outside(fig), name
+        plotting.close_figure(fig)
+    for r in recs:  # one instrument everywhere: its own name, as before
+        for per_est in r.layers.values():
+            res = per_est["auto"]
+            per_est["auto"] = LayerResult(*(dataclasses.replace(e, estimator="auto:binning")
+                                            for e in (res.i_xt, res.i_ty)))
+    assert plotting.estimator_title(recs, "auto") == "auto:binning"
+
+
 def _outside(fig):
     """Texts (labels, titles, legends, captions) that stick out of the rendered figure."""
     fig.canvas.draw()

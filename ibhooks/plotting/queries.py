@@ -177,7 +177,9 @@ def _fmt_param(v: Any) -> str:
 def estimator_title(records: Sequence[Record], estimator: str) -> str:
     """How figures name the estimator key ``estimator``: the name its Estimates carry (never a monitor
     key such as ``binning_1``), with the settings that tell it apart from other estimators of the
-    same name in the records (e.g. ``"binning (n_bins=100)"``)."""
+    same name in the records (e.g. ``"binning (n_bins=100)"``). A key whose Estimates name different
+    instruments per layer (``estimators="auto"``) names them all: ``"auto (per layer: binning,
+    classifier_probe, noisy_channel_rel)"``."""
 
     def first(key: str) -> Optional[Estimate]:
         return next((e for _, e in _estimates(records, key)), None)
@@ -189,6 +191,12 @@ def estimator_title(records: Sequence[Record], estimator: str) -> str:
     if mine is None:
         return re.sub(r"_\d+$", "", estimator)
     name = base(mine, estimator)
+    chosen = sorted({base(e, estimator) for _, e in _estimates(records, estimator)})
+    if len(chosen) > 1:  # a per-layer choice ("auto:binning", "auto:noisy_channel_rel", ...): name them all
+        head = {c.split(":", 1)[0] for c in chosen}
+        if len(head) == 1 and all(":" in c for c in chosen):
+            return f"{head.pop()} (per layer: {', '.join(c.split(':', 1)[1] for c in chosen)})"
+        return " / ".join(chosen)
     others = [e for k in estimator_names(records) if k != estimator and (e := first(k)) is not None
               and base(e, k) == name]
     if not others:

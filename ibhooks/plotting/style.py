@@ -206,11 +206,22 @@ def layer_marker_sizes(n: int, base: float = 26.0) -> List[float]:
     return [base * (2.2 - 1.4 * i / (n - 1)) for i in range(n)]
 
 
+#: A figure title longer than this many characters puts the estimator's name on a second line (a
+#: 6-inch figure holds about 70 characters of a title).
+TITLE_CHARS = 64
+
+
 def figure_title(records: Sequence[Record], estimator: str, what: str) -> str:
-    """``"<what> · <estimator name> · n = <probe rows> · <mode> mode"`` from the latest record."""
-    bits: List[str] = [what, estimator_title(records, estimator)]
+    """``"<what> · <estimator name> · n = <probe rows> · <mode> mode"`` from the latest record; when that
+    is too long for one line (a per-layer choice names every instrument), the estimator's name goes on a
+    second line."""
+    name = estimator_title(records, estimator)
+    bits: List[str] = [what, name]
     if records and records[-1].n_samples:
         bits.append(f"n = {records[-1].n_samples}")
     if records and records[-1].mode:
         bits.append(f"{records[-1].mode} mode")
-    return " · ".join(bits)
+    line = " · ".join(bits)
+    if len(line) <= TITLE_CHARS:
+        return line
+    return " · ".join(bits[:1] + bits[2:]) + "\n" + name
