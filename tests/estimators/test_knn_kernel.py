@@ -45,7 +45,7 @@ def test_nearest_equals_sorted_pairwise_distances(kind, d):
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["normal", "grid", "clusters"])
-@pytest.mark.parametrize("d", [1, 2, 4])
+@pytest.mark.parametrize("d", [1, 2, 4, 6])
 def test_counts_at_radii_equal_to_distances(kind, d):
     """Each radius is an exact distance to another row (strict and closed counts then differ); some are 0,
     some inf, some tiny. The row itself is counted (distance 0)."""
@@ -78,6 +78,47 @@ def test_leaves_larger_than_a_leaf_of_equal_rows():
     got = _knn_compiled.nearest(x, 3)[0]
     assert (got[:50] == 0).all()
     assert np.array_equal(got, np.sort(_pairwise(x) + np.diag(np.full(100, np.inf)), 1)[:, :3])
+
+
+@needs_kernel
+@pytest.mark.parametrize("strict", [True, False])
+def test_run_bounds_and_fenwick_counts_equal_the_predicate(strict):
+    """The galloping run ends (queries in any order) and the Fenwick sweep over rank runs, each against the
+    brute-force predicate, with ties, radii equal to distances, 0 and inf."""
+    rng = np.random.default_rng(5)
+    s = np.sort(np.round(rng.standard_normal(300) * 3) / 3)
+    v = rng.permutation(np.concatenate([s[:150], rng.standard_normal(150)]))
+    r = np.abs(v - s[rng.integers(0, 300, 300)])
+    r[::11], r[::13] = 0.0, np.inf
+    inside = (np.abs(v[:, None] - s[None, :]) < r[:, None]) if strict else \
+        (np.abs(v[:, None] - s[None, :]) <= r[:, None])
+    lo, hi = _knn_compiled.run_bounds(s, v, r, strict)
+    assert np.array_equal(hi - lo, inside.sum(1))
+    assert all(inside[i, lo[i]:hi[i]].all() for i in range(300))
+    p = rng.permutation(300)  # x-rank -> y-rank, and random runs of both
+    xlo, ylo = rng.integers(0, 300, 300), rng.integers(0, 300, 300)
+    xhi = np.minimum(xlo + rng.integers(0, 80, 300), 300)
+    yhi = np.minimum(ylo + rng.integers(0, 80, 300), 300)
+    a = np.arange(300)
+    ref = [((a >= xlo[i]) & (a < xhi[i]) & (p >= ylo[i]) & (p < yhi[i])).sum() for i in range(300)]
+    assert np.array_equal(_knn_compiled.rank_box_counts(p, xlo, xhi, ylo, yhi), ref)
+    with pytest.raises(ValueError, match="ranks and runs"):
+        _knn_compiled.rank_box_counts(p, xlo, xhi + 1000, ylo, yhi)
+
+
+@needs_kernel
+def test_class_kth_1d_merges_both_sides_within_a_label():
+    rng = np.random.default_rng(6)
+    x, lab = np.round(rng.standard_normal(400) * 4) / 4, rng.integers(0, 5, 400)
+    lab[:2], lab[2] = 9, 8  # a label of two rows and one of a single row
+    order = np.lexsort((x, lab))
+    s, ls = x[order], lab[order]
+    k_i = np.minimum(np.bincount(ls)[ls] - 1, 3)
+    dist = np.abs(s[:, None] - s[None, :])
+    dist[(ls[:, None] != ls[None, :]) | np.eye(400, dtype=bool)] = np.inf
+    ref = np.sort(dist, 1)[np.arange(400), np.maximum(k_i, 1) - 1]
+    ref[k_i < 1] = np.inf
+    assert np.array_equal(_knn_compiled.class_kth_1d(s, ls, k_i), ref)
 
 
 def test_kernel_is_built_where_a_compiler_and_headers_exist():
