@@ -14,9 +14,9 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   "$VPY" -m pip install -q "${IBHOOKS_TORCH:-torch==2.13.0}"
 fi
 stamp=.venv/.ibhooks-installed
-# setup.py and the C file build the optional compiled kNN kernel: a change to either reinstalls too
+# setup.py and the C files build the optional compiled kNN kernel: a change to any reinstalls too
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-   || [ ibhooks/estimators/_knn_kernel.c -nt "$stamp" ]; then
+   || [ -n "$(find ibhooks/estimators/knn_kernel -newer "$stamp" 2>/dev/null)" ]; then
   "$VPY" -m pip install -q -e ".[all,dev]"
   touch "$stamp"
 fi

@@ -1,7 +1,7 @@
-"""numpy face of the optional compiled k-d tree (:file:`_knn_kernel.c`) for the kNN estimators on CPU.
+"""numpy face of the optional compiled kNN kernel (``ibhooks/estimators/knn_kernel/``, C) on CPU.
 
 The kernel gives the same max-norm distances and counts as the blocked brute force (its pruning is
-exact; see the C file's header), 2-3x faster than scipy's cKDTree for k-NN queries and 2-3x faster
+exact; see the C files' headers), 2-3x faster than scipy's cKDTree for k-NN queries and 2-3x faster
 than the rank-space counts for 2-D radius counts (benchmarks/RESULTS.md). It is built by ``setup.py``
 when a C compiler is present at install time; :data:`AVAILABLE` says whether it was, and the callers
 in :mod:`._knn_tree` fall back to scipy otherwise.

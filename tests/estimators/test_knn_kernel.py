@@ -1,4 +1,4 @@
-"""The compiled k-d tree (ibhooks/estimators/_knn_kernel.c) against numpy's pairwise max-norm distances:
+"""The compiled kNN kernel (ibhooks/estimators/knn_kernel/) against numpy's pairwise max-norm distances:
 exact equality, with ties, duplicated rows, radii equal to distances, 0 and inf, and bad calls."""
 import os
 import shutil
