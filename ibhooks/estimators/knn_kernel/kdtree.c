@@ -199,8 +199,6 @@ int tree_build(Tree *t, const double *src, idx_t n, int d) {
     return 0;
 }
 
-
-
 /* The queries below take the dimension as a constant argument and are specialised for d = 1..4 (the
  * compiler unrolls the per-coordinate loops there: about 2x faster than a run-time d). */
 
