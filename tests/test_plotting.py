@@ -16,6 +16,7 @@ pytest.importorskip("matplotlib")
 
 from ibhooks import plotting  # noqa: E402
 from ibhooks.plotting.dpi import pick_steps  # noqa: E402
+from ibhooks.plotting.style import measured_caption, new_figure  # noqa: E402
 from ibhooks.schema import (  # noqa: E402
     DpiViolation,
     LayerResult,
@@ -247,6 +248,10 @@ def test_title_of_a_per_layer_choice_names_every_instrument():
     for name, fig in figs.items():  # the longer title still fits every figure
         assert not _outside(fig), name
         plotting.close_figure(fig)
+    fig = new_figure((6.0, 5.0))  # a quantity that names itself is not named twice
+    measured_caption(fig, [("I(T;Y)", "I(T;Y) >= H(Y) - CE[linear probe]"), ("I(X;T)", "H(bin30(T))")])
+    assert fig._supxlabel.get_text() == "measured: I(T;Y) >= H(Y) - CE[linear probe]; I(X;T) = H(bin30(T))"
+    plotting.close_figure(fig)
     for r in recs:  # one instrument everywhere: its own name, as before
         for per_est in r.layers.values():
             res = per_est["auto"]

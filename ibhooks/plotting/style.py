@@ -191,7 +191,8 @@ def cap_line(ax: Any, quantity: Quantity, cap: Optional[float], *, vertical: boo
 def measured_caption(fig: Any, labels: Sequence[Tuple[str, str]], *, fontsize: float = 7.5) -> None:
     """Say under the figure what each quantity actually is (``[("I(X;T)", "H(bin30[-1,1](T))"), ...]``),
     wrapped to the figure's width; axis labels stay short, so nothing is cut off."""
-    parts = [f"{short_name} = {text}" for short_name, text in labels if text]
+    parts = [text if text.startswith(short_name) else f"{short_name} = {text}"  # "I(T;Y) >= ..." says it
+             for short_name, text in labels if text]
     if not parts:
         return
     width = max(40, int(fig.get_figwidth() * 72 / (fontsize * 0.56)))
