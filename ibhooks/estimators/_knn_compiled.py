@@ -69,7 +69,6 @@ def run_bounds(s: np.ndarray, v: np.ndarray, r: np.ndarray, strict: bool) -> Tup
     return lo, hi
 
 
-
 def class_kth_1d(s: np.ndarray, labels: np.ndarray, k_i: np.ndarray) -> np.ndarray:
     """Rows sorted by (label, value): per row, the distance to its ``k_i``-th nearest other row of the same
     label (``inf`` where ``k_i < 1``); O(k) per row by merging the two sides."""

@@ -94,7 +94,6 @@ def box_counts(x: np.ndarray, y: np.ndarray, radius: np.ndarray, strict: bool,
     ``x``, ``y`` (n,) float64 (int64; the same floating-point tests as the brute force). ``compiled``
     (default: where built) counts the rank boxes with the compiled Fenwick sweep instead of the blocks."""
     n = x.shape[0]
-    b = int(block) if block else block_size(n)
     xr, xlo, xhi = _axis(x, radius, strict)
     yr, ylo, yhi = _axis(y, radius, strict)
     self_inside = (radius > 0) if strict else (radius >= 0)
@@ -102,6 +101,7 @@ def box_counts(x: np.ndarray, y: np.ndarray, radius: np.ndarray, strict: bool,
         p64 = np.empty(n, dtype=np.int64)
         p64[xr] = yr
         return _knn_compiled.rank_box_counts(p64, xlo, xhi, ylo, yhi) - self_inside
+    b = int(block) if block else block_size(n)
     p = np.empty(n, dtype=np.int32)  # x-rank -> y-rank
     p[xr] = yr
     q = np.empty(n, dtype=np.int32)  # y-rank -> x-rank

@@ -59,14 +59,14 @@ TREE_AVAILABLE = cKDTree is not None
 RANK2D_MIN_ROWS = 400
 
 
-def tree_available(k: int = 1) -> bool:
-    """Whether the tree path can search for ``k`` neighbours: scipy, or the kernel (up to its ``MAX_K``)."""
-    return TREE_AVAILABLE or (_compiled.AVAILABLE and k <= _compiled.MAX_K)
-
-
 def uses_kernel(k: int = 1) -> bool:
     """Whether searches for ``k`` neighbours run on the compiled kernel (else scipy)."""
     return _compiled.AVAILABLE and k <= _compiled.MAX_K
+
+
+def tree_available(k: int = 1) -> bool:
+    """Whether the tree path can search for ``k`` neighbours: the kernel, or scipy."""
+    return uses_kernel(k) or TREE_AVAILABLE
 
 
 def _kth(pts: np.ndarray, k: int) -> np.ndarray:

@@ -48,7 +48,7 @@ import torch
 from ..schema.estimate import Estimate, EstimatorTraits
 from ._common import (LN2, Provenance, check_labels, check_samples, discrete_entropy, generator, require_int,
                       require_number, require_seed)
-from . import _knn_tree
+from . import _knn_compiled, _knn_tree
 from ._pairwise import DEFAULT_MAX_BLOCK_BYTES, block_rows, blocks, max_dists
 from .base import Estimator, LayerInformation
 
@@ -75,7 +75,7 @@ def knn_params(k: int = 3, algorithm: int = 1, standardize: bool = True, jitter:
     k = require_int("k", k, 1)
     if neighbors == "kdtree" and not _knn_tree.tree_available(k):
         raise ValueError("neighbors='kdtree' needs scipy (pip install 'ibhooks[stats]') or the compiled "
-                         f"kernel (built at install with a C compiler; k <= {_knn_tree._compiled.MAX_K}); "
+                         f"kernel (built at install with a C compiler; k <= {_knn_compiled.MAX_K}); "
                          "or pass neighbors='auto' / 'brute'")
     block_rows(1, max_bytes=max_block_bytes, block_size=block_size)
     return {"k": k, "algorithm": int(algorithm), "standardize": bool(standardize),
